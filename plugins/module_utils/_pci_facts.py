@@ -1,0 +1,132 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Everything pci_facts reports, gathered from injectable roots and a command runner."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional, Tuple
+
+from ansible_collections.vfio.proxmox.plugins.module_utils import _host, _pci
+from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import (
+    NetTopology,
+    interface_holding,
+    parse_default_routes,
+    parse_ip_addr,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex, parse_pci_ids
+from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+
+# run(argv) -> (rc, stdout, stderr); which(name) -> path or None
+Runner = Callable[[list], Tuple[int, str, str]]
+Which = Callable[[str], Optional[str]]
+
+PCI_IDS_PATHS = ("usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids")
+
+
+def _command(run: Runner, reader: TreeReader, argv: list[str]) -> str | None:
+    try:
+        rc, out, err = run(argv)
+    except OSError as exc:
+        reader.warn("%s failed: %s" % (" ".join(argv), exc))
+        return None
+    if rc != 0:
+        reader.warn("%s exited %d: %s" % (" ".join(argv), rc, (err or out).strip()[:200]))
+        return None
+    return out
+
+
+def _json_command(run: Runner, reader: TreeReader, argv: list[str], parse):
+    out = _command(run, reader, argv)
+    if out is None:
+        return parse("[]")
+    try:
+        return parse(out)
+    except ValueError as exc:
+        reader.warn("cannot parse output of %s: %s" % (" ".join(argv), exc))
+        return parse("[]")
+
+
+def _first_readable(reader: TreeReader, root: str, relpaths) -> str | None:
+    for rel in relpaths:
+        path = os.path.join(root, rel)
+        if os.path.isfile(path):
+            return reader.text(path)
+    return None
+
+
+def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which: Which,
+           connection_address: str | None = None, classes: list[str] | None = None) -> dict:
+    """Return {"ansible_facts": {...}, "warnings": [...]}."""
+    reader = TreeReader()
+    kernel_release = reader.text(os.path.join(procfs_root, "sys", "kernel", "osrelease"))
+    groups = _pci.iommu_groups(reader, sysfs_root)
+
+    ip = which("ip")
+    if ip:
+        addresses = _json_command(run, reader, [ip, "-j", "addr", "show"], parse_ip_addr)
+        default_devs = {
+            "ipv4": _json_command(run, reader, [ip, "-j", "-4", "route", "show", "default"], parse_default_routes),
+            "ipv6": _json_command(run, reader, [ip, "-j", "-6", "route", "show", "default"], parse_default_routes),
+        }
+    else:
+        reader.warn("ip (iproute2) not found: addresses and default routes unknown")
+        addresses, default_devs = {}, {"ipv4": set(), "ipv6": set()}
+    connection_iface = interface_holding(addresses, connection_address)
+    if connection_address and not connection_iface:
+        reader.warn("connection address %s is not held by any interface" % connection_address)
+    reasons = _host.management_reasons(addresses, default_devs, connection_iface, connection_address)
+    net = NetTopology(reader, sysfs_root, addresses, default_devs, reasons)
+
+    addresses_all = _pci.pci_addresses(reader, sysfs_root)
+    vendors = set()
+    for address in addresses_all:
+        vid = reader.hex_id(os.path.join(sysfs_root, "bus", "pci", "devices", address, "vendor"), 4)
+        if vid:
+            vendors.add(vid)
+    pci_ids_text = _first_readable(reader, etc_root, PCI_IDS_PATHS)
+    names = parse_pci_ids(pci_ids_text, vendors) if pci_ids_text is not None else None
+    alias_text = None
+    if kernel_release:
+        alias_text = _first_readable(reader, etc_root, ["lib/modules/%s/modules.alias" % kernel_release,
+                                                        "usr/lib/modules/%s/modules.alias" % kernel_release])
+    aliases = ModaliasIndex(alias_text) if alias_text is not None else None
+
+    devices = []
+    for address in addresses_all:
+        entry = _pci.read_device(reader, sysfs_root, address, groups, names, aliases, net)
+        if _pci.class_matches(entry["class"], classes or []):
+            devices.append(entry)
+
+    pbt = which("proxmox-boot-tool")
+    pbt_status = _command(run, reader, [pbt, "status"]) if pbt else None
+    dmesg = which("dmesg")
+    kernel_log = None
+    if dmesg:
+        try:
+            rc, out, _err = run([dmesg])
+            kernel_log = out if rc == 0 else None
+        except OSError:
+            kernel_log = None
+
+    host = {
+        "iommu_active": bool(groups),
+        "interrupt_remapping": _host.interrupt_remapping(kernel_log),
+        "cpu_vendor": _host.cpu_vendor(reader, procfs_root),
+        "kernel_release": kernel_release,
+        "cmdline": (reader.text(os.path.join(procfs_root, "cmdline")) or "").split(),
+        "boot_loader": _host.boot_loader(reader, sysfs_root, etc_root, pbt_status),
+        "vfio_modules_loaded": _host.loaded_vfio_modules(reader, sysfs_root, procfs_root),
+        "management_interfaces": [{"interface": name, "reasons": why} for name, why in sorted(reasons.items())],
+        "connection_address": connection_address,
+        "pci_ids_found": names is not None,
+        "modules_alias_found": aliases is not None,
+    }
+    return {
+        "ansible_facts": {
+            "vfio_pci_devices": sorted(devices, key=lambda d: d["address"]),
+            "vfio_iommu_groups": groups,
+            "vfio_host": host,
+        },
+        "warnings": reader.warnings,
+    }

@@ -1,0 +1,86 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Names from pci.ids and candidate drivers from modules.alias."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+
+def parse_pci_ids(text: str, wanted_vendors: set[str]) -> dict:
+    """Parse the pci.ids database, keeping only the vendors asked for.
+
+    Returns {"vendors": {vid: name}, "devices": {(vid, did): name},
+    "classes": {cc: name}, "subclasses": {(cc, sc): name}}.
+    """
+    vendors: dict[str, str] = {}
+    devices: dict[tuple[str, str], str] = {}
+    classes: dict[str, str] = {}
+    subclasses: dict[tuple[str, str], str] = {}
+    vendor = None
+    klass = None
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("C "):
+            vendor = None
+            klass = line[2:4].lower()
+            classes[klass] = line[4:].strip()
+            continue
+        if not line.startswith("\t"):
+            klass = None
+            vid = line[:4].lower()
+            vendor = vid if vid in wanted_vendors else None
+            if vendor:
+                vendors[vid] = line[4:].strip()
+            continue
+        if line.startswith("\t\t"):
+            continue  # subsystems and programming interfaces: not reported
+        if vendor:
+            devices[(vendor, line[1:5].lower())] = line[5:].strip()
+        elif klass:
+            subclasses[(klass, line[1:3].lower())] = line[3:].strip()
+    return {"vendors": vendors, "devices": devices, "classes": classes, "subclasses": subclasses}
+
+
+def class_name(names: dict, pci_class: str | None) -> str | None:
+    if not pci_class:
+        return None
+    sub = names["subclasses"].get((pci_class[:2], pci_class[2:4]))
+    return sub or names["classes"].get(pci_class[:2])
+
+
+_VENDOR_IN_ALIAS = re.compile(r"^pci:v([0-9A-F]{8}|\*)", re.IGNORECASE)
+
+
+class ModaliasIndex:
+    """Matches a device's modalias against the pci lines of modules.alias.
+
+    Patterns are indexed by their vendor field, so each device is compared
+    only with patterns for its own vendor or a wildcard vendor.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._by_vendor: dict[str, list[tuple[re.Pattern, str]]] = {}
+        for line in text.splitlines():
+            if not line.startswith("alias pci:"):
+                continue
+            parts = line.split()
+            if len(parts) != 3:
+                continue
+            pattern, module = parts[1], parts[2]
+            match = _VENDOR_IN_ALIAS.match(pattern)
+            key = match.group(1).upper() if match else "*"
+            compiled = re.compile(fnmatch.translate(pattern))
+            self._by_vendor.setdefault(key, []).append((compiled, module))
+
+    def modules_for(self, modalias: str) -> list[str]:
+        match = _VENDOR_IN_ALIAS.match(modalias)
+        vendor = match.group(1).upper() if match else ""
+        found: list[str] = []
+        for key in (vendor, "*"):
+            for compiled, module in self._by_vendor.get(key, ()):
+                if module not in found and compiled.match(modalias):
+                    found.append(module)
+        return sorted(found)

@@ -1,0 +1,226 @@
+#!/usr/bin/python
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pci_facts
+short_description: Discover PCI devices, IOMMU groups and VFIO readiness of a Proxmox VE node
+version_added: "0.1.0"
+description:
+  - Reads sysfs and procfs to report every PCI function of the node, its IOMMU group, driver,
+    candidate kernel modules, reset methods, SR-IOV state and, for network functions, the
+    interfaces it carries with everything stacked on them (bridges, bonds, VLANs), their
+    addresses and whether they are management paths.
+  - Reports host facts needed to plan VFIO passthrough safely - IOMMU state, interrupt
+    remapping, CPU vendor, kernel release, kernel command line, boot loader (GRUB or
+    systemd-boot through C(proxmox-boot-tool)), loaded vfio modules and management interfaces.
+  - Read-only. It never changes the node; C(changed) is always false.
+  - A missing file, dangling link or unreadable attribute never fails the module, the affected
+    field is null and a warning names the file.
+author:
+  - vfio.proxmox contributors
+options:
+  sysfs_root:
+    description:
+      - Root of the sysfs tree to read. Tests point it at a fake tree.
+    type: path
+    default: /sys
+  procfs_root:
+    description:
+      - Root of the procfs tree to read (C(cmdline), C(cpuinfo), C(modules), C(sys/kernel/osrelease)).
+    type: path
+    default: /proc
+  etc_root:
+    description:
+      - Root of the file system holding C(/etc), C(/boot), C(/usr/share/misc/pci.ids) and
+        C(/lib/modules).
+    type: path
+    default: /
+  connection_address:
+    description:
+      - The node address Ansible connected to, as the node sees it (for example the server part
+        of C(SSH_CONNECTION)). The interface holding it is reported as a management interface.
+    type: str
+  classes:
+    description:
+      - Report only devices whose 6-digit PCI class starts with one of these hex prefixes,
+        for example V(02) for network controllers or V(0200) for Ethernet.
+      - IOMMU groups and host facts are always complete.
+    type: list
+    elements: str
+    default: []
+extends_documentation_fragment: []
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; it behaves the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to diff.
+  facts:
+    support: full
+    description: Results are returned under C(ansible_facts).
+notes:
+  - Addresses and default routes come from C(ip -j); the boot loader is read from
+    C(proxmox-boot-tool status) when the tool exists.
+  - The link speed of an interface that is down is reported as null without a warning,
+    because the kernel answers EINVAL for it.
+seealso:
+  - name: VFIO - Linux kernel documentation
+    description: How devices are bound to vfio-pci and what IOMMU groups mean.
+    link: https://docs.kernel.org/driver-api/vfio.html
+  - name: PCI(e) Passthrough - Proxmox VE documentation
+    description: The administrator guide this collection automates.
+    link: https://pve.proxmox.com/wiki/PCI(e)_Passthrough
+"""
+
+EXAMPLES = r"""
+- name: Gather PCI and IOMMU facts
+  vfio.proxmox.pci_facts:
+
+- name: Gather network controllers only, marking the interface Ansible came in through
+  vfio.proxmox.pci_facts:
+    classes: ["02"]
+    connection_address: "{{ ansible_facts.env.SSH_CONNECTION.split()[2] }}"
+
+- name: Show the NICs and their IOMMU groups
+  ansible.builtin.debug:
+    msg: "{{ item.address }} {{ item.vendor }}:{{ item.device }} group {{ item.iommu_group }}"
+  loop: "{{ ansible_facts.vfio_pci_devices | selectattr('is_network') }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts added to the host.
+  returned: always
+  type: complex
+  contains:
+    vfio_pci_devices:
+      description:
+        - One entry per PCI function, sorted by address.
+        - IDs are lowercase hex without C(0x) - 4 digits for vendor, device and subsystem IDs,
+          6 for the class, 2 for the revision.
+      returned: always
+      type: list
+      elements: dict
+      sample:
+        - address: "0000:02:00.0"
+          vendor: "8086"
+          device: "15f3"
+          subsystem_vendor: "8086"
+          subsystem_device: "0000"
+          class: "020000"
+          revision: "03"
+          vendor_name: Intel Corporation
+          device_name: Ethernet Controller I225-V
+          class_name: Ethernet controller
+          driver: igc
+          modalias: "pci:v00008086d000015F3sv00008086sd00000000bc02sc00i00"
+          modules: [igc]
+          iommu_group: "14"
+          iommu_group_peers: []
+          is_bridge: false
+          is_network: true
+          numa_node: null
+          reset_methods: [flr, bus]
+          sriov: null
+          netdevs:
+            - name: enp2s0
+              mac: "a8:a1:59:00:00:02"
+              operstate: up
+              speed: 2500
+              mtu: 1500
+              master: null
+              uppers: []
+              addresses: []
+              default_route: false
+              management: false
+              management_reasons: []
+    vfio_iommu_groups:
+      description: IOMMU group number to sorted member addresses. Empty when the IOMMU is off.
+      returned: always
+      type: dict
+      sample: {"1": ["0000:00:01.0"], "14": ["0000:02:00.0"]}
+    vfio_host:
+      description: Host readiness for VFIO.
+      returned: always
+      type: dict
+      contains:
+        iommu_active:
+          description: True when C(/sys/kernel/iommu_groups) has groups.
+          type: bool
+        interrupt_remapping:
+          description: From the kernel log; null when the log is not readable or says nothing.
+          type: bool
+        cpu_vendor:
+          description: V(intel), V(amd), V(hygon) or the raw C(vendor_id).
+          type: str
+        kernel_release:
+          description: Running kernel release.
+          type: str
+        cmdline:
+          description: Tokens of C(/proc/cmdline).
+          type: list
+          elements: str
+        boot_loader:
+          description:
+            - C(name) is V(grub), V(systemd-boot) or V(unknown); C(source) says how it was decided;
+              C(efi) whether the node booted through UEFI; C(esps) the ESPs reported by
+              C(proxmox-boot-tool status) with their mode.
+          type: dict
+        vfio_modules_loaded:
+          description: vfio modules loaded or built in.
+          type: list
+          elements: str
+        management_interfaces:
+          description: Interfaces that carry a default route or hold the connection address, with the reasons.
+          type: list
+          elements: dict
+          sample: [{"interface": "vmbr0", "reasons": ["default route (ipv4)"]}]
+        connection_address:
+          description: The O(connection_address) given, or null.
+          type: str
+        pci_ids_found:
+          description: Whether a C(pci.ids) database was found for names.
+          type: bool
+        modules_alias_found:
+          description: Whether C(modules.alias) of the running kernel was found.
+          type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "sysfs_root": {"type": "path", "default": "/sys"},
+            "procfs_root": {"type": "path", "default": "/proc"},
+            "etc_root": {"type": "path", "default": "/"},
+            "connection_address": {"type": "str"},
+            "classes": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    result = gather(
+        sysfs_root=params["sysfs_root"],
+        procfs_root=params["procfs_root"],
+        etc_root=params["etc_root"],
+        run=module.run_command,
+        which=module.get_bin_path,
+        connection_address=params["connection_address"],
+        classes=params["classes"],
+    )
+    for warning in result["warnings"]:
+        module.warn(warning)
+    module.exit_json(changed=False, ansible_facts=result["ansible_facts"])
+
+
+if __name__ == "__main__":
+    main()

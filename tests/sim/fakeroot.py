@@ -1,0 +1,251 @@
+"""Turns a hardware profile (YAML) into a fake sysfs/procfs tree.
+
+The tree mirrors the kernel's layout - device directories under
+sys/devices, relative symlinks from sys/bus/pci/devices, drivers, IOMMU
+groups and sys/class/net - so code that reads link basenames answers the same
+on it as on a real node. The same profiles feed unit tests and containers.
+
+Layout written below OUT:
+  sys/ proc/       the fake kernel trees (sysfs_root, procfs_root)
+  root/            files of the node's file system (etc_root in unit tests):
+                   /etc, /boot/grub, pci.ids and modules.alias for the profile
+  commands.json    what `ip -j ...`, `proxmox-boot-tool status` and `dmesg`
+                   print on such a node, for unit tests' command runner
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+PROFILES = Path(__file__).resolve().parent / "profiles"
+
+GRUB_DEFAULT = """\
+# If you change this file, run 'update-grub' afterwards to update
+# /boot/grub/grub.cfg.
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=5
+GRUB_DISTRIBUTOR="Proxmox VE"
+GRUB_CMDLINE_LINUX_DEFAULT="quiet"
+GRUB_CMDLINE_LINUX=""
+"""
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in PROFILES.glob("*.yml"))
+
+
+def load(name: str) -> dict:
+    data = yaml.safe_load((PROFILES / ("%s.yml" % name)).read_text())
+    data["name"] = name
+    for dev in data["devices"]:
+        vendor, device = dev["id"].split(":")
+        dev.setdefault("subsystem", "%s:0000" % vendor)
+        dev.setdefault("revision", "00")
+        dev.setdefault("driver", None)
+        dev.setdefault("netdevs", [])
+        for net in dev["netdevs"]:
+            net.setdefault("state", "up")
+            net.setdefault("addresses", [])
+    data.setdefault("interfaces", [])
+    data.setdefault("files", {})
+    return data
+
+
+def masters(profile: dict) -> dict[str, tuple[str, str]]:
+    """lower interface -> (upper name, kind)."""
+    return {low: (i["name"], i["kind"]) for i in profile["interfaces"] for low in i["lowers"]}
+
+
+def node_files(profile: dict) -> dict[str, str]:
+    """Files the node's own file system holds (paths absolute)."""
+    files = dict(profile["files"])
+    if profile["boot_loader"] == "grub":
+        files.setdefault("/etc/default/grub", GRUB_DEFAULT)
+    return files
+
+
+def modalias(dev: dict) -> str:
+    vendor, device = (int(x, 16) for x in dev["id"].split(":"))
+    sv, sd = (int(x, 16) for x in dev["subsystem"].split(":"))
+    cls = dev["class"]
+    return "pci:v%08Xd%08Xsv%08Xsd%08Xbc%ssc%si%s" % (vendor, device, sv, sd, cls[0:2].upper(),
+                                                    cls[2:4].upper(), cls[4:6].upper())
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _link(path: Path, target: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(os.path.relpath(target, path.parent))
+
+
+def _device_dirs(profile: dict, sys: Path) -> dict[str, Path]:
+    by_addr = {d["address"]: d for d in profile["devices"]}
+    dirs: dict[str, Path] = {}
+
+    def resolve(address: str) -> Path:
+        if address not in dirs:
+            dev = by_addr[address]
+            parent = dev.get("parent") or dev.get("physfn")
+            base = resolve(parent).parent if dev.get("physfn") else (
+                resolve(parent) if parent else sys / "devices" / ("pci%s:00" % address[:4]))
+            dirs[address] = base / address
+        return dirs[address]
+
+    for address in by_addr:
+        resolve(address)
+    return dirs
+
+
+def _write_netdev(sys: Path, directory: Path, name: str, mac: str | None, state: str, speed,
+                  ups: dict, profile: dict) -> None:
+    _write(directory / "address", "%s\n" % (mac or "00:00:00:00:00:00"))
+    _write(directory / "operstate", "%s\n" % state)
+    _write(directory / "mtu", "1500\n")
+    if speed is not None and state == "up":
+        _write(directory / "speed", "%d\n" % speed)
+    _link(sys / "class" / "net" / name, directory)
+    if name in ups:
+        upper, kind = ups[name]
+        upper_dir = sys / "devices" / "virtual" / "net" / upper
+        _link(directory / ("upper_%s" % upper), upper_dir)
+        if kind in ("bridge", "bond"):
+            _link(directory / "master", upper_dir)
+
+
+def build(profile: dict, out: Path) -> Path:
+    """Write the fake tree for `profile` below `out` and return `out`."""
+    sys, proc, root = out / "sys", out / "proc", out / "root"
+    ups = masters(profile)
+    dirs = _device_dirs(profile, sys)
+    for dev in profile["devices"]:
+        d = dirs[dev["address"]]
+        vendor, device = dev["id"].split(":")
+        sv, sd = dev["subsystem"].split(":")
+        for attr, value in (("vendor", "0x" + vendor), ("device", "0x" + device),
+                            ("subsystem_vendor", "0x" + sv), ("subsystem_device", "0x" + sd),
+                            ("class", "0x" + dev["class"]), ("revision", "0x" + dev["revision"]),
+                            ("numa_node", str(dev.get("numa", -1))), ("modalias", modalias(dev))):
+            _write(d / attr, value + "\n")
+        if dev.get("reset"):
+            _write(d / "reset_method", " ".join(dev["reset"]) + "\n")
+        _link(sys / "bus" / "pci" / "devices" / dev["address"], d)
+        if dev["driver"]:
+            drv = sys / "bus" / "pci" / "drivers" / dev["driver"]
+            drv.mkdir(parents=True, exist_ok=True)
+            _link(d / "driver", drv)
+            _link(drv / dev["address"], d)
+        if profile["iommu"] and dev.get("group") is not None:
+            group = sys / "kernel" / "iommu_groups" / str(dev["group"])
+            _link(group / "devices" / dev["address"], d)
+            _link(d / "iommu_group", group)
+        if dev.get("sriov"):
+            _write(d / "sriov_totalvfs", "%d\n" % dev["sriov"]["total"])
+            _write(d / "sriov_numvfs", "%d\n" % dev["sriov"]["num"])
+        if dev.get("physfn"):
+            pf = dirs[dev["physfn"]]
+            _link(d / "physfn", pf)
+            index = len([p for p in pf.iterdir() if p.name.startswith("virtfn")])
+            _link(pf / ("virtfn%d" % index), d)
+        for net in dev["netdevs"]:
+            _write_netdev(sys, d / "net" / net["name"], net["name"], net.get("mac"), net["state"],
+                          net.get("speed"), ups, profile)
+    for iface in profile["interfaces"]:
+        d = sys / "devices" / "virtual" / "net" / iface["name"]
+        _write_netdev(sys, d, iface["name"], None, "up", None, ups, profile)
+        if iface["kind"] == "bridge":
+            (d / "bridge").mkdir(exist_ok=True)
+        if iface["kind"] == "bond":
+            (d / "bonding").mkdir(exist_ok=True)
+        for low in iface["lowers"]:
+            _link(d / ("lower_%s" % low), sys / "class" / "net" / low)
+    for module in profile.get("modules_loaded", []):
+        (sys / "module" / module).mkdir(parents=True, exist_ok=True)
+    if profile["efi"]:
+        (sys / "firmware" / "efi").mkdir(parents=True, exist_ok=True)
+    (sys / "kernel" / "iommu_groups").mkdir(parents=True, exist_ok=True)
+
+    cpu = {"intel": "GenuineIntel", "amd": "AuthenticAMD"}[profile["cpu"]]
+    _write(proc / "cpuinfo", "processor\t: 0\nvendor_id\t: %s\nmodel name\t: simulated\n" % cpu)
+    _write(proc / "cmdline", profile["cmdline"] + "\n")
+    _write(proc / "sys" / "kernel" / "osrelease", profile["kernel"] + "\n")
+    _write(proc / "modules", "".join("%s 16384 0 - Live 0x0\n" % m for m in profile.get("modules_loaded", [])))
+
+    for path, text in node_files(profile).items():
+        _write(root / path.lstrip("/"), text)
+    if profile["boot_loader"] == "grub":
+        _write(root / "boot" / "grub" / "grub.cfg", "# generated by the fake tree builder\n")
+    _write(root / "usr" / "share" / "misc" / "pci.ids", pci_ids(profile))
+    _write(root / "lib" / "modules" / profile["kernel"] / "modules.alias", modules_alias(profile))
+    _write(out / "commands.json", json.dumps(commands(profile), indent=1))
+    return out
+
+
+def pci_ids(profile: dict) -> str:
+    lines = ["# pci.ids written for profile %s" % profile["name"]]
+    for vendor, vname in sorted(profile["vendors"].items()):
+        lines.append("%s  %s" % (vendor, vname))
+        seen = set()
+        for dev in profile["devices"]:
+            v, d = dev["id"].split(":")
+            if v == vendor and d not in seen and dev.get("name"):
+                seen.add(d)
+                lines.append("\t%s  %s" % (d, dev["name"]))
+    lines += ["C 02  Network controller", "\t00  Ethernet controller", "C 06  Bridge",
+              "\t00  Host bridge", "\t04  PCI bridge"]
+    return "\n".join(lines) + "\n"
+
+
+def modules_alias(profile: dict) -> str:
+    lines = ["# Aliases extracted from modules themselves."]
+    for dev in profile["devices"]:
+        if dev["driver"] and dev["driver"] != "pcieport":
+            v, d = dev["id"].upper().split(":")
+            lines.append("alias pci:v0000%sd0000%ssv*sd*bc*sc*i* %s" % (v, d, dev["driver"]))
+    return "\n".join(lines) + "\n"
+
+
+def l3_interfaces(profile: dict) -> list[dict]:
+    """Every interface with its addresses, MAC and state, in profile order."""
+    found = []
+    for dev in profile["devices"]:
+        for net in dev["netdevs"]:
+            found.append({"name": net["name"], "mac": net.get("mac"), "state": net["state"],
+                          "addresses": net["addresses"]})
+    for iface in profile["interfaces"]:
+        found.append({"name": iface["name"], "mac": None, "state": "up",
+                      "addresses": iface.get("addresses", []), "kind": iface["kind"],
+                      "default_via": iface.get("default_via"), "default_via6": iface.get("default_via6")})
+    return found
+
+
+def commands(profile: dict) -> dict[str, str]:
+    """What the node's commands print, in their real formats."""
+    links, v4, v6 = [], [], []
+    for index, iface in enumerate(l3_interfaces(profile), start=2):
+        infos = []
+        for cidr in iface["addresses"]:
+            net = ipaddress.ip_interface(cidr)
+            infos.append({"family": "inet6" if net.version == 6 else "inet", "local": str(net.ip),
+                          "prefixlen": net.network.prefixlen, "scope": "global"})
+        links.append({"ifindex": index, "ifname": iface["name"], "operstate": iface["state"].upper(),
+                      "address": iface["mac"] or "02:00:00:00:00:%02x" % index, "addr_info": infos})
+        if iface.get("default_via"):
+            v4.append({"dst": "default", "gateway": iface["default_via"], "dev": iface["name"], "flags": []})
+        if iface.get("default_via6"):
+            v6.append({"dst": "default", "gateway": iface["default_via6"], "dev": iface["name"], "flags": []})
+    return {
+        "ip -j addr show": json.dumps(links),
+        "ip -j -4 route show default": json.dumps(v4),
+        "ip -j -6 route show default": json.dumps(v6),
+        "proxmox-boot-tool status": profile.get("proxmox_boot_tool_status"),
+        "dmesg": profile.get("dmesg"),
+    }

@@ -1,0 +1,56 @@
+"""The pci_facts module entry point, in normal and check mode."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.vfio.proxmox.plugins.modules import pci_facts
+
+
+def run_main(monkeypatch, capsys, node, **extra):
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, argv, check_rc=False: node.run(argv))
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: node.which(name))
+    with patch_module_args(dict(node.roots, **extra)), pytest.raises(SystemExit) as exited:
+        pci_facts.main()
+    return exited.value.code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_main_reports_facts_and_never_changes(monkeypatch, capsys, fake_node, check_mode):
+    node = fake_node("bridge-trap")
+    extra = {"connection_address": "192.0.2.70", "classes": ["02"]}
+    if check_mode:
+        extra["_ansible_check_mode"] = True
+    code, out = run_main(monkeypatch, capsys, node, **extra)
+    assert code == 0
+    assert out["changed"] is False
+    assert "failed" not in out
+    facts = out["ansible_facts"]
+    assert [d["address"] for d in facts["vfio_pci_devices"]] == ["0000:00:1f.6", "0000:02:00.0"]
+    assert facts["vfio_host"]["management_interfaces"] == [
+        {"interface": "vmbr0", "reasons": ["default route (ipv4)", "holds connection address 192.0.2.70"]}]
+    assert facts["vfio_iommu_groups"] == {"0": ["0000:00:00.0"], "9": ["0000:00:1f.6"], "12": ["0000:02:00.0"]}
+    assert [c[1:] for c in node.calls] == [
+        ["-j", "addr", "show"], ["-j", "-4", "route", "show", "default"],
+        ["-j", "-6", "route", "show", "default"]]  # no dmesg, no proxmox-boot-tool on this node
+
+
+def test_main_turns_tree_problems_into_warnings(monkeypatch, capsys, fake_node):
+    node = fake_node("guide-intel")
+    node.commands["ip -j addr show"] = "garbage"
+    code, out = run_main(monkeypatch, capsys, node)
+    assert code == 0
+    # ansible-core 2.19+ serialises warnings as WarningSummary events.
+    messages = [w["event"]["msg"] if isinstance(w, dict) else w for w in out["warnings"]]
+    assert any(m.startswith("cannot parse output of /usr/sbin/ip -j addr show") for m in messages)
+
+
+def test_main_rejects_unknown_options(monkeypatch, capsys, fake_node):
+    code, out = run_main(monkeypatch, capsys, fake_node("guide-intel"), bogus=1)
+    assert code == 1
+    assert out["failed"] is True
+    assert "bogus" in out["msg"]
