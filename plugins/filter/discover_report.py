@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Readable reports of pci_facts results: a per-host text table and a fleet report."""
+
+from __future__ import annotations
+
+import json
+
+
+def _ip_list(netdev: dict) -> str:
+    addrs = ["%s/%s" % (a["address"], a["prefixlen"]) + ("" if a["interface"] == netdev["name"] else "@" + a["interface"])
+             for a in netdev["addresses"] if a.get("scope") != "link"]
+    return ", ".join(addrs)
+
+
+def _interfaces(dev: dict) -> str:
+    parts = []
+    for net in dev["netdevs"]:
+        text = net["name"]
+        if net["uppers"]:
+            text += " > " + " > ".join(net["uppers"])
+        state = net["operstate"] or "?"
+        if net["speed"]:
+            state += " %d Mb/s" % net["speed"]
+        text += " (%s)" % state
+        ips = _ip_list(net)
+        if ips:
+            text += " " + ips
+        parts.append(text)
+    return "; ".join(parts) or "-"
+
+
+def _management(dev: dict) -> str:
+    reasons = [r for net in dev["netdevs"] for r in net["management_reasons"]]
+    return "MGMT (%s)" % "; ".join(reasons) if reasons else ""
+
+
+def nic_rows(facts: dict) -> list[dict]:
+    """One row per network function, with what an operator needs to choose."""
+    rows = []
+    for dev in facts.get("vfio_pci_devices", []):
+        if not dev.get("is_network"):
+            continue
+        name = " ".join(x for x in (dev.get("vendor_name"), dev.get("device_name")) if x)
+        rows.append({
+            "address": dev["address"],
+            "id": "%s:%s" % (dev["vendor"], dev["device"]),
+            "driver": dev["driver"] or "-",
+            "group": dev["iommu_group"] if dev["iommu_group"] is not None else "-",
+            "peers": ", ".join(dev["iommu_group_peers"]) or "-",
+            "interfaces": _interfaces(dev),
+            "management": _management(dev),
+            "name": name or "-",
+        })
+    return rows
+
+
+def readiness(facts: dict) -> dict:
+    host = facts.get("vfio_host", {})
+    boot = host.get("boot_loader", {})
+    remap = host.get("interrupt_remapping")
+    return {
+        "iommu": "active (%d groups)" % len(facts.get("vfio_iommu_groups", {})) if host.get("iommu_active")
+        else "NOT active (no IOMMU groups)",
+        "interrupt_remapping": {True: "enabled", False: "disabled", None: "unknown"}[remap],
+        "cpu": host.get("cpu_vendor") or "unknown",
+        "kernel": host.get("kernel_release") or "unknown",
+        "boot_loader": "%s (%s)" % (boot.get("name", "unknown"), boot.get("source", "")),
+        "vfio_modules": ", ".join(host.get("vfio_modules_loaded", [])) or "none loaded",
+        "management": ", ".join(m["interface"] for m in host.get("management_interfaces", [])) or "none found",
+    }
+
+
+COLUMNS = [("address", "ADDRESS"), ("id", "ID"), ("driver", "DRIVER"), ("group", "GROUP"),
+           ("peers", "GROUP PEERS"), ("interfaces", "INTERFACES"), ("management", "MANAGEMENT"), ("name", "NAME")]
+
+
+def nic_table(facts: dict) -> str:
+    """Plain-text table of the host's NICs followed by its readiness."""
+    rows = nic_rows(facts)
+    widths = {key: max([len(title)] + [len(str(r[key])) for r in rows]) for key, title in COLUMNS}
+    lines = ["  ".join(title.ljust(widths[key]) for key, title in COLUMNS).rstrip()]
+    for row in rows:
+        lines.append("  ".join(str(row[key]).ljust(widths[key]) for key, _ in COLUMNS).rstrip())
+    if not rows:
+        lines.append("(no network functions found)")
+    lines.append("")
+    for key, value in readiness(facts).items():
+        lines.append("%-20s %s" % (key.replace("_", " ") + ":", value))
+    return "\n".join(lines)
+
+
+def fleet_report(hostvars: dict, hosts: list) -> dict:
+    """{"markdown": ..., "json": ...} for every host that has pci_facts results."""
+    data = {}
+    md = ["# VFIO discovery report", ""]
+    for host in sorted(hosts):
+        facts = hostvars.get(host, {}).get("ansible_facts", {})
+        if "vfio_pci_devices" not in facts:
+            continue
+        data[host] = {"readiness": readiness(facts), "nics": nic_rows(facts),
+                      "iommu_groups": facts.get("vfio_iommu_groups", {})}
+        md += ["## %s" % host, ""]
+        md += ["- **%s**: %s" % (k.replace("_", " "), v) for k, v in data[host]["readiness"].items()]
+        md += ["", "| " + " | ".join(t for _, t in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        for row in data[host]["nics"]:
+            md.append("| " + " | ".join(str(row[k]).replace("|", "\\|") for k, _ in COLUMNS) + " |")
+        md.append("")
+    return {"markdown": "\n".join(md), "json": json.dumps(data, indent=2, sort_keys=True) + "\n"}
+
+
+class FilterModule:
+    """vfio.proxmox report filters."""
+
+    def filters(self):
+        return {"nic_table": nic_table, "fleet_report": fleet_report}

@@ -1,0 +1,195 @@
+"""Simulated Proxmox VE nodes: one container per node, reached over real SSH.
+
+Each node runs a Debian image (images.py) with sshd published on a loopback
+port. Its hardware profile becomes a fake sysfs/procfs tree mounted read-only
+at /fake (modules read it through sysfs_root=/fake/sys, procfs_root=/fake/proc),
+while the node's own file system holds the profile's /etc files and real
+network interfaces - veth ports named like the profile's NICs, bridges and
+addresses - so `ip -j` inside the node tells the same story as the tree.
+
+  nodes.py up --name demo --profile guide-intel --count 3   # prints the inventory path
+  nodes.py down --name demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.sim import fakeroot, images  # noqa: E402
+from tests.sim.podman import CACHE, podman  # noqa: E402
+
+LABEL = "io.vfio-proxmox.sim"
+FAKE = "/fake"
+
+# Stands in for Proxmox's proxmox-boot-tool, which is not packaged in Debian.
+PBT_DOUBLE = """#!/bin/sh
+# TEST DOUBLE for proxmox-boot-tool (not in Debian). It logs every call and
+# answers `status` with the simulated node's ESPs; `refresh` only logs.
+echo "$*" >> /var/log/proxmox-boot-tool-double.log
+case "$1" in
+  status) cat /etc/vfio-sim/proxmox-boot-tool.status ;;
+  refresh) echo "Running hook script 'proxmox-auto-removal'.. (test double)" ;;
+  *) echo "proxmox-boot-tool test double: unsupported: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+def ssh_key() -> Path:
+    key = CACHE / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vfio-sim", "-f", str(key)], check=True)
+    return key
+
+
+def network_script(profile: dict) -> str:
+    """Shell run inside the node to build the profile's interfaces for real."""
+    lines = ["set -e"]
+    for index, iface in enumerate(fakeroot.l3_interfaces(profile)):
+        name = iface["name"]
+        if "kind" not in iface:
+            lines.append("ip link add %s type veth peer name vsim%d" % (name, index))
+            lines.append("ip link set vsim%d up" % index)
+            if iface["mac"]:
+                lines.append("ip link set %s address %s" % (name, iface["mac"]))
+        elif iface["kind"] == "bridge":
+            lines.append("ip link add %s type bridge" % name)
+        else:
+            raise SystemExit("profile %s: %s interfaces cannot be built in a container" % (profile["name"], iface["kind"]))
+    for lower, (upper, _kind) in fakeroot.masters(profile).items():
+        lines.append("ip link set %s master %s" % (lower, upper))
+    for iface in fakeroot.l3_interfaces(profile):
+        if iface["state"] == "up":
+            lines.append("ip link set %s up" % iface["name"])
+        for cidr in iface["addresses"]:
+            family = "-6" if ipaddress.ip_interface(cidr).version == 6 else "-4"
+            lines.append("ip %s addr add %s dev %s%s" % (family, cidr, iface["name"], " nodad" if family == "-6" else ""))
+        # A second default route with a higher metric: the node's own (podman) route stays in use.
+        if iface.get("default_via"):
+            lines.append("ip -4 route add default via %s dev %s metric 100 onlink" % (iface["default_via"], iface["name"]))
+        if iface.get("default_via6"):
+            lines.append("ip -6 route add default via %s dev %s metric 100 onlink" % (iface["default_via6"], iface["name"]))
+    return "\n".join(lines) + "\n"
+
+
+def setup_script(profile: dict) -> str:
+    """Shell run inside the node once: files, test doubles, module tree, network."""
+    lines = ["set -e"]
+    files = dict(fakeroot.node_files(profile))
+    if profile.get("proxmox_boot_tool_status"):
+        files["/etc/vfio-sim/proxmox-boot-tool.status"] = profile["proxmox_boot_tool_status"]
+        files["/usr/sbin/proxmox-boot-tool"] = PBT_DOUBLE
+    for path, text in files.items():
+        lines.append("mkdir -p %s" % shlex.quote(str(Path(path).parent)))
+        lines.append("printf '%%s' %s > %s" % (shlex.quote(text), shlex.quote(path)))
+    if profile.get("proxmox_boot_tool_status"):
+        lines.append("chmod 0755 /usr/sbin/proxmox-boot-tool")
+    # The simulated running kernel is the profile's; its modules are the image's kernel's.
+    lines.append("real=$(ls /lib/modules | head -n1)")
+    lines.append("[ -e /lib/modules/%s ] || ln -s \"$real\" /lib/modules/%s" % (profile["kernel"], profile["kernel"]))
+    return "\n".join(lines) + "\n" + network_script(profile)
+
+
+def _port(name: str) -> int:
+    out = podman("port", name, "22/tcp").stdout.strip().splitlines()[0]
+    return int(out.rsplit(":", 1)[1])
+
+
+def _wait_ssh(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("sshd on 127.0.0.1:%d did not answer within %.0f s" % (port, timeout))
+
+
+def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path) -> dict:
+    image = images.build(profile["suite"])
+    tree = fakeroot.build(profile, state / name / "tree")
+    podman("rm", "-f", "-t", "0", name, check=False)
+    podman("run", "-d", "--name", name, "--hostname", name, "--label", "%s=%s" % (LABEL, cluster),
+           "--cap-add", "NET_ADMIN", "-p", "127.0.0.1::22",
+           "-v", "%s:%s/sys:ro" % (tree / "sys", FAKE), "-v", "%s:%s/proc:ro" % (tree / "proc", FAKE),
+           "-v", "%s:/root/.ssh/authorized_keys:ro" % key.with_suffix(".pub"),
+           image, "/bin/sh", "-c", "ssh-keygen -A && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e")
+    done = podman("exec", name, "/bin/sh", "-c", setup_script(profile), check=False)
+    if done.returncode != 0:
+        raise SystemExit("setting up %s (%s) failed:\n%s" % (name, profile["name"], done.stderr))
+    port = _port(name)
+    _wait_ssh(port)
+    return {"ansible_host": "127.0.0.1", "ansible_port": port, "vfio_sim_profile": profile["name"]}
+
+
+def up(cluster: str, profiles: list[str], count: int) -> Path:
+    state = CACHE / "nodes" / cluster
+    state.mkdir(parents=True, exist_ok=True)
+    key = ssh_key()
+    hosts = {}
+    for index in range(count):
+        name = profiles[index % len(profiles)]
+        profile = fakeroot.load(name)
+        if not profile.get("suite"):
+            raise SystemExit("profile %s is for unit tests only (suite: null)" % name)
+        host = "%s-%02d-%s" % (cluster, index + 1, name)
+        hosts[host] = start_node(host, cluster, profile, state, key)
+    inventory = {"all": {
+        "hosts": hosts,
+        "vars": {
+            "ansible_user": "root",
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "ansible_ssh_private_key_file": str(key),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            # The simulated hardware: modules read these fake trees instead of /sys and /proc.
+            "vfio_sysfs_root": "%s/sys" % FAKE,
+            "vfio_procfs_root": "%s/proc" % FAKE,
+        },
+    }}
+    path = state / "inventory.yml"
+    path.write_text("# Generated by tests/sim/nodes.py - simulated Proxmox VE nodes\n" +
+                    yaml.safe_dump(inventory, sort_keys=False))
+    return path
+
+
+def down(cluster: str) -> list[str]:
+    """Remove this cluster's containers (found by label, so only ours)."""
+    names = podman("ps", "-a", "--filter", "label=%s=%s" % (LABEL, cluster), "--format", "{{.Names}}").stdout.split()
+    if names:
+        podman("rm", "-f", "-t", "0", *names)
+    return names
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("up", help="start nodes and print the inventory path")
+    start.add_argument("--name", default="vfio-sim", help="cluster name (container name prefix, label)")
+    start.add_argument("--profile", action="append", choices=fakeroot.profile_names(),
+                       help="hardware profile; repeat to mix, nodes cycle through them")
+    start.add_argument("--count", type=int, default=1)
+    stop = sub.add_parser("down", help="remove the cluster's containers")
+    stop.add_argument("--name", default="vfio-sim")
+    args = parser.parse_args()
+    if args.command == "up":
+        print(up(args.name, args.profile or ["guide-intel"], args.count))
+    else:
+        print("removed: %s" % " ".join(down(args.name)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
