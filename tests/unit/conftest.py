@@ -19,7 +19,7 @@ def _expose_collection() -> None:
     if REPO.parent.name == "vfio" and REPO.parent.parent.name == "ansible_collections":
         sys.path.insert(0, str(REPO.parents[2]))  # already inside a collection tree (ansible-test)
         return
-    base = REPO / ".cache" / "collections"
+    base = REPO / ".ansible" / "collections"
     link = base / "ansible_collections" / "vfio" / "proxmox"
     if not link.is_symlink():
         link.parent.mkdir(parents=True, exist_ok=True)
