@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Readable reports of pci_facts results: a per-host text table and a fleet report."""
@@ -9,8 +8,12 @@ import json
 
 
 def _ip_list(netdev: dict) -> str:
-    addrs = ["%s/%s" % (a["address"], a["prefixlen"]) + ("" if a["interface"] == netdev["name"] else "@" + a["interface"])
-             for a in netdev["addresses"] if a.get("scope") != "link"]
+    addrs = []
+    for addr in netdev["addresses"]:
+        if addr.get("scope") == "link":
+            continue
+        where = "" if addr["interface"] == netdev["name"] else "@" + addr["interface"]
+        addrs.append("%s/%s%s" % (addr["address"], addr["prefixlen"], where))
     return ", ".join(addrs)
 
 
@@ -82,7 +85,7 @@ def nic_table(facts: dict) -> str:
     widths = {key: max([len(title)] + [len(str(r[key])) for r in rows]) for key, title in COLUMNS}
     lines = ["  ".join(title.ljust(widths[key]) for key, title in COLUMNS).rstrip()]
     for row in rows:
-        lines.append("  ".join(str(row[key]).ljust(widths[key]) for key, _ in COLUMNS).rstrip())
+        lines.append("  ".join(str(row[key]).ljust(widths[key]) for key, dummy in COLUMNS).rstrip())
     if not rows:
         lines.append("(no network functions found)")
     lines.append("")
@@ -103,9 +106,9 @@ def fleet_report(hostvars: dict, hosts: list) -> dict:
                       "iommu_groups": facts.get("vfio_iommu_groups", {})}
         md += ["## %s" % host, ""]
         md += ["- **%s**: %s" % (k.replace("_", " "), v) for k, v in data[host]["readiness"].items()]
-        md += ["", "| " + " | ".join(t for _, t in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        md += ["", "| " + " | ".join(t for dummy, t in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         for row in data[host]["nics"]:
-            md.append("| " + " | ".join(str(row[k]).replace("|", "\\|") for k, _ in COLUMNS) + " |")
+            md.append("| " + " | ".join(str(row[k]).replace("|", "\\|") for k, dummy in COLUMNS) + " |")
         md.append("")
     return {"markdown": "\n".join(md), "json": json.dumps(data, indent=2, sort_keys=True) + "\n"}
 

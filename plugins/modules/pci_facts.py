@@ -21,7 +21,7 @@ description:
   - A missing file, dangling link or unreadable attribute never fails the module, the affected
     field is null and a warning names the file.
 author:
-  - vfio.proxmox contributors
+  - vfio.proxmox contributors (@vfio-proxmox)
 options:
   sysfs_root:
     description:

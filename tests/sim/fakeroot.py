@@ -73,8 +73,8 @@ def modalias(dev: dict) -> str:
     vendor, device = (int(x, 16) for x in dev["id"].split(":"))
     sv, sd = (int(x, 16) for x in dev["subsystem"].split(":"))
     cls = dev["class"]
-    return "pci:v%08Xd%08Xsv%08Xsd%08Xbc%ssc%si%s" % (vendor, device, sv, sd, cls[0:2].upper(),
-                                                    cls[2:4].upper(), cls[4:6].upper())
+    return "pci:v%08Xd%08Xsv%08Xsd%08Xbc%ssc%si%s" % (
+        vendor, device, sv, sd, cls[0:2].upper(), cls[2:4].upper(), cls[4:6].upper())
 
 
 def _write(path: Path, text: str) -> None:

@@ -65,20 +65,23 @@ def network_script(profile: dict) -> str:
         elif iface["kind"] == "bridge":
             lines.append("ip link add %s type bridge" % name)
         else:
-            raise SystemExit("profile %s: %s interfaces cannot be built in a container" % (profile["name"], iface["kind"]))
+            raise SystemExit("profile %s: %s interfaces cannot be built in a container"
+                             % (profile["name"], iface["kind"]))
     for lower, (upper, _kind) in fakeroot.masters(profile).items():
         lines.append("ip link set %s master %s" % (lower, upper))
     for iface in fakeroot.l3_interfaces(profile):
         if iface["state"] == "up":
             lines.append("ip link set %s up" % iface["name"])
         for cidr in iface["addresses"]:
-            family = "-6" if ipaddress.ip_interface(cidr).version == 6 else "-4"
-            lines.append("ip %s addr add %s dev %s%s" % (family, cidr, iface["name"], " nodad" if family == "-6" else ""))
+            if ipaddress.ip_interface(cidr).version == 6:
+                lines.append("ip -6 addr add %s dev %s nodad" % (cidr, iface["name"]))
+            else:
+                lines.append("ip -4 addr add %s dev %s" % (cidr, iface["name"]))
         # A second default route with a higher metric: the node's own (podman) route stays in use.
-        if iface.get("default_via"):
-            lines.append("ip -4 route add default via %s dev %s metric 100 onlink" % (iface["default_via"], iface["name"]))
-        if iface.get("default_via6"):
-            lines.append("ip -6 route add default via %s dev %s metric 100 onlink" % (iface["default_via6"], iface["name"]))
+        for family, key in (("-4", "default_via"), ("-6", "default_via6")):
+            if iface.get(key):
+                lines.append("ip %s route add default via %s dev %s metric 100 onlink"
+                             % (family, iface[key], iface["name"]))
     return "\n".join(lines) + "\n"
 
 

@@ -8,9 +8,12 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gat
 from tests.sim import fakeroot
 
 
+def gathered(node, **kwargs):
+    return gather(run=node.run, which=node.which, **node.roots, **kwargs)
+
+
 def facts_of(node, **kwargs):
-    result = gather(run=node.run, which=node.which, **node.roots, **kwargs)
-    return result["ansible_facts"], result["warnings"]
+    return gathered(node, **kwargs)["ansible_facts"]
 
 
 def by_address(facts):
@@ -28,8 +31,9 @@ def netdev(facts, name):
 @pytest.mark.parametrize("name", fakeroot.profile_names())
 def test_every_profile_device_is_reported_as_declared(fake_node, name):
     node = fake_node(name)
-    facts, warnings = facts_of(node)
-    assert warnings == []
+    result = gathered(node)
+    facts = result["ansible_facts"]
+    assert result["warnings"] == []
     devices = by_address(facts)
     assert sorted(devices) == sorted(d["address"] for d in node.profile["devices"])
     assert [d["address"] for d in facts["vfio_pci_devices"]] == sorted(devices)
@@ -58,7 +62,7 @@ def test_every_profile_device_is_reported_as_declared(fake_node, name):
 
 
 def test_guide_host_marks_the_bridged_onboard_nic_as_management(fake_node):
-    facts, _ = facts_of(fake_node("guide-intel"))
+    facts = facts_of(fake_node("guide-intel"))
     eno1 = netdev(facts, "eno1")
     assert eno1["master"] == "vmbr0"
     assert eno1["uppers"] == ["vmbr0"]
@@ -81,8 +85,9 @@ def test_guide_host_marks_the_bridged_onboard_nic_as_management(fake_node):
 
 
 def test_connection_address_marks_its_interface(fake_node):
-    facts, warnings = facts_of(fake_node("bridge-trap"), connection_address="192.0.2.70")
-    assert warnings == []
+    result = gathered(fake_node("bridge-trap"), connection_address="192.0.2.70")
+    facts = result["ansible_facts"]
+    assert result["warnings"] == []
     enp2s0 = netdev(facts, "enp2s0")
     assert enp2s0["management_reasons"] == [
         "vmbr0: default route (ipv4)", "vmbr0: holds connection address 192.0.2.70"]
@@ -90,13 +95,13 @@ def test_connection_address_marks_its_interface(fake_node):
 
 
 def test_unknown_connection_address_is_a_warning(fake_node):
-    _, warnings = facts_of(fake_node("bridge-trap"), connection_address="198.51.100.9")
+    warnings = gathered(fake_node("bridge-trap"), connection_address="198.51.100.9")["warnings"]
     assert warnings == ["connection address 198.51.100.9 is not held by any interface"]
 
 
 def test_systemd_boot_is_read_from_proxmox_boot_tool(fake_node):
     node = fake_node("amd-zfs-uefi")
-    facts, _ = facts_of(node)
+    facts = facts_of(node)
     boot = facts["vfio_host"]["boot_loader"]
     assert boot == {"name": "systemd-boot", "source": "proxmox-boot-tool status: ESP in uefi mode",
                     "efi": True, "esps": [{"uuid": "9C3D-1A2B", "mode": "uefi"}]}
@@ -109,7 +114,7 @@ def test_systemd_boot_is_read_from_proxmox_boot_tool(fake_node):
 
 def test_systemd_boot_without_the_tool_falls_back_to_files(fake_node):
     node = fake_node("amd-zfs-uefi", mutate=lambda p: p.pop("proxmox_boot_tool_status"))
-    facts, _ = facts_of(node)
+    facts = facts_of(node)
     boot = facts["vfio_host"]["boot_loader"]
     assert boot["name"] == "systemd-boot"
     assert "proxmox-boot-uuids" in boot["source"]
@@ -118,13 +123,13 @@ def test_systemd_boot_without_the_tool_falls_back_to_files(fake_node):
 def test_grub_mode_esps_under_proxmox_boot_tool_mean_grub(fake_node):
     status = "System currently booted with legacy bios\n1234-ABCD is configured with: grub (versions: 6.8.12-4-pve)\n"
     node = fake_node("guide-intel", mutate=lambda p: p.update(proxmox_boot_tool_status=status))
-    facts, _ = facts_of(node)
+    facts = facts_of(node)
     assert facts["vfio_host"]["boot_loader"]["name"] == "grub"
     assert facts["vfio_host"]["boot_loader"]["source"] == "proxmox-boot-tool status: every ESP in grub mode"
 
 
 def test_identical_dual_port_functions_and_sriov_capability(fake_node):
-    facts, _ = facts_of(fake_node("dual-port-igb"))
+    facts = facts_of(fake_node("dual-port-igb"))
     devices = by_address(facts)
     port0, port1 = devices["0000:01:00.0"], devices["0000:01:00.1"]
     assert (port0["vendor"], port0["device"]) == (port1["vendor"], port1["device"]) == ("8086", "1521")
@@ -136,7 +141,7 @@ def test_identical_dual_port_functions_and_sriov_capability(fake_node):
 
 
 def test_iommu_off_has_no_groups(fake_node):
-    facts, _ = facts_of(fake_node("iommu-off"))
+    facts = facts_of(fake_node("iommu-off"))
     assert facts["vfio_iommu_groups"] == {}
     assert facts["vfio_host"]["iommu_active"] is False
     assert all(d["iommu_group"] is None and d["iommu_group_peers"] == [] for d in facts["vfio_pci_devices"])
@@ -144,7 +149,7 @@ def test_iommu_off_has_no_groups(fake_node):
 
 
 def test_chipset_group_lists_every_peer(fake_node):
-    facts, _ = facts_of(fake_node("chipset-group"))
+    facts = facts_of(fake_node("chipset-group"))
     members = ["0000:00:14.0", "0000:00:17.0", "0000:00:1c.0", "0000:02:00.0", "0000:03:00.0"]
     assert facts["vfio_iommu_groups"]["5"] == members
     igc = by_address(facts)["0000:03:00.0"]
@@ -153,7 +158,7 @@ def test_chipset_group_lists_every_peer(fake_node):
 
 
 def test_sriov_physical_and_virtual_functions(fake_node):
-    facts, _ = facts_of(fake_node("sriov-x710"))
+    facts = facts_of(fake_node("sriov-x710"))
     devices = by_address(facts)
     assert devices["0000:04:00.0"]["sriov"] == {
         "total_vfs": 32, "num_vfs": 2, "physfn": None, "vfs": ["0000:04:02.0", "0000:04:02.1"]}
@@ -164,7 +169,7 @@ def test_sriov_physical_and_virtual_functions(fake_node):
 
 
 def test_bond_bridge_vlan_stack_is_followed_to_the_address(fake_node):
-    facts, _ = facts_of(fake_node("bond-vlan"))
+    facts = facts_of(fake_node("bond-vlan"))
     enp1s0 = netdev(facts, "enp1s0")
     assert enp1s0["master"] == "bond0"
     assert enp1s0["uppers"] == ["bond0", "vmbr0", "vmbr0.10"]
@@ -176,8 +181,8 @@ def test_bond_bridge_vlan_stack_is_followed_to_the_address(fake_node):
 
 
 def test_class_filter_limits_devices_but_not_groups(fake_node):
-    facts, _ = facts_of(fake_node("chipset-group"), classes=["02"])
+    facts = facts_of(fake_node("chipset-group"), classes=["02"])
     assert [d["address"] for d in facts["vfio_pci_devices"]] == ["0000:02:00.0", "0000:03:00.0"]
     assert len(facts["vfio_iommu_groups"]["5"]) == 5
-    facts, _ = facts_of(fake_node("chipset-group"), classes=["0x0604"])
+    facts = facts_of(fake_node("chipset-group"), classes=["0x0604"])
     assert [d["address"] for d in facts["vfio_pci_devices"]] == ["0000:00:1c.0"]
