@@ -1,0 +1,70 @@
+"""The kernel_cmdline module on a real file: writes, check mode, diff, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.vfio.proxmox.plugins.modules import kernel_cmdline
+
+LINE = "root=ZFS=rpool/ROOT/pve-1 boot=zfs\n"
+
+
+def run(capsys, **args):
+    with patch_module_args(args), pytest.raises(SystemExit) as exited:
+        kernel_cmdline.main()
+    return exited.value.code, json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def cmdline(tmp_path):
+    path = tmp_path / "cmdline"
+    path.write_text(LINE)
+    os.chmod(path, 0o640)
+    return path
+
+
+def test_adds_tokens_then_reports_no_change(capsys, cmdline):
+    code, out = run(capsys, path=str(cmdline), present=["iommu=pt"], _ansible_diff=True)
+    assert code == 0
+    assert out["changed"] is True
+    assert out["added"] == ["iommu=pt"]
+    assert cmdline.read_text() == "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n"
+    assert oct(cmdline.stat().st_mode & 0o777) == "0o640"
+    assert out["diff"]["before"] == LINE
+    assert out["diff"]["after"] == "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n"
+    assert not list(cmdline.parent.glob(".*.tmp"))
+    code, out = run(capsys, path=str(cmdline), present=["iommu=pt"])
+    assert (code, out["changed"], out["added"]) == (0, False, [])
+
+
+def test_check_mode_reports_without_writing(capsys, cmdline):
+    code, out = run(capsys, path=str(cmdline), present=["iommu=pt"], _ansible_check_mode=True)
+    assert (code, out["changed"], out["after"]) == (0, True, "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt")
+    assert cmdline.read_text() == LINE
+
+
+def test_removes_only_named_tokens(capsys, cmdline):
+    cmdline.write_text("root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt quiet\n")
+    code, out = run(capsys, path=str(cmdline), absent=["iommu=pt"])
+    assert (code, out["changed"], out["removed"]) == (0, True, ["iommu=pt"])
+    assert cmdline.read_text() == "root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet\n"
+
+
+def test_bad_token_fails_before_writing(capsys, cmdline):
+    code, out = run(capsys, path=str(cmdline), present=["root=/dev/sdb1"])
+    assert code == 1
+    assert out["msg"] == ("kernel_cmdline: present: 'root=/dev/sdb1' would change the root file system "
+                          "token, which is never edited")
+    assert cmdline.read_text() == LINE
+
+
+def test_missing_file_fails_and_creates_nothing(capsys, tmp_path):
+    path = tmp_path / "absent" / "cmdline"
+    code, out = run(capsys, path=str(path), present=["iommu=pt"])
+    assert code == 1
+    assert out["msg"] == "kernel_cmdline: path %s cannot be read: No such file or directory" % path
+    assert not path.parent.exists()
