@@ -1,0 +1,317 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The passthrough role's decisions, from pci_facts results and the role's inputs.
+
+Pure functions: selection, every preflight refusal and every configuration
+decision (command line tokens, modules, bind method, softdeps) live here so
+the role's YAML only moves data and Jinja holds no logic.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
+MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+PCI_ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
+CLASS = re.compile(r"^(?:0x)?([0-9a-f]{2,6})$")
+SELECTOR_KEYS = ("address", "interface", "mac", "id")
+OPTION_KEYS = ("class", "force", "allow_group")
+BASE_MODULES = ["vfio", "vfio_iommu_type1", "vfio_pci"]
+
+
+def kernel_version(release: str | None) -> tuple[int, int]:
+    match = re.match(r"^(\d+)\.(\d+)", release or "")
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def corosync_addresses(text: str | None) -> set[str]:
+    """Addresses named by ringX_addr / linkX_addr in corosync.conf."""
+    found = set()
+    for match in re.finditer(r"^\s*(?:ring|link)\d+_addr\s*:\s*(\S+)", text or "", re.MULTILINE):
+        found.add(match.group(1))
+    return found
+
+
+def _stack_reasons(netdev: dict, corosync: set[str]) -> list[str]:
+    """Why an interface (with everything stacked on it) is a management path."""
+    reasons = list(netdev.get("management_reasons", []))
+    for addr in netdev.get("addresses", []):
+        if addr.get("scope", "global") in ("link", "host"):
+            continue
+        where = addr["interface"]
+        reasons.append("%s holds %s/%s" % (where, addr["address"], addr["prefixlen"]))
+        try:
+            if any(ipaddress.ip_address(addr["address"]) == ipaddress.ip_address(c) for c in corosync
+                   if _is_ip(c)):
+                reasons.append("%s carries corosync link %s" % (where, addr["address"]))
+        except ValueError:
+            continue
+    return sorted(set(reasons))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def management_reasons(device: dict, corosync: set[str]) -> list[str]:
+    return sorted({"%s: %s" % (n["name"], r) for n in device.get("netdevs", []) for r in _stack_reasons(n, corosync)})
+
+
+class Planner:
+    """Builds the plan; collects every problem instead of stopping at the first."""
+
+    def __init__(self, facts: dict, inputs: dict, corosync_conf: str | None = None) -> None:
+        self.devices = {d["address"]: d for d in facts.get("vfio_pci_devices", [])}
+        self.groups = facts.get("vfio_iommu_groups", {})
+        self.host = facts.get("vfio_host", {})
+        self.inputs = inputs
+        self.corosync = corosync_addresses(corosync_conf)
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.reasons: list[str] = []
+
+    # --- selection -------------------------------------------------------
+    def _resolve(self, index: int, entry) -> list[str]:
+        where = "passthrough_devices[%d]" % index
+        if not isinstance(entry, dict):
+            self.errors.append("%s: %r is not a mapping with one of %s" % (where, entry, ", ".join(SELECTOR_KEYS)))
+            return []
+        unknown = sorted(set(entry) - set(SELECTOR_KEYS) - set(OPTION_KEYS))
+        given = [k for k in SELECTOR_KEYS if entry.get(k) not in (None, "")]
+        if unknown:
+            self.errors.append("%s: unknown key(s) %s (allowed: %s)" % (
+                where, ", ".join(unknown), ", ".join(SELECTOR_KEYS + OPTION_KEYS)))
+        elif len(given) != 1:
+            self.errors.append("%s: needs exactly one of %s, got %s" % (
+                where, ", ".join(SELECTOR_KEYS), ", ".join(given) or "none"))
+        elif "class" in entry and given[0] != "id":
+            self.errors.append("%s.class: only allowed with id, not with %s" % (where, given[0]))
+        else:
+            key = given[0]
+            label = "%s.%s: %r" % (where, key, entry[key])
+            finder = {"address": self._by_address, "mac": self._by_mac,
+                      "interface": self._by_interface, "id": self._by_id}[key]
+            return finder(label, str(entry[key]).strip(), entry, where)
+        return []
+
+    def _by_address(self, label: str, value: str, entry: dict, where: str) -> list[str]:
+        match = ADDRESS.match(value.lower())
+        if not match:
+            self.errors.append("%s is not a PCI address (expected 0000:02:00.0)" % label)
+            return []
+        address = "%s:%s:%s.%s" % (match.group(1) or "0000", match.group(2), match.group(3), match.group(4))
+        if address not in self.devices:
+            self.errors.append("%s - no such PCI device on this node" % label)
+            return []
+        return [address]
+
+    def _by_mac(self, label: str, value: str, entry: dict, where: str) -> list[str]:
+        if not MAC.match(value.lower()):
+            self.errors.append("%s is not a MAC address (expected aa:bb:cc:dd:ee:ff)" % label)
+            return []
+        found = [a for a, d in self.devices.items() for n in d["netdevs"]
+                 if (n.get("mac") or "").lower() == value.lower()]
+        if not found:
+            self.errors.append("%s - no PCI network function has this MAC" % label)
+        return found[:1]
+
+    def _by_interface(self, label: str, value: str, entry: dict, where: str) -> list[str]:
+        found = [a for a, d in self.devices.items() for n in d["netdevs"] if n["name"] == value]
+        if not found:
+            known = sorted(n["name"] for d in self.devices.values() for n in d["netdevs"])
+            self.errors.append("%s - no PCI network function has this interface (known: %s)" % (
+                label, ", ".join(known) or "none"))
+        return found[:1]
+
+    def _by_id(self, label: str, value: str, entry: dict, where: str) -> list[str]:
+        if not PCI_ID.match(value.lower()):
+            self.errors.append("%s is not a vendor:device ID (expected 8086:15f3)" % label)
+            return []
+        prefix = ""
+        if entry.get("class") not in (None, ""):
+            match = CLASS.match(str(entry["class"]).strip().lower())
+            if not match:
+                self.errors.append("%s.class: %r is not a hex class prefix (expected 02 or 0200)" % (
+                    where, entry["class"]))
+                return []
+            prefix = match.group(1)
+        found = sorted(a for a, d in self.devices.items()
+                       if "%s:%s" % (d["vendor"], d["device"]) == value.lower()
+                       and (d["class"] or "").startswith(prefix))
+        if not found:
+            self.errors.append("%s%s - no PCI device with this ID on this node" % (
+                label, " and class %s" % prefix if prefix else ""))
+        return found
+
+    def select(self) -> list[dict]:
+        chosen: dict[str, dict] = {}
+        for index, entry in enumerate(self.inputs.get("devices") or []):
+            for address in self._resolve(index, entry):
+                if address in chosen:
+                    self.errors.append("passthrough_devices[%d] selects %s, already selected by %s" % (
+                        index, address, chosen[address]["selected_by"]))
+                    continue
+                device = self.devices[address]
+                if device["is_bridge"]:
+                    self.errors.append("passthrough_devices[%d] selects %s, a PCI bridge (class %s): bridges are "
+                                       "not passed through" % (index, address, device["class"]))
+                    continue
+                if device.get("sriov") and device["sriov"].get("num_vfs"):
+                    self.errors.append("passthrough_devices[%d] selects %s, an SR-IOV physical function with %d "
+                                       "VFs enabled: pass the VFs instead"
+                                       % (index, address, device["sriov"]["num_vfs"]))
+                    continue
+                chosen[address] = {
+                    "address": address,
+                    "id": "%s:%s" % (device["vendor"], device["device"]),
+                    "driver": device["driver"],
+                    "native_driver": device["driver"] if device["driver"] not in (None, "vfio-pci")
+                    else (device["modules"][0] if device["modules"] else None),
+                    "iommu_group": device["iommu_group"],
+                    "interfaces": [n["name"] for n in device["netdevs"]],
+                    "selected_by": "passthrough_devices[%d]" % index,
+                    "force": bool(entry.get("force")),
+                    "allow_group": bool(entry.get("allow_group")),
+                }
+        return sorted(chosen.values(), key=lambda d: d["address"])
+
+    # --- preflight -------------------------------------------------------
+    def check_iommu(self, tokens: list[str]) -> None:
+        if self.host.get("iommu_active"):
+            return
+        will_enable = "intel_iommu=on" in tokens and "intel_iommu=on" not in self.host.get("cmdline", [])
+        if will_enable:
+            self.warnings.append("IOMMU not active yet: the role adds intel_iommu=on; IOMMU groups are checked "
+                                 "by verify after the reboot")
+            return
+        self.errors.append("IOMMU unavailable: /sys/kernel/iommu_groups is empty on a %s CPU with kernel %s and "
+                           "command line %r - enable VT-d/AMD-Vi (IOMMU) in the firmware setup" % (
+                               self.host.get("cpu_vendor"), self.host.get("kernel_release"),
+                               " ".join(self.host.get("cmdline", []))))
+
+    def check_groups(self, selected: list[dict]) -> None:
+        picked = {d["address"] for d in selected}
+        for dev in selected:
+            if dev["iommu_group"] is None:
+                continue
+            others = [a for a in self.groups.get(dev["iommu_group"], [])
+                      if a not in picked and a in self.devices and not self.devices[a]["is_bridge"]]
+            if others and not dev["allow_group"]:
+                self.errors.append("%s (%s): IOMMU group %s is not isolated - it also holds %s; select them too "
+                                   "or set allow_group: true on this entry" % (
+                                       dev["selected_by"], dev["address"], dev["iommu_group"], ", ".join(others)))
+            elif others:
+                self.warnings.append("%s (%s): allow_group set - %s in IOMMU group %s go with it" % (
+                    dev["selected_by"], dev["address"], ", ".join(others), dev["iommu_group"]))
+
+    def check_lockout(self, selected: list[dict]) -> None:
+        for dev in selected:
+            reasons = management_reasons(self.devices[dev["address"]], self.corosync)
+            group = self.groups.get(dev["iommu_group"], []) if dev["iommu_group"] is not None else []
+            for peer in group:
+                if peer != dev["address"] and peer in self.devices:
+                    reasons += ["IOMMU group sibling %s %s" % (peer, r)
+                                for r in management_reasons(self.devices[peer], self.corosync)]
+            if not reasons:
+                continue
+            message = "%s (%s): refusing - it carries a management path: %s" % (
+                dev["selected_by"], dev["address"], "; ".join(reasons))
+            if dev["force"]:
+                self.warnings.append(message.replace("refusing", "FORCED although") + " - force: true was set")
+            else:
+                self.errors.append(message + " - set force: true on this entry to override")
+
+    def check_blacklist(self, selected: list[dict]) -> list[str]:
+        picked = {d["address"] for d in selected}
+        drivers = [str(d) for d in (self.inputs.get("blacklist_drivers") or [])]
+        for driver in drivers:
+            users = sorted(a for a, d in self.devices.items() if a not in picked
+                           and (d["driver"] == driver or driver in d.get("modules", [])))
+            if users:
+                self.errors.append("passthrough_blacklist_drivers: %r would also take %s, which is not selected" % (
+                    driver, ", ".join(users)))
+        return sorted(set(drivers))
+
+    # --- decisions -------------------------------------------------------
+    def cmdline_tokens(self) -> list[str]:
+        tokens = []
+        release = self.host.get("kernel_release")
+        if self.host.get("cpu_vendor") == "intel" and kernel_version(release) < (6, 8):
+            tokens.append("intel_iommu=on")
+            self.reasons.append("intel_iommu=on: Intel CPU with kernel %s (before 6.8 the Intel IOMMU is off "
+                                "by default)" % release)
+        if self.inputs.get("iommu_pt", True):
+            tokens.append("iommu=pt")
+        tokens += [str(t) for t in (self.inputs.get("extra_cmdline") or []) if str(t) not in tokens]
+        return tokens
+
+    def modules(self) -> list[str]:
+        release = self.host.get("kernel_release")
+        if kernel_version(release) < (6, 2):
+            self.reasons.append("vfio_virqfd: kernel %s is before 6.2, where it is still a module" % release)
+            return BASE_MODULES + ["vfio_virqfd"]
+        return list(BASE_MODULES)
+
+    def bind_split(self, selected: list[dict]) -> tuple[list[str], list[dict]]:
+        """IDs for `options vfio-pci ids=` and devices for the address script."""
+        method = self.inputs.get("bind_method", "auto")
+        picked = {d["address"] for d in selected}
+        ids, by_address = [], []
+        for pci_id in sorted({d["id"] for d in selected}):
+            same = sorted(a for a, d in self.devices.items() if "%s:%s" % (d["vendor"], d["device"]) == pci_id)
+            unselected = [a for a in same if a not in picked]
+            if method == "ids" and unselected:
+                self.errors.append("passthrough_bind_method: 'ids' would also bind %s (%s, not selected); use "
+                                   "'address' or 'auto'" % (", ".join(unselected), pci_id))
+            if method == "ids" or (method == "auto" and not unselected):
+                ids.append(pci_id)
+                self.reasons.append("%s bound by ID: every device with this ID is selected" % pci_id
+                                    if method == "auto" else "%s bound by ID: passthrough_bind_method is ids" % pci_id)
+            else:
+                by_address += [{"address": d["address"], "id": d["id"]} for d in selected if d["id"] == pci_id]
+                self.reasons.append("%s bound by address: %s" % (
+                    pci_id, "passthrough_bind_method is address" if method == "address"
+                    else "%s has the same ID and is not selected" % ", ".join(unselected)))
+        return ids, by_address
+
+    def boot_loader(self) -> str | None:
+        wanted = self.inputs.get("boot_loader", "auto")
+        if wanted != "auto":
+            return wanted
+        found = self.host.get("boot_loader", {})
+        if found.get("name") in ("grub", "systemd-boot"):
+            self.reasons.append("boot loader %s: %s" % (found["name"], found.get("source", "")))
+            return found["name"]
+        self.errors.append("passthrough_boot_loader: 'auto' could not tell the boot loader (%s); set grub or "
+                           "systemd-boot" % (found.get("source") or "nothing recognised"))
+        return None
+
+    def plan(self) -> dict:
+        selected = self.select()
+        tokens = self.cmdline_tokens()
+        plan = {"devices": selected, "cmdline_tokens": tokens, "modules": self.modules(), "ids": [],
+                "address_binds": [], "softdeps": [], "blacklist": [], "boot_loader": None}
+        if not selected:
+            plan.update(errors=self.errors, warnings=self.warnings, reasons=self.reasons, reboot_for_cmdline=False)
+            return plan
+        self.check_iommu(tokens)
+        self.check_groups(selected)
+        self.check_lockout(selected)
+        plan["blacklist"] = self.check_blacklist(selected)
+        plan["ids"], plan["address_binds"] = self.bind_split(selected)
+        plan["softdeps"] = sorted({d["native_driver"] for d in selected if d["native_driver"]})
+        plan["boot_loader"] = self.boot_loader()
+        running = set(self.host.get("cmdline", []))
+        plan["reboot_for_cmdline"] = not set(tokens) <= running
+        plan.update(errors=self.errors, warnings=self.warnings, reasons=self.reasons)
+        return plan
+
+
+def make_plan(facts: dict, inputs: dict, corosync_conf: str | None = None) -> dict:
+    return Planner(facts, inputs, corosync_conf).plan()
