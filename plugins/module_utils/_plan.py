@@ -295,20 +295,23 @@ class Planner:
     def plan(self) -> dict:
         selected = self.select()
         tokens = self.cmdline_tokens()
-        plan = {"devices": selected, "cmdline_tokens": tokens, "modules": self.modules(), "ids": [],
-                "address_binds": [], "softdeps": [], "blacklist": [], "boot_loader": None}
-        if not selected:
-            plan.update(errors=self.errors, warnings=self.warnings, reasons=self.reasons, reboot_for_cmdline=False)
-            return plan
-        self.check_iommu(tokens)
-        self.check_groups(selected)
-        self.check_lockout(selected)
-        plan["blacklist"] = self.check_blacklist(selected)
-        plan["ids"], plan["address_binds"] = self.bind_split(selected)
-        plan["softdeps"] = sorted({d["native_driver"] for d in selected if d["native_driver"]})
-        plan["boot_loader"] = self.boot_loader()
-        running = set(self.host.get("cmdline", []))
-        plan["reboot_for_cmdline"] = not set(tokens) <= running
+        plan = {"state": self.inputs.get("state", "present"), "devices": selected,
+                "targets": [{"address": d["address"], "id": d["id"]} for d in selected],
+                "cmdline_tokens": tokens, "modules": self.modules(), "ids": [], "address_binds": [],
+                "softdeps": [], "blacklist": [], "boot_loader": None, "reboot_for_cmdline": False}
+        if selected and plan["state"] == "absent":
+            # Giving devices back is always safe: only the selection and the boot loader matter.
+            plan["boot_loader"] = self.boot_loader()
+        elif selected:
+            self.check_iommu(tokens)
+            self.check_groups(selected)
+            self.check_lockout(selected)
+            plan["blacklist"] = self.check_blacklist(selected)
+            plan["ids"], plan["address_binds"] = self.bind_split(selected)
+            plan["softdeps"] = sorted({d["native_driver"] for d in selected
+                                       if d["native_driver"] and d["id"] in plan["ids"]})
+            plan["boot_loader"] = self.boot_loader()
+            plan["reboot_for_cmdline"] = not set(tokens) <= set(self.host.get("cmdline", []))
         plan.update(errors=self.errors, warnings=self.warnings, reasons=self.reasons)
         return plan
 

@@ -34,6 +34,15 @@ options:
     type: list
     elements: str
     default: []
+  record:
+    description:
+      - A file that remembers the tokens this module added (tokens already on the line are not recorded),
+        so that O(remove_recorded) later takes out exactly those and no token the node had before.
+    type: path
+  remove_recorded:
+    description: Remove the tokens listed in O(record) from the command line, then delete O(record).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -55,9 +64,15 @@ EXAMPLES = r"""
     present: [iommu=pt]
   register: cmdline
 
-- name: Remove the tokens added earlier
+- name: Add tokens and remember which ones were not there before
   vfio.proxmox.kernel_cmdline:
-    absent: "{{ cmdline.added }}"
+    present: [iommu=pt]
+    record: /etc/vfio-proxmox/cmdline-added
+
+- name: Later, take out exactly the tokens that were added
+  vfio.proxmox.kernel_cmdline:
+    record: /etc/vfio-proxmox/cmdline-added
+    remove_recorded: true
 """
 
 RETURN = r"""
@@ -91,6 +106,31 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit, validate
 
+RECORD_HEADER = "# vfio.proxmox: kernel command line tokens added by the role (removed again on state=absent)\n"
+
+
+def read_text(module: AnsibleModule, path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        module.fail_json(msg="kernel_cmdline: %s %s cannot be read: %s" % (what, path, exc.strerror or exc))
+    return ""  # not reached: fail_json exits
+
+
+def write_atomic(module: AnsibleModule, path: str, text: str) -> None:
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    tmp = os.path.join(directory, ".%s.vfio-proxmox.tmp" % os.path.basename(path))
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    module.atomic_move(tmp, path)
+
+
+def recorded_tokens(text: str) -> list[str]:
+    return [t for line in text.splitlines() if not line.startswith("#") for t in line.split()]
+
 
 def main() -> None:
     module = AnsibleModule(
@@ -98,28 +138,44 @@ def main() -> None:
             "path": {"type": "path", "default": "/etc/kernel/cmdline"},
             "present": {"type": "list", "elements": "str", "default": []},
             "absent": {"type": "list", "elements": "str", "default": []},
+            "record": {"type": "path"},
+            "remove_recorded": {"type": "bool", "default": False},
         },
+        required_if=[("remove_recorded", True, ("record",))],
         supports_check_mode=True,
     )
-    path, present, absent = module.params["path"], module.params["present"], module.params["absent"]
+    path, present, record = module.params["path"], module.params["present"], module.params["record"]
+    absent = list(module.params["absent"])
+    old_record = None
+    if record and os.path.exists(record):
+        old_record = read_text(module, record, "record")
+    if module.params["remove_recorded"]:
+        absent += [t for t in recorded_tokens(old_record or "") if t not in absent]
     problems = validate(present, absent)
     if problems:
         module.fail_json(msg="kernel_cmdline: " + "; ".join(problems))
-    try:
-        with open(path, encoding="utf-8") as handle:
-            content = handle.read()
-    except OSError as exc:
-        module.fail_json(msg="kernel_cmdline: path %s cannot be read: %s" % (path, exc.strerror or exc))
+    content = read_text(module, path, "path")
     result = edit(content, present, absent)
     changed = result["content"] != content
-    if changed and not module.check_mode:
-        directory = os.path.dirname(path) or "."
-        tmp = os.path.join(directory, ".%s.vfio-proxmox.tmp" % os.path.basename(path))
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(result["content"])
-        module.atomic_move(tmp, path)
+
+    new_record = old_record
+    if record and module.params["remove_recorded"]:
+        new_record = None
+    elif record:
+        kept = recorded_tokens(old_record or "")
+        tokens = kept + [t for t in result["added"] if t not in kept]
+        new_record = RECORD_HEADER + " ".join(tokens) + "\n" if tokens else old_record
+    record_changed = new_record != old_record
+
+    if not module.check_mode:
+        if changed:
+            write_atomic(module, path, result["content"])
+        if record_changed and new_record is None:
+            os.unlink(record)
+        elif record_changed:
+            write_atomic(module, record, new_record)
     module.exit_json(
-        changed=changed,
+        changed=changed or record_changed,
         before=result["before"],
         after=result["after"],
         added=result["added"],

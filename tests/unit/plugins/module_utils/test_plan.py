@@ -182,3 +182,16 @@ def test_helpers():
     assert kernel_version("garbage") == (0, 0)
     assert corosync_addresses("ring0_addr: 10.0.0.1\n  link1_addr : fd00::1\nname: ring0_addr\n") == {
         "10.0.0.1", "fd00::1"}
+
+
+def test_absent_skips_the_safety_checks_but_still_resolves(fake_node):
+    plan = plan_for(fake_node, "guide-intel", [{"interface": "eno1"}], state="absent")
+    assert plan["errors"] == []
+    assert plan["targets"] == [{"address": "0000:00:1f.6", "id": "8086:1a1c"}]
+    assert (plan["boot_loader"], plan["ids"], plan["reboot_for_cmdline"]) == ("grub", [], False)
+    assert plan_for(fake_node, "guide-intel", [{"interface": "nope"}], state="absent")["errors"]
+
+
+def test_softdeps_only_for_drivers_of_id_bound_devices(fake_node):
+    plan = plan_for(fake_node, "dual-port-igb", [{"interface": "enp1s0f1"}])
+    assert plan["softdeps"] == []

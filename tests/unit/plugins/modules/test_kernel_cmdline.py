@@ -68,3 +68,26 @@ def test_missing_file_fails_and_creates_nothing(capsys, tmp_path):
     assert code == 1
     assert out["msg"] == "kernel_cmdline: path %s cannot be read: No such file or directory" % path
     assert not path.parent.exists()
+
+
+def test_record_remembers_only_added_tokens_and_remove_recorded_restores(capsys, cmdline, tmp_path):
+    cmdline.write_text("root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n")
+    record = tmp_path / "state" / "cmdline-added"
+    code, out = run(capsys, path=str(cmdline), present=["iommu=pt", "pcie_aspm=off"], record=str(record))
+    assert (code, out["changed"], out["added"]) == (0, True, ["pcie_aspm=off"])
+    assert record.read_text().splitlines()[1] == "pcie_aspm=off"
+    code, out = run(capsys, path=str(cmdline), present=["iommu=pt", "pcie_aspm=off"], record=str(record))
+    assert (code, out["changed"]) == (0, False)
+    code, out = run(capsys, path=str(cmdline), record=str(record), remove_recorded=True)
+    assert (code, out["changed"], out["removed"]) == (0, True, ["pcie_aspm=off"])
+    # iommu=pt was the node's own token: it stays.
+    assert cmdline.read_text() == "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n"
+    assert not record.exists()
+    code, out = run(capsys, path=str(cmdline), record=str(record), remove_recorded=True)
+    assert (code, out["changed"]) == (0, False)
+
+
+def test_remove_recorded_needs_record(capsys, cmdline):
+    code, out = run(capsys, path=str(cmdline), remove_recorded=True)
+    assert code == 1
+    assert out["msg"] == "remove_recorded is True but all of the following are missing: record"
