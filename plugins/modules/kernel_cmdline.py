@@ -106,7 +106,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit, validate
 
-RECORD_HEADER = "# vfio.proxmox: kernel command line tokens added by the role (removed again on state=absent)\n"
+RECORD_HEADER = ("# Ansible managed: written by vfio.proxmox.kernel_cmdline\n"
+                 "# vfio.proxmox: kernel command line tokens added by the role (removed again on state=absent)\n")
 
 
 def read_text(module: AnsibleModule, path: str, what: str) -> str:

@@ -23,6 +23,8 @@ SUITES = {"bookworm": "pve8", "trixie": "pve9"}
 PACKAGES = [
     "python3", "openssh-server", "kmod", "iproute2", "pciutils", "pci.ids",
     "initramfs-tools", "linux-image-cloud-amd64", "ca-certificates",
+    # GRUB's tools, so update-grub writes a real /boot/grub/grub.cfg (no grub-install: no disk here).
+    "grub2-common", "grub-pc-bin",
 ]
 MIRROR = "http://deb.debian.org/debian"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,6 +41,31 @@ case "$1" in
   status) cat /etc/vfio-sim/proxmox-boot-tool.status ;;
   refresh) echo "Running hook script 'proxmox-auto-removal'.. (test double)" ;;
   *) echo "proxmox-boot-tool test double: unsupported: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+# Stands in for grub-probe, which cannot see a block device inside a container.
+GRUB_PROBE_DOUBLE = """#!/bin/sh
+# TEST DOUBLE for grub-probe (no block device in a container): answers like a
+# BIOS node with an ext4 root on /dev/sda1, so update-grub writes a real grub.cfg.
+target=""
+for arg in "$@"; do
+  case "$arg" in
+    --target=*) target="${arg#--target=}" ;;
+  esac
+done
+case "$target" in
+  device) echo /dev/sda1 ;;
+  fs) echo ext2 ;;
+  fs_uuid) echo 0b1e6a3c-5b62-4f1a-9d3e-000000000001 ;;
+  partmap) echo msdos ;;
+  abstraction|cryptodisk_uuid|fs_label|partuuid) echo "" ;;
+  drive) echo "(hd0,msdos1)" ;;
+  compatibility_hint) echo "hd0,msdos1" ;;
+  hints_string) echo "" ;;
+  disk) echo /dev/sda ;;
+  *) echo "grub-probe test double: unsupported target $target" >&2; exit 1 ;;
 esac
 """
 
@@ -97,6 +123,14 @@ def setup_script(profile: dict) -> str:
         lines.append("printf '%%s' %s > %s" % (shlex.quote(text), shlex.quote(path)))
     if profile.get("proxmox_boot_tool_status"):
         lines.append("chmod 0755 /usr/sbin/proxmox-boot-tool")
+    if profile["boot_loader"] == "grub":
+        files_double = shlex.quote(GRUB_PROBE_DOUBLE)
+        # grub-mkconfig calls /usr/sbin/grub-probe by its full path: divert the real one aside.
+        lines.append("dpkg-divert --quiet --local --rename --add /usr/sbin/grub-probe")
+        lines.append("printf '%%s' %s > /usr/sbin/grub-probe && chmod 0755 /usr/sbin/grub-probe" % files_double)
+        # A real node has a grub.cfg before anyone touches it. grub.cfg's `lang` follows the
+        # caller's LANG: use the one Ansible's modules run with, as the role's update-grub does.
+        lines.append("mkdir -p /boot/grub && LANG=C.UTF-8 update-grub >/var/log/vfio-sim-update-grub.log 2>&1")
     # The simulated running kernel is the profile's; its modules are the image's kernel's.
     lines.append("real=$(ls /lib/modules | head -n1)")
     lines.append("[ -e /lib/modules/%s ] || ln -s \"$real\" /lib/modules/%s" % (profile["kernel"], profile["kernel"]))
@@ -123,6 +157,7 @@ def _wait_ssh(port: int, timeout: float = 30.0) -> None:
 
 def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path) -> dict:
     image = images.build(profile["suite"])
+    shutil.rmtree(state / name, ignore_errors=True)
     tree = fakeroot.build(profile, state / name / "tree")
     podman("rm", "-f", "-t", "0", name, check=False)
     podman("run", "-d", "--name", name, "--hostname", name, "--label", "%s=%s" % (LABEL, cluster),
@@ -173,6 +208,7 @@ def down(cluster: str) -> list[str]:
     names = podman("ps", "-a", "--filter", "label=%s=%s" % (LABEL, cluster), "--format", "{{.Names}}").stdout.split()
     if names:
         podman("rm", "-f", "-t", "0", *names)
+    shutil.rmtree(CACHE / "nodes" / cluster, ignore_errors=True)
     return names
 
 

@@ -75,7 +75,10 @@ def test_record_remembers_only_added_tokens_and_remove_recorded_restores(capsys,
     record = tmp_path / "state" / "cmdline-added"
     code, out = run(capsys, path=str(cmdline), present=["iommu=pt", "pcie_aspm=off"], record=str(record))
     assert (code, out["changed"], out["added"]) == (0, True, ["pcie_aspm=off"])
-    assert record.read_text().splitlines()[1] == "pcie_aspm=off"
+    assert record.read_text().splitlines() == [
+        "# Ansible managed: written by vfio.proxmox.kernel_cmdline",
+        "# vfio.proxmox: kernel command line tokens added by the role (removed again on state=absent)",
+        "pcie_aspm=off"]
     code, out = run(capsys, path=str(cmdline), present=["iommu=pt", "pcie_aspm=off"], record=str(record))
     assert (code, out["changed"]) == (0, False)
     code, out = run(capsys, path=str(cmdline), record=str(record), remove_recorded=True)
