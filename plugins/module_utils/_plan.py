@@ -246,8 +246,11 @@ class Planner:
             tokens.append("intel_iommu=on")
             self.reasons.append("intel_iommu=on: Intel CPU with kernel %s (before 6.8 the Intel IOMMU is off "
                                 "by default)" % release)
+        elif self.host.get("cpu_vendor") == "intel":
+            self.reasons.append("no intel_iommu=on: kernel %s enables the Intel IOMMU by default (6.8+)" % release)
         if self.inputs.get("iommu_pt", True):
             tokens.append("iommu=pt")
+            self.reasons.append("iommu=pt: passthrough_iommu_pt is true")
         tokens += [str(t) for t in (self.inputs.get("extra_cmdline") or []) if str(t) not in tokens]
         return tokens
 
