@@ -59,7 +59,7 @@ def test_matching_device_on_its_driver_is_handed_over(tmp_path, fake_node):
 
 def test_changed_device_is_left_alone(tmp_path, fake_node):
     node = fake_node("guide-intel")
-    log, _ = run(tmp_path, node, [{"address": IGC, "id": "8086:1521"}])
+    log = run(tmp_path, node, [{"address": IGC, "id": "8086:1521"}])[0]
     assert not sysfs_file(node, "devices", IGC, "driver_override").exists()
     assert not sysfs_file(node, "drivers_probe").exists()
     assert log == "vfio-proxmox: 0000:02:00.0 is 8086:15f3, expected 8086:1521: device changed, not bound\n"
@@ -67,15 +67,15 @@ def test_changed_device_is_left_alone(tmp_path, fake_node):
 
 def test_device_already_on_vfio_pci_is_not_touched(tmp_path, fake_node):
     node = fake_node("guide-intel", mutate=lambda p: p["devices"][4].update(driver="vfio-pci"))
-    log, _ = run(tmp_path, node, [{"address": IGC, "id": "8086:15f3"}])
+    log = run(tmp_path, node, [{"address": IGC, "id": "8086:15f3"}])[0]
     assert not sysfs_file(node, "devices", IGC, "driver_override").exists()
     assert log == "vfio-proxmox: 0000:02:00.0 (8086:15f3) already on vfio-pci\n"
 
 
 def test_unbound_device_and_missing_device(tmp_path, fake_node):
     node = fake_node("dual-port-igb", mutate=lambda p: p["devices"][3].update(driver=None))
-    log, _ = run(tmp_path, node, [{"address": "0000:01:00.1", "id": "8086:1521"},
-                                  {"address": "0000:07:00.0", "id": "8086:1521"}])
+    log = run(tmp_path, node, [{"address": "0000:01:00.1", "id": "8086:1521"},
+                               {"address": "0000:07:00.0", "id": "8086:1521"}])[0]
     assert sysfs_file(node, "devices", "0000:01:00.1", "driver_override").read_text() == "vfio-pci\n"
     assert not sysfs_file(node, "drivers", "igb", "unbind").exists()
     assert log.splitlines() == ["vfio-proxmox: 0000:01:00.1 (8086:1521) handed to vfio-pci (was: no driver)",
