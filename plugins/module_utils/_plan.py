@@ -72,6 +72,7 @@ class Planner:
         self.host = facts.get("vfio_host", {})
         self.inputs = inputs
         self.corosync = corosync_addresses(corosync_conf)
+        self.record = inputs.get("record") or {}
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.reasons: list[str] = []
@@ -117,17 +118,34 @@ class Planner:
             return []
         found = [a for a, d in self.devices.items() for n in d["netdevs"]
                  if (n.get("mac") or "").lower() == value.lower()]
+        found = found or self._from_record("mac:" + value.lower())
         if not found:
             self.errors.append("%s - no PCI network function has this MAC" % label)
         return found[:1]
 
     def _by_interface(self, label: str, value: str, entry: dict, where: str) -> list[str]:
         found = [a for a, d in self.devices.items() for n in d["netdevs"] if n["name"] == value]
+        found = found or self._from_record("interface:" + value)
         if not found:
             known = sorted(n["name"] for d in self.devices.values() for n in d["netdevs"])
             self.errors.append("%s - no PCI network function has this interface (known: %s)" % (
                 label, ", ".join(known) or "none"))
         return found[:1]
+
+    def _from_record(self, key: str) -> list[str]:
+        """A device on vfio-pci has no interface or MAC any more: find it through an earlier run's record.
+
+        Only while the recorded address still holds the recorded vendor:device and is on vfio-pci.
+        """
+        known = self.record.get(key) or {}
+        device = self.devices.get(known.get("address"))
+        if not device or "%s:%s" % (device["vendor"], device["device"]) != known.get("id"):
+            return []
+        if device["driver"] != "vfio-pci":
+            return []
+        self.reasons.append("%s: %s is on vfio-pci, found through the record of an earlier run" % (
+            key, known["address"]))
+        return [known["address"]]
 
     def _by_id(self, label: str, value: str, entry: dict, where: str) -> list[str]:
         if not PCI_ID.match(value.lower()):
@@ -151,8 +169,16 @@ class Planner:
 
     def select(self) -> list[dict]:
         chosen: dict[str, dict] = {}
+        self.new_record: dict[str, dict] = {}
         for index, entry in enumerate(self.inputs.get("devices") or []):
-            for address in self._resolve(index, entry):
+            addresses = self._resolve(index, entry)
+            for key in ("interface", "mac"):
+                if isinstance(entry, dict) and entry.get(key) and len(addresses) == 1:
+                    device = self.devices[addresses[0]]
+                    name = str(entry[key]).strip()
+                    self.new_record["%s:%s" % (key, name.lower() if key == "mac" else name)] = {
+                        "address": addresses[0], "id": "%s:%s" % (device["vendor"], device["device"])}
+            for address in addresses:
                 if address in chosen:
                     self.errors.append("passthrough_devices[%d] selects %s, already selected by %s" % (
                         index, address, chosen[address]["selected_by"]))
@@ -305,6 +331,8 @@ class Planner:
         if selected and plan["state"] == "absent":
             # Giving devices back is always safe: only the selection and the boot loader matter.
             plan["boot_loader"] = self.boot_loader()
+            # The running kernel still carries the role's tokens until the next boot.
+            plan["reboot_for_cmdline"] = bool(set(tokens) & set(self.host.get("cmdline", [])))
         elif selected:
             self.check_iommu(tokens)
             self.check_groups(selected)
@@ -315,6 +343,7 @@ class Planner:
                                        if d["native_driver"] and d["id"] in plan["ids"]})
             plan["boot_loader"] = self.boot_loader()
             plan["reboot_for_cmdline"] = not set(tokens) <= set(self.host.get("cmdline", []))
+        plan["record"] = self.new_record
         plan.update(errors=self.errors, warnings=self.warnings, reasons=self.reasons)
         return plan
 

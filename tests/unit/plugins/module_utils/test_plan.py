@@ -190,8 +190,41 @@ def test_absent_skips_the_safety_checks_but_still_resolves(fake_node):
     assert plan["targets"] == [{"address": "0000:00:1f.6", "id": "8086:1a1c"}]
     assert (plan["boot_loader"], plan["ids"], plan["reboot_for_cmdline"]) == ("grub", [], False)
     assert plan_for(fake_node, "guide-intel", [{"interface": "nope"}], state="absent")["errors"]
+    booted = fake_node("guide-intel", mutate=lambda p: p.update(cmdline=p["cmdline"] + " iommu=pt"))
+    plan = make_plan(facts(booted), {"devices": [{"interface": "enp2s0"}], "state": "absent"})
+    assert plan["reboot_for_cmdline"] is True
 
 
 def test_softdeps_only_for_drivers_of_id_bound_devices(fake_node):
     plan = plan_for(fake_node, "dual-port-igb", [{"interface": "enp1s0f1"}])
     assert plan["softdeps"] == []
+
+
+def test_interface_and_mac_of_a_device_on_vfio_pci_resolve_through_the_record(fake_node):
+    first = plan_for(fake_node, "guide-intel", [{"interface": "enp2s0"}, {"mac": "3C:EC:EF:00:00:01", "force": True}])
+    assert first["record"] == {"interface:enp2s0": {"address": "0000:02:00.0", "id": "8086:15f3"},
+                               "mac:3c:ec:ef:00:00:01": {"address": "0000:00:1f.6", "id": "8086:1a1c"}}
+
+    def bound(profile):  # after the reboot: on vfio-pci, no netdev any more
+        for index in (3, 4):
+            profile["devices"][index].update(driver="vfio-pci", netdevs=[])
+        profile["interfaces"] = []
+    node = fake_node("guide-intel", mutate=bound)
+    again = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}, {"mac": "3c:ec:ef:00:00:01"}],
+                                    "record": first["record"]})
+    assert again["errors"] == []
+    assert [d["address"] for d in again["devices"]] == ["0000:00:1f.6", "0000:02:00.0"]
+    reason = "interface:enp2s0: 0000:02:00.0 is on vfio-pci, found through the record of an earlier run"
+    assert reason in again["reasons"]
+    assert again["record"] == first["record"]
+
+
+def test_the_record_is_not_trusted_for_a_changed_or_unbound_device(fake_node):
+    record = {"interface:enp2s0": {"address": "0000:02:00.0", "id": "8086:1521"}}
+    node = fake_node("guide-intel", mutate=lambda p: p["devices"][4].update(driver="vfio-pci", netdevs=[]))
+    plan = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}], "record": record})
+    assert plan["errors"][0].startswith("passthrough_devices[0].interface: 'enp2s0' - no PCI network function")
+    record = {"interface:enp2s0": {"address": "0000:02:00.0", "id": "8086:15f3"}}
+    node = fake_node("guide-intel", mutate=lambda p: p["devices"][4].update(driver=None, netdevs=[]))
+    plan = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}], "record": record})
+    assert len(plan["errors"]) == 1

@@ -1,0 +1,111 @@
+"""Fixtures for the real-boot tests: the base image, one guest, ansible runs against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from tests.e2e import vm as vmlib  # noqa: E402
+from tests.sim.nodes import ssh_key  # noqa: E402
+from tests.sim.podman import CACHE  # noqa: E402
+
+ARTEFACTS = CACHE / "e2e"
+
+
+class Guest:
+    """A running guest plus helpers to run the collection's playbooks against it."""
+
+    def __init__(self, name: str, base: Path) -> None:
+        self.name = name
+        self.dir = ARTEFACTS / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        disk = vmlib.overlay(base, self.dir / "disk.qcow2")
+        self.vm = vmlib.VM(disk, self.dir)
+        self.inventory = self.dir / "inventory.yml"
+        self.runs = 0
+        self.boot_seconds: list[float] = []
+
+    def boot(self) -> None:
+        self.vm.start()
+        self.boot_seconds.append(self.vm.wait_ssh())
+        self.inventory.write_text(yaml.safe_dump({"all": {"hosts": {"pve-e2e": {
+            "ansible_host": "127.0.0.1", "ansible_port": self.vm.port, "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(ssh_key()),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            "ansible_python_interpreter": "/usr/bin/python3"}}}}))
+
+    def playbook(self, playbook: str, extra: dict | None = None, expect_rc: int = 0) -> str:
+        """Run ansible-playbook; keep its log as an artefact; return its output."""
+        self.runs += 1
+        log = self.dir / ("%02d-%s.log" % (self.runs, playbook.rsplit("/", 1)[-1].replace(".yml", "")))
+        argv = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(self.inventory), playbook]
+        if extra:
+            argv += ["-e", json.dumps(extra)]
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+                   ANSIBLE_CALLBACK_RESULT_FORMAT="yaml")
+        start = time.monotonic()
+        done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        log.write_text("# %s\n# rc=%d, %.0f s\n%s\n%s" % (" ".join(argv), done.returncode,
+                                                         time.monotonic() - start, done.stdout, done.stderr))
+        assert done.returncode == expect_rc, "rc %d, see %s" % (done.returncode, log)
+        return done.stdout
+
+    def facts(self) -> dict:
+        out = self.dir / "facts.json"
+        self.playbook(str(REPO / "tests" / "e2e" / "playbooks" / "facts.yml"), {"facts_file": str(out)})
+        return json.loads(out.read_text())
+
+    def sh(self, command: str) -> str:
+        return self.vm.ssh(command).stdout
+
+    def reboot(self) -> None:
+        """Reboot from inside and wait until the new boot answers."""
+        boot_id = self.sh("cat /proc/sys/kernel/random/boot_id")
+        self.vm.ssh("systemctl reboot", check=False, timeout=30)
+        start = time.monotonic()
+        while time.monotonic() - start < 600:
+            time.sleep(3)
+            try:
+                done = self.vm.ssh("cat /proc/sys/kernel/random/boot_id", check=False, timeout=20)
+            except subprocess.TimeoutExpired:
+                continue
+            if done.returncode == 0 and done.stdout != boot_id:
+                self.boot_seconds.append(time.monotonic() - start)
+                return
+        raise RuntimeError("the guest did not come back within 600 s; console: %s" % self.vm.console)
+
+    def driver(self, address: str) -> str | None:
+        out = self.sh("readlink /sys/bus/pci/devices/%s/driver || true" % address).strip()
+        return out.rsplit("/", 1)[-1] if out else None
+
+
+@pytest.fixture(scope="session")
+def base_image() -> Path:
+    return vmlib.build()
+
+
+@pytest.fixture(scope="module")
+def guest_factory(base_image, request):
+    guests: list[Guest] = []
+
+    def make(name: str) -> Guest:
+        guest = Guest(name, base_image)
+        guests.append(guest)
+        guest.boot()
+        return guest
+
+    yield make
+    failed = request.session.testsfailed
+    for guest in guests:
+        guest.vm.stop()
+        if failed:
+            print("\ne2e artefacts (console log, playbook logs): %s" % guest.dir)

@@ -1,0 +1,226 @@
+"""A Proxmox-like Debian 13 virtual machine with a real VT-d IOMMU, under QEMU (TCG).
+
+The disk image is built by this project (debootstrap, no downloads beyond the
+package mirror) with the full linux-image-amd64 kernel (it has e1000e),
+systemd, sshd, python3, initramfs-tools and GRUB as its real boot loader. GRUB is
+installed from inside the guest on its first boot, so grub-probe sees a real disk.
+The image is rebuilt only when its recipe changes; each test run boots a qcow2
+overlay on top of it, so a fresh node costs nothing.
+
+  python tests/e2e/vm.py build    # prints the base image path
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.sim.nodes import ssh_key  # noqa: E402
+from tests.sim.podman import CACHE  # noqa: E402
+
+VM_CACHE = CACHE / "vm"
+MIRROR = "http://deb.debian.org/debian"
+SUITE = "trixie"
+ROOT_UUID = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+DISK_SIZE_MB = 3072
+PACKAGES = [
+    "linux-image-amd64", "systemd", "systemd-sysv", "udev", "openssh-server", "python3",
+    "initramfs-tools", "grub-pc-bin", "grub2-common", "kmod", "iproute2", "pciutils", "e2fsprogs",
+]
+# Guest PCI layout: virtio-net for management, two identical e1000e (8086:10d3) ports.
+MGMT_SLOT, PORT_SLOTS = 3, (4, 5)
+
+FILES = {
+    "etc/fstab": "UUID=%s / ext4 errors=remount-ro 0 1\n" % ROOT_UUID,
+    "etc/hostname": "pve-e2e\n",
+    "etc/hosts": "127.0.0.1 localhost\n127.0.1.1 pve-e2e\n",
+    "etc/systemd/network/10-mgmt.network": "[Match]\nDriver=virtio_net\n\n[Network]\nDHCP=ipv4\n",
+    # The passthrough ports come up without addresses: not management paths.
+    "etc/systemd/network/20-ports.network": (
+        "[Match]\nDriver=e1000e\n\n[Link]\nRequiredForOnline=no\n\n"
+        "[Network]\nLinkLocalAddressing=no\nConfigureWithoutCarrier=yes\n"),
+    "etc/default/grub": (
+        "GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_DISTRIBUTOR=\"Proxmox-like Debian\"\n"
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"console=ttyS0,115200n8\"\nGRUB_CMDLINE_LINUX=\"\"\n"
+        "GRUB_TERMINAL=serial\nGRUB_SERIAL_COMMAND=\"serial --speed=115200\"\n"),
+    # Small initramfs images boot faster under emulation; built for real in the guest.
+    "etc/initramfs-tools/conf.d/vfio-e2e.conf": "MODULES=dep\n",
+}
+FIRST_BOOT = ("set -e; grub-install --target=i386-pc /dev/vda; update-initramfs -u -k all; update-grub; "
+              "rm -f /etc/ssh/ssh_host_*_key.pub.tmp; sync")
+
+
+def recipe_hash() -> str:
+    text = "\n".join([SUITE, MIRROR, ROOT_UUID, str(DISK_SIZE_MB), *PACKAGES, repr(sorted(FILES.items())),
+                      FIRST_BOOT, Path(__file__).read_text()])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def base_image() -> Path:
+    return VM_CACHE / ("pve-e2e-%s.qcow2" % recipe_hash())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), check=True, **kwargs)
+
+
+class VM:
+    """One QEMU process: started, reached over SSH on a loopback port, stopped by its PID."""
+
+    def __init__(self, disk: Path, workdir: Path, kernel: Path | None = None, initrd: Path | None = None,
+                 append: str | None = None) -> None:
+        self.disk, self.workdir = disk, workdir
+        self.kernel, self.initrd, self.append = kernel, initrd, append
+        self.port = free_port()
+        self.console = workdir / "console.log"
+        self.process: subprocess.Popen | None = None
+
+    def argv(self) -> list[str]:
+        argv = [
+            "qemu-system-x86_64", "-machine", "q35,kernel-irqchip=split", "-accel", "tcg",
+            "-cpu", "max", "-smp", "2", "-m", "2048",
+            "-device", "intel-iommu,intremap=on",
+            "-drive", "file=%s,if=virtio,format=%s" % (self.disk, "raw" if self.disk.suffix == ".raw" else "qcow2"),
+            "-netdev", "user,id=mgmt,hostfwd=tcp:127.0.0.1:%d-:22" % self.port,
+            "-device", "virtio-net-pci,netdev=mgmt,addr=0x%x" % MGMT_SLOT,
+            "-display", "none", "-serial", "file:%s" % self.console, "-monitor", "none",
+        ]
+        for index, slot in enumerate(PORT_SLOTS):
+            # restrict=on: the passthrough ports reach nothing outside the guest.
+            argv += ["-netdev", "user,id=port%d,restrict=on" % index,
+                     "-device", "e1000e,netdev=port%d,addr=0x%x" % (index, slot)]
+        if self.kernel:
+            argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append]
+        return argv
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.workdir / "qemu.stderr", "w") as stderr:
+            self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=stderr)
+
+    def ssh_argv(self) -> list[str]:
+        return ["ssh", "-p", str(self.port), "-i", str(ssh_key()), "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
+                "-o", "BatchMode=yes", "root@127.0.0.1"]
+
+    def ssh(self, command: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(self.ssh_argv() + [command], capture_output=True, text=True, check=check,
+                              timeout=timeout)
+
+    def wait_ssh(self, timeout: float = 600) -> float:
+        """Seconds until a command runs over SSH."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.process and self.process.poll() is not None:
+                raise RuntimeError("QEMU exited (%s); console: %s" % (self.process.returncode, self.console))
+            try:
+                if self.ssh("true", check=False, timeout=20).returncode == 0:
+                    return time.monotonic() - start
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(2)
+        raise RuntimeError("no SSH within %.0f s; console: %s" % (timeout, self.console))
+
+    def stop(self, timeout: float = 120) -> None:
+        """Power off from inside; end our QEMU process by its PID if it does not go."""
+        if not self.process or self.process.poll() is not None:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.ssh("systemctl poweroff", check=False, timeout=20)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+def build() -> Path:
+    """Build the base image once per recipe; return its path."""
+    target = base_image()
+    if target.exists():
+        return target
+    VM_CACHE.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="vm-build-", dir=VM_CACHE))
+    try:
+        rootfs = work / "rootfs"
+        print("vm: debootstrap %s (a few minutes)" % SUITE, flush=True)
+        run("debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, str(rootfs), MIRROR,
+            stdout=subprocess.DEVNULL)
+        for rel, text in FILES.items():
+            path = rootfs / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        ssh_dir = rootfs / "root" / ".ssh"
+        ssh_dir.mkdir(mode=0o700, exist_ok=True)
+        shutil.copy(ssh_key().with_suffix(".pub"), ssh_dir / "authorized_keys")
+        wants = rootfs / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        link = wants / "systemd-networkd.service"
+        if not link.exists():
+            link.symlink_to("/usr/lib/systemd/system/systemd-networkd.service")
+        (rootfs / "etc/machine-id").write_text("")
+        for leftover in rootfs.glob("var/cache/apt/archives/*.deb"):
+            leftover.unlink()
+        kernel = sorted(rootfs.glob("boot/vmlinuz-*"))[-1]
+        initrd = sorted(rootfs.glob("boot/initrd.img-*"))[-1]
+        shutil.copy(kernel, work / "vmlinuz")
+        shutil.copy(initrd, work / "initrd.img")
+
+        disk = work / "disk.raw"
+        part = work / "root.ext4"
+        with open(disk, "wb") as handle:
+            handle.truncate(DISK_SIZE_MB * 1024 * 1024)
+        run("sfdisk", "--quiet", str(disk), input=b"label: dos\nstart=2048, type=83, bootable\n")
+        run("mkfs.ext4", "-q", "-F", "-U", ROOT_UUID, "-L", "root", "-d", str(rootfs), str(part),
+            "%dM" % (DISK_SIZE_MB - 1))
+        run("dd", "if=%s" % part, "of=%s" % disk, "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none")
+        part.unlink()
+        shutil.rmtree(rootfs)
+
+        print("vm: first boot to install GRUB from inside the guest", flush=True)
+        vm = VM(disk, work, kernel=work / "vmlinuz", initrd=work / "initrd.img",
+                append="root=UUID=%s rw console=ttyS0,115200n8" % ROOT_UUID)
+        vm.start()
+        try:
+            vm.wait_ssh()
+            vm.ssh(FIRST_BOOT, timeout=900)
+        finally:
+            vm.stop()
+        run("qemu-img", "convert", "-O", "qcow2", str(disk), str(work / "base.qcow2"))
+        os.replace(work / "base.qcow2", target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def overlay(base: Path, path: Path) -> Path:
+    """A fresh node: a qcow2 overlay on the base image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(path))
+    return path
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["build"]:
+        print(build())
+    else:
+        sys.exit(__doc__)
