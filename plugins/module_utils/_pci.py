@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import NetTopology
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex, class_name
@@ -14,6 +15,24 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeRead
 # IOMMU group with a passed-through device (vfio accepts them).
 BRIDGE_CLASSES = ("0600", "0604", "0609")
 NETWORK_CLASS = "02"
+PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+
+
+def netdevs_by_device(reader: TreeReader, sysfs_root: str) -> dict[str, list[tuple[str, str]]]:
+    """PCI address -> [(interface, sysfs directory)], from /sys/class/net.
+
+    An interface belongs to the nearest PCI function above it in the device
+    path, so virtio-net (…/0000:00:03.0/virtio1/net/enp0s3) is found as well
+    as the usual …/0000:02:00.0/net/enp2s0.
+    """
+    class_net = os.path.join(sysfs_root, "class", "net")
+    found: dict[str, list[tuple[str, str]]] = {}
+    for name in reader.listdir(class_net):
+        real = os.path.realpath(os.path.join(class_net, name))
+        addresses = [part for part in real.split(os.sep) if PCI_ADDRESS.match(part)]
+        if addresses:
+            found.setdefault(addresses[-1], []).append((name, real))
+    return found
 
 
 def iommu_groups(reader: TreeReader, sysfs_root: str) -> dict[str, list[str]]:
@@ -47,7 +66,8 @@ def _reset_methods(reader: TreeReader, directory: str) -> list[str]:
 
 
 def read_device(reader: TreeReader, sysfs_root: str, address: str, groups: dict[str, list[str]],
-                names: dict | None, aliases: ModaliasIndex | None, net: NetTopology) -> dict:
+                names: dict | None, aliases: ModaliasIndex | None, net: NetTopology,
+                netdevs: list[tuple[str, str]]) -> dict:
     """One PCI function as reported in vfio_pci_devices."""
     directory = os.path.join(sysfs_root, "bus", "pci", "devices", address)
     vendor = reader.hex_id(os.path.join(directory, "vendor"), 4)
@@ -79,9 +99,8 @@ def read_device(reader: TreeReader, sysfs_root: str, address: str, groups: dict[
         "sriov": _sriov(reader, directory),
         "netdevs": [],
     }
-    net_dir = os.path.join(directory, "net")
-    for name in reader.listdir(net_dir):
-        entry["netdevs"].append(net.describe(name, os.path.join(net_dir, name)))
+    for name, net_dir in sorted(netdevs):
+        entry["netdevs"].append(net.describe(name, net_dir))
     return entry
 
 

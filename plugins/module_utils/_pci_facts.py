@@ -93,8 +93,9 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
     aliases = ModaliasIndex(alias_text) if alias_text is not None else None
 
     devices = []
+    netdevs = _pci.netdevs_by_device(reader, sysfs_root)
     for address in addresses_all:
-        entry = _pci.read_device(reader, sysfs_root, address, groups, names, aliases, net)
+        entry = _pci.read_device(reader, sysfs_root, address, groups, names, aliases, net, netdevs.get(address, []))
         if _pci.class_matches(entry["class"], classes or []):
             devices.append(entry)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import os
 import shutil
 import signal
@@ -61,8 +62,9 @@ FIRST_BOOT = ("set -e; grub-install --target=i386-pc /dev/vda; update-initramfs 
 
 
 def recipe_hash() -> str:
+    # The recipe is the constants and the build function, not the VM plumbing around them.
     text = "\n".join([SUITE, MIRROR, ROOT_UUID, str(DISK_SIZE_MB), *PACKAGES, repr(sorted(FILES.items())),
-                      FIRST_BOOT, Path(__file__).read_text()])
+                      FIRST_BOOT, inspect.getsource(build)])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -156,7 +156,9 @@ def build(profile: dict, out: Path) -> Path:
             index = len([p for p in pf.iterdir() if p.name.startswith("virtfn")])
             _link(pf / ("virtfn%d" % index), d)
         for net in dev["netdevs"]:
-            _write_netdev(sys, d / "net" / net["name"], net["name"], net.get("mac"), net["state"],
+            # virtio-net puts its interface one level down: <device>/virtio1/net/<name>
+            base = d / net["subdir"] if net.get("subdir") else d
+            _write_netdev(sys, base / "net" / net["name"], net["name"], net.get("mac"), net["state"],
                           net.get("speed"), ups, profile)
     for iface in profile["interfaces"]:
         d = sys / "devices" / "virtual" / "net" / iface["name"]

@@ -186,3 +186,13 @@ def test_class_filter_limits_devices_but_not_groups(fake_node):
     assert len(facts["vfio_iommu_groups"]["5"]) == 5
     facts = facts_of(fake_node("chipset-group"), classes=["0x0604"])
     assert [d["address"] for d in facts["vfio_pci_devices"]] == ["0000:00:1c.0"]
+
+
+def test_virtio_net_interface_one_level_below_the_pci_function(fake_node):
+    def virtio(profile):
+        profile["devices"][3]["netdevs"][0]["subdir"] = "virtio1"
+    facts = facts_of(fake_node("guide-intel", mutate=virtio))
+    eno1 = by_address(facts)["0000:00:1f.6"]["netdevs"]
+    assert [n["name"] for n in eno1] == ["eno1"]
+    assert eno1[0]["management"] is True
+    assert by_address(facts)["0000:00:1c.0"]["netdevs"] == []
