@@ -54,8 +54,9 @@ class Guest:
                    ANSIBLE_CALLBACK_RESULT_FORMAT="yaml")
         start = time.monotonic()
         done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-        log.write_text("# %s\n# rc=%d, %.0f s\n%s\n%s" % (" ".join(argv), done.returncode,
-                                                         time.monotonic() - start, done.stdout, done.stderr))
+        seconds = time.monotonic() - start
+        log.write_text("# %s\n# rc=%d, %.0f s\n%s\n%s" % (
+            " ".join(argv), done.returncode, seconds, done.stdout, done.stderr))
         assert done.returncode == expect_rc, "rc %d, see %s" % (done.returncode, log)
         return done.stdout
 
