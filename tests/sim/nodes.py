@@ -115,19 +115,22 @@ def setup_script(profile: dict) -> str:
     """Shell run inside the node once: files, test doubles, module tree, network."""
     lines = ["set -e"]
     files = dict(fakeroot.node_files(profile))
+    doubles = []
     if profile.get("proxmox_boot_tool_status"):
         files["/etc/vfio-sim/proxmox-boot-tool.status"] = profile["proxmox_boot_tool_status"]
         files["/usr/sbin/proxmox-boot-tool"] = PBT_DOUBLE
+        doubles.append("/usr/sbin/proxmox-boot-tool")
+    if profile["boot_loader"] == "grub":
+        # grub-mkconfig calls /usr/sbin/grub-probe by its full path: divert the real one aside.
+        lines.append("dpkg-divert --quiet --local --rename --add /usr/sbin/grub-probe")
+        files["/usr/sbin/grub-probe"] = GRUB_PROBE_DOUBLE
+        doubles.append("/usr/sbin/grub-probe")
     for path, text in files.items():
         lines.append("mkdir -p %s" % shlex.quote(str(Path(path).parent)))
         lines.append("printf '%%s' %s > %s" % (shlex.quote(text), shlex.quote(path)))
-    if profile.get("proxmox_boot_tool_status"):
-        lines.append("chmod 0755 /usr/sbin/proxmox-boot-tool")
+    for path in doubles:
+        lines.append("chmod 0755 %s" % path)
     if profile["boot_loader"] == "grub":
-        files_double = shlex.quote(GRUB_PROBE_DOUBLE)
-        # grub-mkconfig calls /usr/sbin/grub-probe by its full path: divert the real one aside.
-        lines.append("dpkg-divert --quiet --local --rename --add /usr/sbin/grub-probe")
-        lines.append("printf '%%s' %s > /usr/sbin/grub-probe && chmod 0755 /usr/sbin/grub-probe" % files_double)
         # A real node has a grub.cfg before anyone touches it. grub.cfg's `lang` follows the
         # caller's LANG: use the one Ansible's modules run with, as the role's update-grub does.
         lines.append("mkdir -p /boot/grub && LANG=C.UTF-8 update-grub >/var/log/vfio-sim-update-grub.log 2>&1")
