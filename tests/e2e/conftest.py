@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,14 @@ from tests.sim.nodes import ssh_key  # noqa: E402
 from tests.sim.podman import CACHE  # noqa: E402
 
 ARTEFACTS = CACHE / "e2e"
+# A playbook that runs longer than this is stuck (the longest, with a reboot, takes ~5 min
+# under TCG); it is ended so one hung guest cannot eat the whole CI budget.
+PLAYBOOK_TIMEOUT = 1500
+# A guest that stops answering drops the SSH connection after 2 minutes instead of never:
+# QEMU's user networking keeps the host side of a dead guest's TCP connection open.
+SSH_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+            "-o ServerAliveInterval=10 -o ServerAliveCountMax=12")
+
 
 
 class Guest:
@@ -40,7 +49,7 @@ class Guest:
         self.inventory.write_text(yaml.safe_dump({"all": {"hosts": {"pve-e2e": {
             "ansible_host": "127.0.0.1", "ansible_port": self.vm.port, "ansible_user": "root",
             "ansible_ssh_private_key_file": str(ssh_key()),
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            "ansible_ssh_common_args": SSH_ARGS,
             "ansible_python_interpreter": "/usr/bin/python3"}}}}))
 
     def playbook(self, playbook: str, extra: dict | None = None, expect_rc: int = 0) -> str:
@@ -53,12 +62,21 @@ class Guest:
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_CALLBACK_RESULT_FORMAT="yaml")
         start = time.monotonic()
-        done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        # Own session, so a stuck run is ended with every process it started, and only those.
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+        try:
+            stdout, stderr = process.communicate(timeout=PLAYBOOK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)
+            stdout, stderr = process.communicate()
         seconds = time.monotonic() - start
         log.write_text("# %s\n# rc=%d, %.0f s\n%s\n%s" % (
-            " ".join(argv), done.returncode, seconds, done.stdout, done.stderr))
-        assert done.returncode == expect_rc, "rc %d, see %s" % (done.returncode, log)
-        return done.stdout
+            " ".join(argv), process.returncode, seconds, stdout, stderr))
+        assert seconds < PLAYBOOK_TIMEOUT, "stuck for %.0f s, ended; %s ends with:\n%s\nconsole ends with:\n%s" % (
+            seconds, log, vmlib.tail(log), vmlib.tail(self.vm.console))
+        assert process.returncode == expect_rc, "rc %d; %s ends with:\n%s" % (process.returncode, log, vmlib.tail(log))
+        return stdout
 
     def facts(self) -> dict:
         out = self.dir / "facts.json"
@@ -82,7 +100,8 @@ class Guest:
             if done.returncode == 0 and done.stdout != boot_id:
                 self.boot_seconds.append(time.monotonic() - start)
                 return
-        raise RuntimeError("the guest did not come back within 600 s; console: %s" % self.vm.console)
+        raise RuntimeError("the guest did not come back within 600 s; %s ends with:\n%s" % (
+            self.vm.console, vmlib.tail(self.vm.console)))
 
     def driver(self, address: str) -> str | None:
         out = self.sh("readlink /sys/bus/pci/devices/%s/driver || true" % address).strip()

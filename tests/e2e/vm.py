@@ -78,6 +78,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def tail(path: Path, lines: int = 40) -> str:
+    """The end of an artefact (console log, playbook log), for failure messages that CI prints."""
+    if not path.exists():
+        return "(no %s)" % path
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 def run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(list(argv), check=True, **kwargs)
 
@@ -131,14 +138,15 @@ class VM:
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             if self.process and self.process.poll() is not None:
-                raise RuntimeError("QEMU exited (%s); console: %s" % (self.process.returncode, self.console))
+                raise RuntimeError("QEMU exited (%s); %s ends with:\n%s" % (
+                    self.process.returncode, self.console, tail(self.console)))
             try:
                 if self.ssh("true", check=False, timeout=20).returncode == 0:
                     return time.monotonic() - start
             except subprocess.TimeoutExpired:
                 pass
             time.sleep(2)
-        raise RuntimeError("no SSH within %.0f s; console: %s" % (timeout, self.console))
+        raise RuntimeError("no SSH within %.0f s; %s ends with:\n%s" % (timeout, self.console, tail(self.console)))
 
     def stop(self, timeout: float = 120) -> None:
         """Power off from inside; end our QEMU process by its PID if it does not go."""
