@@ -10,7 +10,7 @@ Layout written below OUT:
   root/            files of the node's file system (etc_root in unit tests):
                    /etc, /boot/grub, pci.ids and modules.alias for the profile
   commands.json    what `ip -j ...`, `proxmox-boot-tool status` and `dmesg`
-                   print on such a node, for unit tests' command runner
+                   print on such a node, answered by FakeNode.run
 """
 
 from __future__ import annotations
@@ -251,3 +251,29 @@ def commands(profile: dict) -> dict[str, str]:
         "proxmox-boot-tool status": profile.get("proxmox_boot_tool_status"),
         "dmesg": profile.get("dmesg"),
     }
+
+
+class FakeNode:
+    """A fake tree plus the command runner answering like that node."""
+
+    def __init__(self, profile: dict, out: Path) -> None:
+        self.profile = profile
+        self.out = build(profile, out)
+        self.commands = json.loads((out / "commands.json").read_text())
+        self.calls: list[list[str]] = []
+
+    @property
+    def roots(self) -> dict[str, str]:
+        return {"sysfs_root": str(self.out / "sys"), "procfs_root": str(self.out / "proc"),
+                "etc_root": str(self.out / "root")}
+
+    def which(self, name: str) -> str | None:
+        known = {key.split()[0] for key, value in self.commands.items() if value is not None}
+        return "/usr/sbin/%s" % name if name in known else None
+
+    def run(self, argv: list[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        key = " ".join([os.path.basename(argv[0])] + list(argv[1:]))
+        if self.commands.get(key) is None:
+            return 127, "", "%s: not simulated" % key
+        return 0, self.commands[key], ""

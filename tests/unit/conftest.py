@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import sys
 import tempfile
@@ -33,32 +31,7 @@ _expose_collection()
 sys.path.insert(0, str(REPO))
 
 from tests.sim import fakeroot  # noqa: E402
-
-
-class FakeNode:
-    """A fake tree plus the command runner answering like that node."""
-
-    def __init__(self, profile: dict, out: Path) -> None:
-        self.profile = profile
-        self.out = fakeroot.build(profile, out)
-        self.commands = json.loads((out / "commands.json").read_text())
-        self.calls: list[list[str]] = []
-
-    @property
-    def roots(self) -> dict[str, str]:
-        return {"sysfs_root": str(self.out / "sys"), "procfs_root": str(self.out / "proc"),
-                "etc_root": str(self.out / "root")}
-
-    def which(self, name: str) -> str | None:
-        known = {key.split()[0] for key, value in self.commands.items() if value is not None}
-        return "/usr/sbin/%s" % name if name in known else None
-
-    def run(self, argv: list[str]) -> tuple[int, str, str]:
-        self.calls.append(list(argv))
-        key = " ".join([os.path.basename(argv[0])] + list(argv[1:]))
-        if self.commands.get(key) is None:
-            return 127, "", "%s: not simulated" % key
-        return 0, self.commands[key], ""
+from tests.sim.fakeroot import FakeNode  # noqa: E402
 
 
 @pytest.fixture
