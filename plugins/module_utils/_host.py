@@ -21,6 +21,12 @@ _IR_ON_LINE = re.compile(r"(DMAR-IR: Enabled IRQ remapping|AMD-Vi: Interrupt rem
 _PBT_ESP = re.compile(r"^(\S+) is configured with: (\w+)", re.MULTILINE)
 
 
+def ssh_server_address(environ: dict[str, str]) -> str | None:
+    """The node's address of the SSH connection this module runs under (SSH_CONNECTION's third field)."""
+    fields = environ.get("SSH_CONNECTION", "").split()
+    return fields[2] if len(fields) == 4 else None
+
+
 def cpu_vendor(reader: TreeReader, procfs_root: str) -> str | None:
     """"intel", "amd" or the raw vendor_id from /proc/cpuinfo."""
     for line in reader.lines(os.path.join(procfs_root, "cpuinfo")) or []:

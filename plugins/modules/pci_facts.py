@@ -41,8 +41,10 @@ options:
     default: /
   connection_address:
     description:
-      - The node address Ansible connected to, as the node sees it (for example the server part
-        of C(SSH_CONNECTION)). The interface holding it is reported as a management interface.
+      - The node address Ansible connected to, as the node sees it. The interface holding it is
+        reported as a management interface.
+      - When not given, the server address of the SSH connection the module runs under is used
+        (the third field of E(SSH_CONNECTION)), so no separate fact gathering is needed.
     type: str
   classes:
     description:
@@ -84,7 +86,10 @@ EXAMPLES = r"""
 - name: Gather network controllers only, marking the interface Ansible came in through
   vfio.proxmox.pci_facts:
     classes: ["02"]
-    connection_address: "{{ ansible_facts.env.SSH_CONNECTION.split()[2] }}"
+
+- name: Discover with the management address given explicitly
+  vfio.proxmox.pci_facts:
+    connection_address: 192.0.2.10
 
 - name: Show the NICs and their IOMMU groups
   ansible.builtin.debug:
@@ -181,7 +186,7 @@ ansible_facts:
           elements: dict
           sample: [{"interface": "vmbr0", "reasons": ["default route (ipv4)"]}]
         connection_address:
-          description: The O(connection_address) given, or null.
+          description: The O(connection_address) given or found in E(SSH_CONNECTION), or null.
           type: str
         pci_ids_found:
           description: Whether a C(pci.ids) database was found for names.
@@ -191,8 +196,11 @@ ansible_facts:
           type: bool
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._host import ssh_server_address
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
 
 
@@ -214,7 +222,7 @@ def main() -> None:
         etc_root=params["etc_root"],
         run=module.run_command,
         which=module.get_bin_path,
-        connection_address=params["connection_address"],
+        connection_address=params["connection_address"] or ssh_server_address(os.environ),
         classes=params["classes"],
     )
     for warning in result["warnings"]:

@@ -163,11 +163,13 @@ def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path) -
     shutil.rmtree(state / name, ignore_errors=True)
     tree = fakeroot.build(profile, state / name / "tree")
     podman("rm", "-f", "-t", "0", name, check=False)
+    # sshd logs each session it starts (VERBOSE): the benchmark counts them with `podman logs`.
     podman("run", "-d", "--name", name, "--hostname", name, "--label", "%s=%s" % (LABEL, cluster),
            "--cap-add", "NET_ADMIN", "-p", "127.0.0.1::22",
            "-v", "%s:%s/sys:ro" % (tree / "sys", FAKE), "-v", "%s:%s/proc:ro" % (tree / "proc", FAKE),
            "-v", "%s:/root/.ssh/authorized_keys:ro" % key.with_suffix(".pub"),
-           image, "/bin/sh", "-c", "ssh-keygen -A && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e")
+           image, "/bin/sh", "-c",
+           "ssh-keygen -A && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -o LogLevel=VERBOSE")
     done = podman("exec", name, "/bin/sh", "-c", setup_script(profile), check=False)
     if done.returncode != 0:
         raise SystemExit("setting up %s (%s) failed:\n%s" % (name, profile["name"], done.stderr))

@@ -54,3 +54,20 @@ def test_main_rejects_unknown_options(monkeypatch, capsys, fake_node):
     assert code == 1
     assert out["failed"] is True
     assert "bogus" in out["msg"]
+
+
+def test_main_takes_the_connection_address_from_ssh_connection(monkeypatch, capsys, fake_node):
+    monkeypatch.setenv("SSH_CONNECTION", "198.51.100.7 51234 192.0.2.70 22")
+    code, out = run_main(monkeypatch, capsys, fake_node("bridge-trap"))
+    assert code == 0
+    host = out["ansible_facts"]["vfio_host"]
+    assert host["connection_address"] == "192.0.2.70"
+    assert {"interface": "vmbr0", "reasons": ["default route (ipv4)", "holds connection address 192.0.2.70"]} in (
+        host["management_interfaces"])
+
+
+def test_main_without_ssh_has_no_connection_address(monkeypatch, capsys, fake_node):
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    code, out = run_main(monkeypatch, capsys, fake_node("bridge-trap"))
+    assert code == 0
+    assert out["ansible_facts"]["vfio_host"]["connection_address"] is None
