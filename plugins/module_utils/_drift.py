@@ -12,22 +12,41 @@ then report no change.
 from __future__ import annotations
 
 import hashlib
+import re
 
 
 def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()  # what find's get_checksum reports
 
 
-def drift(found: list[dict], desired: dict[str, dict | None]) -> list[str]:
-    """Paths whose state on the node differs from `desired` (path -> {content, mode} or None for absent)."""
+def drift(found: list[dict], desired: list[dict], read: dict[str, str | None] | None = None) -> list[str]:
+    """Paths whose state on the node differs from `desired`.
+
+    desired: [{path, content (None: must not exist), mode, manage (default true)}]. found: find's `files`
+    (checksum, mode, uid, gid). read: content already read from the node (None: missing),
+    compared as text instead - for files outside the directories find looked in.
+    """
     seen = {item["path"]: item for item in found}
+    read = read or {}
     differs = []
-    for path, want in sorted(desired.items()):
-        have = seen.get(path)
-        if want is None:
-            if have is not None:
-                differs.append(path)
-        elif have is None or (have.get("checksum"), have.get("mode"), have.get("uid"), have.get("gid")) != (
-                _sha1(want["content"]), want["mode"], 0, 0):
+    for want in desired:
+        if not want.get("manage", True):
+            continue
+        path, content = want["path"], want["content"]
+        if path in read:
+            same = read[path] == content
+        elif content is None:
+            same = path not in seen
+        else:
+            have = seen.get(path) or {}
+            same = (have.get("checksum"), have.get("mode"), have.get("uid"), have.get("gid")) == (
+                _sha1(content), want["mode"], 0, 0)
+        if not same:
             differs.append(path)
-    return differs
+    return sorted(differs)
+
+
+def block_pattern(marker: str, lines: list[str]) -> str:
+    """A regex for ansible.builtin.find's `contains` matching exactly blockinfile's block."""
+    block = [marker.replace("{mark}", "BEGIN"), *lines, marker.replace("{mark}", "END")]
+    return "(?m)^" + r"\n".join(re.escape(line) for line in block) + "$"
