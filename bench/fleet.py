@@ -9,6 +9,7 @@ update-grub ran (counting wrappers installed on the bench nodes only).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -62,25 +63,26 @@ class Fleet:
             path = "/usr/sbin/%s" % tool
             script += "dpkg-divert --quiet --local --rename --add %s\nprintf '%%s' '%s' > %s\nchmod 0755 %s\n" % (
                 path, WRAPPER, path, path)
-        for name in self.names:
-            podman("exec", name, "/bin/sh", "-c", script)
+        self._each(lambda name: podman("exec", name, "/bin/sh", "-c", script))
         self.run("warmup", PHASES["ping"])  # opens the SSH control connections, not measured
 
+    def _each(self, work) -> dict:
+        """work(name) on every node, a few at a time (podman calls are mostly waiting)."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            return dict(zip(self.names, pool.map(work, self.names)))
+
     def _sessions(self) -> dict[str, int]:
-        counts = {}
-        for name in self.names:
+        def count(name: str) -> int:
             log = podman("logs", name)
-            counts[name] = (log.stdout + log.stderr).count("Starting session:")
-        return counts
+            return (log.stdout + log.stderr).count("Starting session:")
+        return self._each(count)
 
     def _tool_calls(self) -> dict[str, dict[str, int]]:
         """Calls per tool per host since the last look; the log starts empty again."""
-        calls = {}
-        for name in self.names:
+        def take(name: str) -> dict[str, int]:
             out = podman("exec", name, "/bin/sh", "-c", "cat %s 2>/dev/null; : > %s" % (CALLS_LOG, CALLS_LOG)).stdout
-            lines = out.split()
-            calls[name] = {tool: lines.count(tool) for tool in COUNTED_TOOLS}
-        return calls
+            return {tool: out.split().count(tool) for tool in COUNTED_TOOLS}
+        return self._each(take)
 
     def run(self, phase: str, argv: list[str], extra: dict | None = None) -> dict:
         stats_file = self.logs / ("%s-n%d.stats.json" % (phase, self.count))

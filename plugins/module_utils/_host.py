@@ -27,6 +27,14 @@ def ssh_server_address(environ: dict[str, str]) -> str | None:
     return fields[2] if len(fields) == 4 else None
 
 
+def corosync_addresses(text: str | None) -> list[str]:
+    """Addresses named by ringX_addr / linkX_addr in corosync.conf, sorted."""
+    found = set()
+    for match in re.finditer(r"^\s*(?:ring|link)\d+_addr\s*:\s*(\S+)", text or "", re.MULTILINE):
+        found.add(match.group(1))
+    return sorted(found)
+
+
 def cpu_vendor(reader: TreeReader, procfs_root: str) -> str | None:
     """"intel", "amd" or the raw vendor_id from /proc/cpuinfo."""
     for line in reader.lines(os.path.join(procfs_root, "cpuinfo")) or []:

@@ -110,6 +110,9 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         except OSError:
             kernel_log = None
 
+    corosync_conf = os.path.join(etc_root, "etc", "pve", "corosync.conf")
+    # Missing on nodes outside a cluster (no warning); unreadable is worth one.
+    corosync_text = reader.text(corosync_conf) if os.path.lexists(corosync_conf) else None
     host = {
         "iommu_active": bool(groups),
         "interrupt_remapping": _host.interrupt_remapping(kernel_log),
@@ -119,6 +122,7 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "boot_loader": _host.boot_loader(reader, sysfs_root, etc_root, pbt_status),
         "vfio_modules_loaded": _host.loaded_vfio_modules(reader, sysfs_root, procfs_root),
         "management_interfaces": [{"interface": name, "reasons": why} for name, why in sorted(reasons.items())],
+        "corosync_addresses": _host.corosync_addresses(corosync_text),
         "connection_address": connection_address,
         "pci_ids_found": names is not None,
         "modules_alias_found": aliases is not None,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses
+
 ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 PCI_ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
@@ -24,14 +26,6 @@ BASE_MODULES = ["vfio", "vfio_iommu_type1", "vfio_pci"]
 def kernel_version(release: str | None) -> tuple[int, int]:
     match = re.match(r"^(\d+)\.(\d+)", release or "")
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
-
-def corosync_addresses(text: str | None) -> set[str]:
-    """Addresses named by ringX_addr / linkX_addr in corosync.conf."""
-    found = set()
-    for match in re.finditer(r"^\s*(?:ring|link)\d+_addr\s*:\s*(\S+)", text or "", re.MULTILINE):
-        found.add(match.group(1))
-    return found
 
 
 def _stack_reasons(netdev: dict, corosync: set[str]) -> list[str]:
@@ -71,7 +65,9 @@ class Planner:
         self.groups = facts.get("vfio_iommu_groups", {})
         self.host = facts.get("vfio_host", {})
         self.inputs = inputs
-        self.corosync = corosync_addresses(corosync_conf)
+        # The addresses pci_facts read from /etc/pve/corosync.conf, unless the caller passes the file's text.
+        self.corosync = set(corosync_addresses(corosync_conf) if corosync_conf is not None
+                            else self.host.get("corosync_addresses") or [])
         self.record = inputs.get("record") or {}
         self.errors: list[str] = []
         self.warnings: list[str] = []

@@ -188,6 +188,13 @@ ansible_facts:
         connection_address:
           description: The O(connection_address) given or found in E(SSH_CONNECTION), or null.
           type: str
+        corosync_addresses:
+          description:
+            - Addresses of the corosync links (C(ringX_addr), C(linkX_addr)) in C(/etc/pve/corosync.conf)
+              below O(etc_root); empty when the node is not in a cluster.
+          type: list
+          elements: str
+          sample: ["192.0.2.70"]
         pci_ids_found:
           description: Whether a C(pci.ids) database was found for names.
           type: bool

@@ -14,6 +14,7 @@ addresses - so `ip -j` inside the node tells the same story as the tree.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import ipaddress
 import shlex
 import shutil
@@ -182,14 +183,20 @@ def up(cluster: str, profiles: list[str], count: int) -> Path:
     state = CACHE / "nodes" / cluster
     state.mkdir(parents=True, exist_ok=True)
     key = ssh_key()
-    hosts = {}
+    wanted = {}
     for index in range(count):
         name = profiles[index % len(profiles)]
         profile = fakeroot.load(name)
         if not profile.get("suite"):
             raise SystemExit("profile %s is for unit tests only (suite: null)" % name)
-        host = "%s-%02d-%s" % (cluster, index + 1, name)
-        hosts[host] = start_node(host, cluster, profile, state, key)
+        wanted["%s-%02d-%s" % (cluster, index + 1, name)] = profile
+    for suite in sorted({profile["suite"] for profile in wanted.values()}):
+        images.build(suite)  # once, before the nodes start side by side
+    # A node spends most of its start waiting on podman and update-grub: start a few at once.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        started = {host: pool.submit(start_node, host, cluster, profile, state, key)
+                   for host, profile in wanted.items()}
+        hosts = {host: future.result() for host, future in started.items()}
     inventory = {"all": {
         "hosts": hosts,
         "vars": {

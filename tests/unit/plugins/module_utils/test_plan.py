@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils._plan import corosync_addresses, kernel_version, make_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils._plan import kernel_version, make_plan
 
 
 def facts(node, **kwargs):
@@ -79,6 +80,15 @@ def test_corosync_link_is_a_management_path(fake_node):
     conf = "nodelist {\n  node {\n    ring0_addr: 192.0.2.70\n  }\n}\n"
     plan = plan_for(fake_node, "bridge-trap", [{"interface": "enp2s0"}], corosync=conf)
     assert "enp2s0: vmbr0 carries corosync link 192.0.2.70" in plan["errors"][0]
+
+
+def test_corosync_links_come_from_the_facts_when_no_text_is_given(fake_node):
+    node = fake_node("bridge-trap")  # its /etc/pve/corosync.conf names 192.0.2.70
+    found = facts(node)
+    assert found["vfio_host"]["corosync_addresses"] == ["192.0.2.70"]
+    plan = make_plan(found, {"devices": [{"interface": "enp2s0"}]})
+    assert "enp2s0: vmbr0 carries corosync link 192.0.2.70" in plan["errors"][0]
+    assert facts(fake_node("guide-intel"))["vfio_host"]["corosync_addresses"] == []
 
 
 def test_bond_vlan_stack_member_is_refused(fake_node):
@@ -180,8 +190,8 @@ def test_no_devices_plans_nothing(fake_node):
 def test_helpers():
     assert kernel_version("6.8.12-4-pve") == (6, 8)
     assert kernel_version("garbage") == (0, 0)
-    assert corosync_addresses("ring0_addr: 10.0.0.1\n  link1_addr : fd00::1\nname: ring0_addr\n") == {
-        "10.0.0.1", "fd00::1"}
+    assert corosync_addresses("ring0_addr: 10.0.0.1\n  link1_addr : fd00::1\nname: ring0_addr\n") == [
+        "10.0.0.1", "fd00::1"]
 
 
 def test_absent_skips_the_safety_checks_but_still_resolves(fake_node):
