@@ -29,7 +29,6 @@ SSH_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogL
             "-o ServerAliveInterval=10 -o ServerAliveCountMax=12")
 
 
-
 class Guest:
     """A running guest plus helpers to run the collection's playbooks against it."""
 
