@@ -63,24 +63,30 @@ class ModaliasIndex:
 
     def __init__(self, text: str) -> None:
         self._by_vendor: dict[str, list[tuple[re.Pattern, str]]] = {}
+        self._seen: set[tuple[str, str]] = set()
+        # Identical functions (the ports of one card, a host's many VFs) share a modalias.
+        self._answers: dict[str, list[str]] = {}
         for line in text.splitlines():
             if not line.startswith("alias pci:"):
                 continue
             parts = line.split()
-            if len(parts) != 3:
+            if len(parts) != 3 or (parts[1], parts[2]) in self._seen:
                 continue
             pattern, module = parts[1], parts[2]
+            self._seen.add((pattern, module))
             match = _VENDOR_IN_ALIAS.match(pattern)
             key = match.group(1).upper() if match else "*"
             compiled = re.compile(fnmatch.translate(pattern))
             self._by_vendor.setdefault(key, []).append((compiled, module))
 
     def modules_for(self, modalias: str) -> list[str]:
-        match = _VENDOR_IN_ALIAS.match(modalias)
-        vendor = match.group(1).upper() if match else ""
-        found: list[str] = []
-        for key in (vendor, "*"):
-            for compiled, module in self._by_vendor.get(key, ()):
-                if module not in found and compiled.match(modalias):
-                    found.append(module)
-        return sorted(found)
+        if modalias not in self._answers:
+            match = _VENDOR_IN_ALIAS.match(modalias)
+            vendor = match.group(1).upper() if match else ""
+            found: list[str] = []
+            for key in (vendor, "*"):
+                for compiled, module in self._by_vendor.get(key, ()):
+                    if module not in found and compiled.match(modalias):
+                        found.append(module)
+            self._answers[modalias] = sorted(found)
+        return list(self._answers[modalias])

@@ -211,7 +211,9 @@ def modules_alias(profile: dict) -> str:
     for dev in profile["devices"]:
         if dev["driver"] and dev["driver"] != "pcieport":
             v, d = dev["id"].upper().split(":")
-            lines.append("alias pci:v0000%sd0000%ssv*sd*bc*sc*i* %s" % (v, d, dev["driver"]))
+            line = "alias pci:v0000%sd0000%ssv*sd*bc*sc*i* %s" % (v, d, dev["driver"])
+            if line not in lines:  # one line per alias, as depmod writes it, however many cards
+                lines.append(line)
     return "\n".join(lines) + "\n"
 
 
