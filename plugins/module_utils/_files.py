@@ -1,0 +1,43 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The state of a file on the node, as the file_state module reports it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+# Text asked for is returned whole; anything this large is not one of the small files it is meant for.
+MAX_READ_BYTES = 1024 * 1024
+
+_TYPES = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "link"))
+
+
+def file_state(path: str, read: bool = False) -> dict:
+    """exists, type, mode ("0644"), uid, gid, and for a regular file its sha1 checksum and,
+    when `read`, its text. Symbolic links are reported, not followed. Raises OSError when
+    the file exists but cannot be read, ValueError when text is asked of a file too large.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return {"path": path, "exists": False}
+    kind = next((name for test, name in _TYPES if test(info.st_mode)), "other")
+    state = {"path": path, "exists": True, "type": kind, "mode": "%04o" % stat.S_IMODE(info.st_mode),
+             "uid": info.st_uid, "gid": info.st_gid}
+    if kind != "file":
+        return state
+    if read and info.st_size > MAX_READ_BYTES:
+        raise ValueError("%s is %d bytes, more than the %d this reads" % (path, info.st_size, MAX_READ_BYTES))
+    digest = hashlib.sha1()
+    chunks = []
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(65536), b""):
+            digest.update(chunk)
+            if read:
+                chunks.append(chunk)
+    state["checksum"] = digest.hexdigest()
+    if read:
+        state["content"] = b"".join(chunks).decode("utf-8", errors="replace")
+    return state

@@ -1,0 +1,141 @@
+#!/usr/bin/python
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: file_state
+short_description: Report the state of several files in one round trip
+version_added: "0.2.0"
+description:
+  - Reports, for each path, whether it exists, its type, mode, owner, group and (for a regular file)
+    its SHA-1 checksum, and returns the text of the files named in O(read).
+  - Read-only - C(changed) is always false. The passthrough role uses it to see everything it owns
+    with one call, so that a converged run can skip every writing task.
+  - Symbolic links are reported as links, not followed.
+author:
+  - vfio.proxmox contributors (@vfio-proxmox)
+options:
+  paths:
+    description: Absolute paths to look at. A path that does not exist is reported with RV(files.exists=false).
+    type: list
+    elements: path
+    required: true
+  read:
+    description:
+      - Paths (also listed in O(paths) or not) whose text is returned as well, decoded as UTF-8.
+      - Meant for small files; a regular file larger than 1 MiB fails the task.
+    type: list
+    elements: path
+    default: []
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; behaves the same in check mode.
+  diff_mode:
+    support: none
+seealso:
+  - module: ansible.builtin.stat
+    description: The state of one file, with many more details.
+  - module: ansible.builtin.find
+    description: Files matching patterns, with checksums.
+"""
+
+EXAMPLES = r"""
+- name: Look at the files the passthrough role owns, and read its record
+  vfio.proxmox.file_state:
+    paths:
+      - /etc/modprobe.d/vfio-proxmox.conf
+      - /etc/modules-load.d/vfio-proxmox.conf
+    read:
+      - /etc/vfio-proxmox/selected.yml
+  register: owned
+
+- name: Show whether the modprobe file is there
+  ansible.builtin.debug:
+    msg: "{{ owned.files['/etc/modprobe.d/vfio-proxmox.conf'].exists }}"
+"""
+
+RETURN = r"""
+files:
+  description: Path to its state, for every path in O(paths) and O(read).
+  returned: success
+  type: dict
+  contains:
+    path:
+      description: The path as given.
+      type: str
+    exists:
+      description: Whether anything is at the path.
+      type: bool
+    type:
+      description: V(file), V(directory), V(link) or V(other).
+      type: str
+      returned: when it exists
+    mode:
+      description: Permission bits as four octal digits.
+      type: str
+      returned: when it exists
+    uid:
+      description: Owner's numeric ID.
+      type: int
+      returned: when it exists
+    gid:
+      description: Group's numeric ID.
+      type: int
+      returned: when it exists
+    checksum:
+      description: SHA-1 of the content (what M(ansible.builtin.stat) and M(ansible.builtin.find) report).
+      type: str
+      returned: for regular files
+    content:
+      description: The text, decoded as UTF-8 (undecodable bytes replaced).
+      type: str
+      returned: for regular files named in O(read)
+  sample:
+    /etc/modprobe.d/vfio-proxmox.conf:
+      path: /etc/modprobe.d/vfio-proxmox.conf
+      exists: true
+      type: file
+      mode: "0644"
+      uid: 0
+      gid: 0
+      checksum: 2aae6c35c94fcfb415dbe95f408b9ce91ee846ed
+    /etc/vfio-proxmox/selected.yml:
+      path: /etc/vfio-proxmox/selected.yml
+      exists: false
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._files import file_state
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "paths": {"type": "list", "elements": "path", "required": True},
+            "read": {"type": "list", "elements": "path", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    paths, read = module.params["paths"], module.params["read"]
+    relative = [p for p in paths + read if not os.path.isabs(p)]
+    if relative:
+        module.fail_json(msg="file_state: paths must be absolute, got %s" % ", ".join(relative))
+    files = {}
+    for path in list(dict.fromkeys(paths + read)):
+        try:
+            files[path] = file_state(path, read=path in read)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            module.fail_json(msg="file_state: %s cannot be read: %s" % (path, reason))
+    module.exit_json(changed=False, files=files)
+
+
+if __name__ == "__main__":
+    main()
