@@ -36,6 +36,7 @@ attributes:
     description: Reads only; behaves the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is nothing to show.
 seealso:
   - module: ansible.builtin.stat
     description: The state of one file, with many more details.

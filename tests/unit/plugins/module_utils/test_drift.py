@@ -11,7 +11,7 @@ DROPIN = "/etc/default/grub.d/vfio-proxmox.cfg"
 MODULES = "/etc/initramfs-tools/modules"
 TEXT = "# Ansible managed\noptions vfio-pci ids=8086:15f3\n"
 MARKER = "# {mark} vfio.proxmox: vfio modules for the initramfs"
-LINES = ["vfio", "vfio_iommu_type1", "vfio_pci"]
+LINES = ("vfio", "vfio_iommu_type1", "vfio_pci")
 BLOCK = ("# BEGIN vfio.proxmox: vfio modules for the initramfs\nvfio\nvfio_iommu_type1\nvfio_pci\n"
          "# END vfio.proxmox: vfio modules for the initramfs\n")
 
@@ -27,7 +27,7 @@ def want(path: str, content: str | None = TEXT) -> dict:
 
 
 def block(lines=LINES) -> dict:
-    return {"path": MODULES, "marker": MARKER, "block": lines}
+    return {"path": MODULES, "marker": MARKER, "block": list(lines)}
 
 
 def test_identical_files_and_absent_ones_do_not_differ():
