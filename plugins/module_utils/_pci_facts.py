@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional, Tuple
 
-from ansible_collections.vfio.proxmox.plugins.module_utils import _host, _pci
+from ansible_collections.vfio.proxmox.plugins.module_utils import _host, _modconf, _ovs, _pci, _storage
 from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import (
     NetTopology,
     interface_holding,
     parse_default_routes,
     parse_ip_addr,
+    parse_permanent_macs,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex, parse_pci_ids
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
@@ -36,15 +37,42 @@ def _command(run: Runner, reader: TreeReader, argv: list[str]) -> str | None:
     return out
 
 
-def _json_command(run: Runner, reader: TreeReader, argv: list[str], parse):
+def _json_command(run: Runner, reader: TreeReader, argv: list[str], parse, failures: list[str]):
+    """Parsed output; on failure the empty answer, with the reason added to `failures`."""
     out = _command(run, reader, argv)
     if out is None:
+        failures.append("%s failed" % " ".join([os.path.basename(argv[0])] + argv[1:]))
         return parse("[]")
     try:
         return parse(out)
-    except ValueError as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         reader.warn("cannot parse output of %s: %s" % (" ".join(argv), exc))
+        failures.append("cannot parse the output of %s" % " ".join([os.path.basename(argv[0])] + argv[1:]))
         return parse("[]")
+
+
+def _ovs_membership(run: Runner, which: Which, reader: TreeReader, etc_root: str) -> tuple[dict, str | None]:
+    """(member -> OVS bridge or bond, why it may be incomplete) from /etc/network/interfaces and ovs-vsctl."""
+    texts = []
+    main = os.path.join(etc_root, "etc", "network", "interfaces")
+    if os.path.isfile(main):
+        texts.append(reader.text(main) or "")
+    extra = os.path.join(etc_root, "etc", "network", "interfaces.d")
+    texts += [reader.text(os.path.join(extra, n)) or "" for n in reader.listdir(extra)]
+    parent = _ovs.parse_interfaces("\n".join(texts))
+    vsctl = which("ovs-vsctl")
+    if not vsctl:
+        return parent, None if not parent else "ovs-vsctl not found"
+    bridges = _command(run, reader, [vsctl, "list-br"])
+    if bridges is None:
+        return parent, "ovs-vsctl list-br failed"
+    outputs = {}
+    for bridge in bridges.split():
+        out = _command(run, reader, [vsctl, "list-ifaces", bridge])
+        if out is None:
+            return parent, "ovs-vsctl list-ifaces %s failed" % bridge
+        outputs[bridge] = out
+    return dict(parent, **_ovs.parse_vsctl(outputs)), None
 
 
 def _first_readable(reader: TreeReader, root: str, relpaths) -> str | None:
@@ -63,20 +91,27 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
     groups = _pci.iommu_groups(reader, sysfs_root)
 
     ip = which("ip")
+    # Any failure here leaves the lockout guard blind: it is reported, and the planner refuses.
+    net_failures: list[str] = []
     if ip:
-        addresses = _json_command(run, reader, [ip, "-j", "addr", "show"], parse_ip_addr)
+        addresses, permanent = _json_command(run, reader, [ip, "-j", "addr", "show"],
+                                             lambda out: (parse_ip_addr(out), parse_permanent_macs(out)), net_failures)
         default_devs = {
-            "ipv4": _json_command(run, reader, [ip, "-j", "-4", "route", "show", "default"], parse_default_routes),
-            "ipv6": _json_command(run, reader, [ip, "-j", "-6", "route", "show", "default"], parse_default_routes),
+            "ipv4": _json_command(run, reader, [ip, "-j", "-4", "route", "show", "default"], parse_default_routes,
+                                  net_failures),
+            "ipv6": _json_command(run, reader, [ip, "-j", "-6", "route", "show", "default"], parse_default_routes,
+                                  net_failures),
         }
     else:
         reader.warn("ip (iproute2) not found: addresses and default routes unknown")
-        addresses, default_devs = {}, {"ipv4": set(), "ipv6": set()}
+        net_failures.append("ip (iproute2) not found")
+        addresses, permanent, default_devs = {}, {}, {"ipv4": set(), "ipv6": set()}
     connection_iface = interface_holding(addresses, connection_address)
     if connection_address and not connection_iface:
         reader.warn("connection address %s is not held by any interface" % connection_address)
     reasons = _host.management_reasons(addresses, default_devs, connection_iface, connection_address)
-    net = NetTopology(reader, sysfs_root, addresses, default_devs, reasons)
+    ovs_parent, ovs_error = _ovs_membership(run, which, reader, etc_root)
+    net = NetTopology(reader, sysfs_root, addresses, default_devs, reasons, ovs_parent, ovs_error, permanent)
 
     addresses_all = _pci.pci_addresses(reader, sysfs_root)
     vendors = set()
@@ -92,10 +127,17 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
                                                         "usr/lib/modules/%s/modules.alias" % kernel_release])
     aliases = ModaliasIndex(alias_text) if alias_text is not None else None
 
+    zpool = which("zpool")
+    zpool_status = _command(run, reader, [zpool, "status", "-P"]) if zpool else None
+    holders, storage_problems = _storage.storage_holders(
+        reader, sysfs_root, procfs_root, zpool_status,
+        None if zpool_status is not None else ("zpool status -P failed" if zpool else "zpool not found"))
+
     devices = []
     netdevs = _pci.netdevs_by_device(reader, sysfs_root)
     for address in addresses_all:
         entry = _pci.read_device(reader, sysfs_root, address, groups, names, aliases, net, netdevs.get(address, []))
+        entry["storage"] = holders.get(address, [])
         if _pci.class_matches(entry["class"], classes or []):
             devices.append(entry)
 
@@ -118,12 +160,16 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "interrupt_remapping": _host.interrupt_remapping(kernel_log),
         "cpu_vendor": _host.cpu_vendor(reader, procfs_root),
         "kernel_release": kernel_release,
+        "installed_kernels": _host.installed_kernels(reader, etc_root, kernel_release),
         "cmdline": (reader.text(os.path.join(procfs_root, "cmdline")) or "").split(),
         "boot_loader": _host.boot_loader(reader, sysfs_root, etc_root, pbt_status),
         "vfio_modules_loaded": _host.loaded_vfio_modules(reader, sysfs_root, procfs_root),
         "management_interfaces": [{"interface": name, "reasons": why} for name, why in sorted(reasons.items())],
         "corosync_addresses": _host.corosync_addresses(corosync_text),
         "connection_address": connection_address,
+        "network_error": "; ".join(net_failures) or None,
+        "storage_problems": storage_problems,
+        "vfio_config": _modconf.vfio_config(reader, etc_root),
         "pci_ids_found": names is not None,
         "modules_alias_found": aliases is not None,
     }

@@ -13,6 +13,12 @@ import ipaddress
 import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses
+from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import (
+    boolean,
+    cmdline_token,
+    module_name,
+    normalize_module,
+)
 
 ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
@@ -21,6 +27,11 @@ CLASS = re.compile(r"^(?:0x)?([0-9a-f]{2,6})$")
 SELECTOR_KEYS = ("address", "interface", "mac", "id")
 OPTION_KEYS = ("class", "force", "allow_group")
 BASE_MODULES = ["vfio", "vfio_iommu_type1", "vfio_pci"]
+# Files the role owns on a node; a foreign configuration line in any of them is the role's own.
+OWNED_MODPROBE = "/etc/modprobe.d/vfio-proxmox.conf"
+OWNED_PATHS = (OWNED_MODPROBE, "/etc/modules-load.d/vfio-proxmox.conf", "/etc/initramfs-tools/modules")
+# Kernel parameters the role decides itself: passthrough_extra_cmdline may not set them.
+MANAGED_KEYS = ("intel_iommu", "iommu")
 
 
 def kernel_version(release: str | None) -> tuple[int, int]:
@@ -112,12 +123,20 @@ class Planner:
         if not MAC.match(value.lower()):
             self.errors.append("%s is not a MAC address (expected aa:bb:cc:dd:ee:ff)" % label)
             return []
-        found = [a for a, d in self.devices.items() for n in d["netdevs"]
-                 if (n.get("mac") or "").lower() == value.lower()]
-        found = found or self._from_record("mac:" + value.lower())
+        wanted = value.lower()
+        # Bond slaves share the bond's MAC: the permanent address tells them apart.
+        found = sorted({a for a, d in self.devices.items() for n in d["netdevs"]
+                        if (n.get("permanent_mac") or "").lower() == wanted})
+        found = found or sorted({a for a, d in self.devices.items() for n in d["netdevs"]
+                                 if (n.get("mac") or "").lower() == wanted})
+        found = found or self._from_record("mac:" + wanted)
         if not found:
             self.errors.append("%s - no PCI network function has this MAC" % label)
-        return found[:1]
+        elif len(found) > 1:
+            self.errors.append("%s is ambiguous - %s all carry it (bond slaves share the bond's MAC); select by "
+                               "address or interface" % (label, ", ".join(found)))
+            return []
+        return found
 
     def _by_interface(self, label: str, value: str, entry: dict, where: str) -> list[str]:
         found = [a for a, d in self.devices.items() for n in d["netdevs"] if n["name"] == value]
@@ -163,10 +182,26 @@ class Planner:
                 label, " and class %s" % prefix if prefix else ""))
         return found
 
+    def flag(self, where: str, value, default: bool = False) -> bool:
+        """An Ansible boolean; anything else is refused (a truthy "false" must not disarm a guard)."""
+        if value is None or value == "":
+            return default
+        result, problem = boolean(value)
+        if problem:
+            self.errors.append("%s: %s" % (where, problem))
+            return default
+        return bool(result)
+
     def select(self) -> list[dict]:
         chosen: dict[str, dict] = {}
         self.new_record: dict[str, dict] = {}
-        for index, entry in enumerate(self.inputs.get("devices") or []):
+        entries = self.inputs.get("devices") or []
+        if not isinstance(entries, list):
+            self.errors.append("passthrough_devices: %r is a %s, not a list of mappings - write it as YAML, for "
+                               "example [{interface: enp2s0}] or -e '{\"passthrough_devices\": [{\"interface\": "
+                               "\"enp2s0\"}]}'" % (entries, type(entries).__name__))
+            entries = []
+        for index, entry in enumerate(entries):
             addresses = self._resolve(index, entry)
             for key in ("interface", "mac"):
                 if isinstance(entry, dict) and entry.get(key) and len(addresses) == 1:
@@ -198,8 +233,11 @@ class Planner:
                     "iommu_group": device["iommu_group"],
                     "interfaces": [n["name"] for n in device["netdevs"]],
                     "selected_by": "passthrough_devices[%d]" % index,
-                    "force": bool(entry.get("force")),
-                    "allow_group": bool(entry.get("allow_group")),
+                    "force": self.flag("passthrough_devices[%d].force" % index, entry.get("force")),
+                    "allow_group": self.flag("passthrough_devices[%d].allow_group" % index, entry.get("allow_group")),
+                    "class": device["class"],
+                    "class_name": device.get("class_name"),
+                    "storage": device.get("storage") or [],
                 }
         return sorted(chosen.values(), key=lambda d: d["address"])
 
@@ -217,6 +255,12 @@ class Planner:
                                self.host.get("cpu_vendor"), self.host.get("kernel_release"),
                                " ".join(self.host.get("cmdline", []))))
 
+    def describe(self, address: str) -> str:
+        """"0000:00:17.0 (SATA controller, holds /)" - what a group message names."""
+        device = self.devices.get(address, {})
+        parts = [device.get("class_name") or "class %s" % device.get("class")] + list(device.get("storage") or [])
+        return "%s (%s)" % (address, ", ".join(parts))
+
     def check_groups(self, selected: list[dict]) -> None:
         picked = {d["address"] for d in selected}
         for dev in selected:
@@ -225,14 +269,42 @@ class Planner:
             others = [a for a in self.groups.get(dev["iommu_group"], [])
                       if a not in picked and a in self.devices and not self.devices[a]["is_bridge"]]
             if others and not dev["allow_group"]:
-                self.errors.append("%s (%s): IOMMU group %s is not isolated - it also holds %s; select them too "
-                                   "or set allow_group: true on this entry" % (
-                                       dev["selected_by"], dev["address"], dev["iommu_group"], ", ".join(others)))
+                # Never suggest selecting what holds the node's storage (check_storage refuses it anyway).
+                movable = [a for a in others if not self.devices[a].get("storage")]
+                advice = ("select them too or set allow_group: true on this entry" if movable == others else
+                          "this group cannot leave the host: %s holds the node's storage" % ", ".join(
+                              a for a in others if a not in movable))
+                self.errors.append("%s (%s): IOMMU group %s is not isolated - it also holds %s; %s" % (
+                    dev["selected_by"], dev["address"], dev["iommu_group"],
+                    ", ".join(self.describe(a) for a in others), advice))
             elif others:
                 self.warnings.append("%s (%s): allow_group set - %s in IOMMU group %s go with it" % (
-                    dev["selected_by"], dev["address"], ", ".join(others), dev["iommu_group"]))
+                    dev["selected_by"], dev["address"], ", ".join(self.describe(a) for a in others),
+                    dev["iommu_group"]))
+
+    def check_storage(self, selected: list[dict]) -> None:
+        """The controller of /, swap, LVM, md or a ZFS pool - or a group sibling of it - never leaves the host."""
+        problems = self.host.get("storage_problems")
+        for dev in selected:
+            group = self.groups.get(dev["iommu_group"], []) if dev["iommu_group"] is not None else []
+            holders = [a for a in [dev["address"]] + [p for p in group if p != dev["address"]]
+                       if a in self.devices and self.devices[a].get("storage")]
+            if holders:
+                self.errors.append("%s (%s): refusing - %s: the node's storage would go with it" % (
+                    dev["selected_by"], dev["address"], "; ".join(
+                        ("%s" if a == dev["address"] else "IOMMU group sibling %s") % self.describe(a)
+                        for a in holders)))
+            elif problems is None or problems:
+                why = "; ".join(problems) if problems else "pci_facts did not report storage (older version?)"
+                message = "%s (%s): refusing - the node's storage could not be traced to PCI functions: %s" % (
+                    dev["selected_by"], dev["address"], why)
+                if dev["force"]:
+                    self.warnings.append(message.replace("refusing", "FORCED although") + " - force: true was set")
+                else:
+                    self.errors.append(message + " - set force: true on this entry to override")
 
     def check_lockout(self, selected: list[dict]) -> None:
+        network_error = self.host.get("network_error", "pci_facts did not report whether it read the network")
         for dev in selected:
             reasons = management_reasons(self.devices[dev["address"]], self.corosync)
             group = self.groups.get(dev["iommu_group"], []) if dev["iommu_group"] is not None else []
@@ -240,6 +312,13 @@ class Planner:
                 if peer != dev["address"] and peer in self.devices:
                     reasons += ["IOMMU group sibling %s %s" % (peer, r)
                                 for r in management_reasons(self.devices[peer], self.corosync)]
+            # Fail closed: a guard that cannot see addresses and routes cannot clear a network function.
+            members = [dev["address"]] + [p for p in group if p != dev["address"] and p in self.devices]
+            if network_error and any(self.devices[a].get("is_network") or self.devices[a]["netdevs"] for a in members):
+                reasons.append("addresses and routes could not be read (%s), so its management paths are "
+                               "unknown" % network_error)
+            reasons += [n["management_unknown"] for a in members for n in self.devices[a]["netdevs"]
+                        if n.get("management_unknown")]
             if not reasons:
                 continue
             message = "%s (%s): refusing - it carries a management path: %s" % (
@@ -251,37 +330,98 @@ class Planner:
 
     def check_blacklist(self, selected: list[dict]) -> list[str]:
         picked = {d["address"] for d in selected}
-        drivers = [str(d) for d in (self.inputs.get("blacklist_drivers") or [])]
+        raw = self.inputs.get("blacklist_drivers") or []
+        if not isinstance(raw, list):
+            self.errors.append("passthrough_blacklist_drivers: %r is not a list of module names" % (raw,))
+            return []
+        drivers = []
+        for index, entry in enumerate(raw):
+            name, problem = module_name(entry)
+            if problem:
+                self.errors.append("passthrough_blacklist_drivers[%d]: %s" % (index, problem))
+            else:
+                drivers.append(name)
         for driver in drivers:
+            # kmod treats - and _ alike: compare normalized names.
             users = sorted(a for a, d in self.devices.items() if a not in picked
-                           and (d["driver"] == driver or driver in d.get("modules", [])))
+                           and (normalize_module(d["driver"] or "") == driver
+                                or driver in [normalize_module(m) for m in d.get("modules", [])]))
             if users:
                 self.errors.append("passthrough_blacklist_drivers: %r would also take %s, which is not selected" % (
                     driver, ", ".join(users)))
         return sorted(set(drivers))
 
     # --- decisions -------------------------------------------------------
+    def kernels(self) -> list[str]:
+        """Every kernel the node may boot (a pinned or fallback one too), the running one included."""
+        running = self.host.get("kernel_release")
+        return sorted(set(self.host.get("installed_kernels") or []) | ({running} if running else set()),
+                      key=kernel_version)
+
     def cmdline_tokens(self) -> list[str]:
         tokens = []
-        release = self.host.get("kernel_release")
-        if self.host.get("cpu_vendor") == "intel" and kernel_version(release) < (6, 8):
+        old = [k for k in self.kernels() if kernel_version(k) < (6, 8)]
+        if self.host.get("cpu_vendor") == "intel" and old:
             tokens.append("intel_iommu=on")
-            self.reasons.append("intel_iommu=on: Intel CPU with kernel %s (before 6.8 the Intel IOMMU is off "
-                                "by default)" % release)
+            self.reasons.append("intel_iommu=on: Intel CPU and kernel %s installed (before 6.8 the Intel IOMMU is "
+                                "off by default)" % ", ".join(old))
         elif self.host.get("cpu_vendor") == "intel":
-            self.reasons.append("no intel_iommu=on: kernel %s enables the Intel IOMMU by default (6.8+)" % release)
-        if self.inputs.get("iommu_pt", True):
+            self.reasons.append("no intel_iommu=on: every installed kernel (%s) enables the Intel IOMMU by default "
+                                "(6.8+)" % ", ".join(self.kernels()))
+        if self.flag("passthrough_iommu_pt", self.inputs.get("iommu_pt"), default=True):
             tokens.append("iommu=pt")
             self.reasons.append("iommu=pt: passthrough_iommu_pt is true")
-        tokens += [str(t) for t in (self.inputs.get("extra_cmdline") or []) if str(t) not in tokens]
+        extra = self.inputs.get("extra_cmdline") or []
+        if not isinstance(extra, list):
+            self.errors.append("passthrough_extra_cmdline: %r is not a list of kernel parameters" % (extra,))
+            extra = []
+        for index, value in enumerate(extra):
+            token, problem = cmdline_token(value)
+            if problem:
+                self.errors.append("passthrough_extra_cmdline[%d]: %s" % (index, problem))
+            elif token.split("=", 1)[0] in MANAGED_KEYS:
+                self.errors.append("passthrough_extra_cmdline[%d]: %r sets %s, which the role decides (see "
+                                   "passthrough_iommu_pt)" % (index, token, token.split("=", 1)[0]))
+            elif token not in tokens:
+                tokens.append(token)
         return tokens
 
     def modules(self) -> list[str]:
-        release = self.host.get("kernel_release")
-        if kernel_version(release) < (6, 2):
-            self.reasons.append("vfio_virqfd: kernel %s is before 6.2, where it is still a module" % release)
+        kernels = self.kernels()
+        # vfio_virqfd is a module before 6.2 only. vfio_pci depends on it there, so modprobe loads it
+        # anyway; it is listed only when every kernel has it, so no kernel boots with a missing module.
+        if kernels and all(kernel_version(k) < (6, 2) for k in kernels):
+            self.reasons.append("vfio_virqfd: every installed kernel (%s) is before 6.2, where it is still a "
+                                "module" % ", ".join(kernels))
             return BASE_MODULES + ["vfio_virqfd"]
+        if any(kernel_version(k) < (6, 2) for k in kernels):
+            self.reasons.append("no vfio_virqfd: kernels from 6.2 on lack it; on the older ones installed, vfio_pci "
+                                "loads it as a dependency")
         return list(BASE_MODULES)
+
+    def check_foreign_config(self, selected: list[dict], ids: list[str]) -> None:
+        """Module configuration the role does not own that decides bindings next to it."""
+        picked = {d["address"] for d in selected}
+        for entry in self.host.get("vfio_config") or []:
+            if entry["file"] in OWNED_PATHS:
+                continue
+            where = "%s:%d (%r)" % (entry["file"], entry["line"], entry["text"])
+            if entry["kind"] == "options" and entry.get("ids"):
+                taken = sorted(a for a, d in self.devices.items() if a not in picked
+                               and "%s:%s" % (d["vendor"], d["device"]) in entry["ids"])
+                if ids or taken:
+                    self.errors.append(
+                        "foreign vfio-pci ids at %s: %s - remove that line (adopting hand-made configuration is not "
+                        "supported yet)" % (where, "kmod joins option lines and the kernel keeps only the last ids=, "
+                                            "so it overrides the role's ids= or is overridden by it" if ids else
+                                            "it binds %s, which is not selected" % ", ".join(taken)))
+            elif entry["kind"] in ("install", "remove"):
+                self.errors.append("foreign %s line for %s at %s replaces how the module loads - remove it" % (
+                    entry["kind"], entry["module"], where))
+            elif entry["kind"] == "driverctl" and entry.get("address") in picked and entry["module"] != "vfio_pci":
+                self.errors.append("driverctl override at %s binds %s to %s at every boot - remove it with "
+                                   "driverctl unset-override %s" % (where, entry["address"], entry["text"],
+                                                                    entry["address"]))
 
     def bind_split(self, selected: list[dict]) -> tuple[list[str], list[dict]]:
         """IDs for `options vfio-pci ids=` and devices for the address script."""
@@ -332,9 +472,11 @@ class Planner:
         elif selected:
             self.check_iommu(tokens)
             self.check_groups(selected)
+            self.check_storage(selected)
             self.check_lockout(selected)
             plan["blacklist"] = self.check_blacklist(selected)
             plan["ids"], plan["address_binds"] = self.bind_split(selected)
+            self.check_foreign_config(selected, plan["ids"])
             plan["softdeps"] = sorted({d["native_driver"] for d in selected
                                        if d["native_driver"] and d["id"] in plan["ids"]})
             plan["boot_loader"] = self.boot_loader()

@@ -106,8 +106,10 @@ def _device_dirs(profile: dict, sys: Path) -> dict[str, Path]:
 
 
 def _write_netdev(sys: Path, directory: Path, name: str, mac: str | None, state: str, speed,
-                  ups: dict, profile: dict) -> None:
+                  ups: dict, profile: dict, permanent_mac: str | None = None) -> None:
     _write(directory / "address", "%s\n" % (mac or "00:00:00:00:00:00"))
+    if permanent_mac:
+        _write(directory / "bonding_slave" / "perm_hwaddr", "%s\n" % permanent_mac)
     _write(directory / "operstate", "%s\n" % state)
     _write(directory / "mtu", "1500\n")
     if speed is not None and state == "up":
@@ -119,6 +121,13 @@ def _write_netdev(sys: Path, directory: Path, name: str, mac: str | None, state:
         _link(directory / ("upper_%s" % upper), upper_dir)
         if kind in ("bridge", "bond"):
             _link(directory / "master", upper_dir)
+        elif kind == "ovs":
+            # An Open vSwitch port: no link to its bridge, only to the datapath device.
+            (directory / ("upper_%s" % upper)).unlink()
+            ovs_system = sys / "devices" / "virtual" / "net" / "ovs-system"
+            ovs_system.mkdir(parents=True, exist_ok=True)
+            _link(directory / "master", ovs_system)
+            _link(directory / "upper_ovs-system", ovs_system)
 
 
 def build(profile: dict, out: Path) -> Path:
@@ -159,7 +168,7 @@ def build(profile: dict, out: Path) -> Path:
             # virtio-net puts its interface one level down: <device>/virtio1/net/<name>
             base = d / net["subdir"] if net.get("subdir") else d
             _write_netdev(sys, base / "net" / net["name"], net["name"], net.get("mac"), net["state"],
-                          net.get("speed"), ups, profile)
+                          net.get("speed"), ups, profile, net.get("permanent_mac"))
     for iface in profile["interfaces"]:
         d = sys / "devices" / "virtual" / "net" / iface["name"]
         _write_netdev(sys, d, iface["name"], None, "up", None, ups, profile)
@@ -169,6 +178,7 @@ def build(profile: dict, out: Path) -> Path:
             (d / "bonding").mkdir(exist_ok=True)
         for low in iface["lowers"]:
             _link(d / ("lower_%s" % low), sys / "class" / "net" / low)
+    _write_storage(profile.get("storage"), sys, proc, dirs)
     for module in profile.get("modules_loaded", []):
         (sys / "module" / module).mkdir(parents=True, exist_ok=True)
     if profile["efi"]:
@@ -191,6 +201,55 @@ def build(profile: dict, out: Path) -> Path:
     return out
 
 
+# Virtual file systems every node mounts; they hold no block device.
+_VIRTUAL_MOUNTS = ["/proc proc proc", "/sys sysfs sysfs", "/dev devtmpfs udev", "/run tmpfs tmpfs"]
+
+
+def _write_storage(storage: dict | None, sys: Path, proc: Path, dirs: dict[str, Path]) -> None:
+    """Block devices below their PCI functions, dm/md stacks, mountinfo and swaps.
+
+    Without a `storage` section nothing is written, as on a node whose /proc cannot be read.
+    """
+    if storage is None:
+        return
+    block_dirs: dict[str, Path] = {}
+
+    def add_block(name: str, directory: Path, dev: str) -> None:
+        _write(directory / "dev", dev + "\n")
+        _link(sys / "class" / "block" / name, directory)
+        _link(sys / "dev" / "block" / dev, directory)
+        block_dirs[name] = directory
+
+    for disk in storage.get("disks", []):
+        if disk.get("subsystem"):  # NVMe native multipath: the namespace hangs off its subsystem
+            subsys = sys / "devices" / "virtual" / "nvme-subsystem" / disk["subsystem"]
+            controller = dirs[disk["pci"]] / "nvme" / disk["controller"]
+            controller.mkdir(parents=True, exist_ok=True)
+            _link(subsys / disk["controller"], controller)
+            directory = subsys / disk["name"]
+        else:
+            directory = dirs[disk["pci"]] / disk.get("via", "host0/block") / disk["name"]
+        add_block(disk["name"], directory, disk["dev"])
+        for part, dev in disk.get("partitions", {}).items():
+            add_block(part, directory / part, dev)
+    for stack in storage.get("stacked", []):
+        directory = sys / "devices" / "virtual" / "block" / stack["name"]
+        add_block(stack["name"], directory, stack["dev"])
+        if stack.get("dm_name"):
+            _write(directory / "dm" / "name", stack["dm_name"] + "\n")
+        for slave in stack["slaves"]:
+            _link(directory / "slaves" / slave, block_dirs[slave])
+    lines = ["%d 1 0:%d / %s rw,nosuid - %s" % (20 + i, 20 + i, m.split()[0], " ".join(m.split()[1:]) + " rw")
+             for i, m in enumerate(_VIRTUAL_MOUNTS)]
+    for i, mount in enumerate(storage.get("mounts", [])):
+        lines.append("%d 1 %s / %s rw,relatime shared:%d - %s %s rw" % (
+            30 + i, mount["dev"], mount["point"], i + 1, mount["fstype"], mount["source"]))
+    _write(proc / "self" / "mountinfo", "\n".join(lines) + "\n")
+    swaps = ["Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority"]
+    swaps += ["%s\tpartition\t8388604\t\t0\t\t-2" % path for path in storage.get("swaps", [])]
+    _write(proc / "swaps", "\n".join(swaps) + "\n")
+
+
 def pci_ids(profile: dict) -> str:
     lines = ["# pci.ids written for profile %s" % profile["name"]]
     for vendor, vname in sorted(profile["vendors"].items()):
@@ -201,8 +260,9 @@ def pci_ids(profile: dict) -> str:
             if v == vendor and d not in seen and dev.get("name"):
                 seen.add(d)
                 lines.append("\t%s  %s" % (d, dev["name"]))
-    lines += ["C 02  Network controller", "\t00  Ethernet controller", "C 06  Bridge",
-              "\t00  Host bridge", "\t04  PCI bridge"]
+    lines += ["C 01  Mass storage controller", "\t06  SATA controller", "\t08  Non-Volatile memory controller",
+              "C 02  Network controller", "\t00  Ethernet controller", "C 06  Bridge",
+              "\t00  Host bridge", "\t04  PCI bridge", "C 0c  Serial bus controller", "\t03  USB controller"]
     return "\n".join(lines) + "\n"
 
 
@@ -252,7 +312,21 @@ def commands(profile: dict) -> dict[str, str]:
         "ip -j -6 route show default": json.dumps(v6),
         "proxmox-boot-tool status": profile.get("proxmox_boot_tool_status"),
         "dmesg": profile.get("dmesg"),
+        "zpool status -P": (profile.get("storage") or {}).get("zpool_status"),
+        **ovs_commands(profile),
     }
+
+
+def ovs_commands(profile: dict) -> dict[str, str]:
+    """`ovs-vsctl list-br` and `list-ifaces` for the profile's Open vSwitch bridges (kind ovs)."""
+    bridges = sorted({i["name"] for i in profile["interfaces"] if i["kind"] == "ovs"})
+    if not bridges or profile.get("ovs_vsctl") is False:
+        return {}
+    members = {b: sorted([low for i in profile["interfaces"] if i["name"] == b for low in i["lowers"]]
+                         + [i["name"] for i in profile["interfaces"] if i.get("bridge") == b]) for b in bridges}
+    found = {"ovs-vsctl list-br": "".join(b + "\n" for b in bridges)}
+    found.update({"ovs-vsctl list-ifaces %s" % b: "".join(m + "\n" for m in members[b]) for b in bridges})
+    return found
 
 
 class FakeNode:

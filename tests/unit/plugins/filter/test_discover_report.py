@@ -24,7 +24,7 @@ def test_nic_table_rows_and_readiness(fake_node):
     assert "MGMT" not in igc and "enp2s0 (up 2500 Mb/s)" in igc
     # Only network functions are rows: the GPU and bridges are not.
     assert not any(line.startswith(("0000:00:02.0", "0000:00:1c.0")) for line in lines)
-    assert "iommu:               active (5 groups)" in lines
+    assert "iommu:               active (6 groups)" in lines
     assert "interrupt remapping: enabled" in lines
     assert "boot loader:         grub (/boot/grub/grub.cfg present)" in lines
 

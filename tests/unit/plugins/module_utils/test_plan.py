@@ -101,15 +101,21 @@ def test_bond_vlan_stack_member_is_refused(fake_node):
 
 def test_group_sibling_of_the_management_nic_is_refused(fake_node):
     plan = plan_for(fake_node, "chipset-group", [{"address": "0000:03:00.0", "allow_group": True}])
-    assert len(plan["errors"]) == 1
-    assert plan["errors"][0].startswith("passthrough_devices[0] (0000:03:00.0): refusing - it carries a management "
+    assert len(plan["errors"]) == 2  # the SATA sibling holds root: test_plan_guards.py
+    assert plan["errors"][1].startswith("passthrough_devices[0] (0000:03:00.0): refusing - it carries a management "
                                         "path: IOMMU group sibling 0000:02:00.0 enp2s0: vmbr0 holds 192.0.2.50/24")
 
 
 def test_shared_group_is_refused_unless_allowed(fake_node):
     plan = plan_for(fake_node, "chipset-group", [{"address": "0000:03:00.0"}])
-    assert ("passthrough_devices[0] (0000:03:00.0): IOMMU group 5 is not isolated - it also holds 0000:00:14.0, "
-            "0000:00:17.0, 0000:02:00.0; select them too or set allow_group: true on this entry") in plan["errors"]
+    assert plan["errors"][0].startswith("passthrough_devices[0] (0000:03:00.0): IOMMU group 5 is not isolated - it "
+                                        "also holds 0000:00:14.0 (USB controller), 0000:00:17.0 (SATA controller")
+    # Without the storage sibling, the group could go whole: the message says how.
+    node = fake_node("chipset-group", mutate=lambda p: p.update(storage={"mounts": []}))
+    plan = make_plan(facts(node), {"devices": [{"address": "0000:03:00.0"}]})
+    assert ("passthrough_devices[0] (0000:03:00.0): IOMMU group 5 is not isolated - it also holds 0000:00:14.0 (USB "
+            "controller), 0000:00:17.0 (SATA controller), 0000:02:00.0 (Ethernet controller); select them too or set "
+            "allow_group: true on this entry") in plan["errors"]
 
 
 def test_iommu_off_is_refused_with_the_reason(fake_node):

@@ -33,7 +33,8 @@ def test_main_reports_facts_and_never_changes(monkeypatch, capsys, fake_node, ch
     assert [d["address"] for d in facts["vfio_pci_devices"]] == ["0000:00:1f.6", "0000:02:00.0"]
     assert facts["vfio_host"]["management_interfaces"] == [
         {"interface": "vmbr0", "reasons": ["default route (ipv4)", "holds connection address 192.0.2.70"]}]
-    assert facts["vfio_iommu_groups"] == {"0": ["0000:00:00.0"], "9": ["0000:00:1f.6"], "12": ["0000:02:00.0"]}
+    assert facts["vfio_iommu_groups"] == {"0": ["0000:00:00.0"], "9": ["0000:00:1f.6"], "11": ["0000:01:00.0"],
+                                          "12": ["0000:02:00.0"]}
     assert [c[1:] for c in node.calls] == [
         ["-j", "addr", "show"], ["-j", "-4", "route", "show", "default"],
         ["-j", "-6", "route", "show", "default"]]  # no dmesg, no proxmox-boot-tool on this node
