@@ -109,7 +109,8 @@ def management_reasons(addresses: dict[str, list[dict]], default_devs: dict[str,
 def installed_kernels(reader: TreeReader, etc_root: str, running: str | None) -> list[str]:
     """Kernel releases the node can boot: /boot/vmlinuz-* and /lib/modules/*/modules.dep, plus the running one."""
     found = {running} if running else set()
-    found.update(n[len("vmlinuz-"):] for n in reader.listdir(os.path.join(etc_root, "boot")) if n.startswith("vmlinuz-"))
+    boot = reader.listdir(os.path.join(etc_root, "boot"))
+    found.update(n[len("vmlinuz-"):] for n in boot if n.startswith("vmlinuz-"))
     for base in ("lib/modules", "usr/lib/modules"):
         directory = os.path.join(etc_root, base)
         found.update(n for n in reader.listdir(directory) if os.path.isfile(os.path.join(directory, n, "modules.dep")))

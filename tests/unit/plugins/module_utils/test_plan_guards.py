@@ -293,7 +293,8 @@ def _kernels(*releases):
 
 
 def test_an_older_installed_kernel_gets_intel_iommu_and_no_missing_module(fake_node):
-    plan = plan_for(fake_node, "guide-intel", [{"interface": "enp2s0"}], mutate=_kernels("6.5.13-6-pve", "6.1.10-1-pve"))
+    plan = plan_for(fake_node, "guide-intel", [{"interface": "enp2s0"}],
+                    mutate=_kernels("6.5.13-6-pve", "6.1.10-1-pve"))
     assert plan["cmdline_tokens"] == ["intel_iommu=on", "iommu=pt"]
     assert "intel_iommu=on: Intel CPU and kernel 6.1.10-1-pve, 6.5.13-6-pve installed" in plan["reasons"][0]
     # 6.8 lacks vfio_virqfd: listing it would fail module loading there; vfio_pci pulls it in on 6.1.
