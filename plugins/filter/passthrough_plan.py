@@ -1,18 +1,44 @@
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""passthrough_plan filter: the role's decisions, computed in Python (see _plan.py)."""
+"""The passthrough role's planning filters: the role's YAML only moves what these return.
+
+passthrough_watch: what file_state must look at; passthrough_plan: refusals, decisions and the
+whole desired state (_plan.py, _desired.py); passthrough_changes: what this run writes and
+rebuilds (_changes.py); passthrough_outcome: drivers after the run and whether to reboot;
+passthrough_verify: why the node is not ready yet.
+"""
 
 from __future__ import annotations
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes, outcome, verify
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import watched_paths
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
 
 
-def passthrough_plan(facts: dict, inputs: dict, corosync_conf: str | None = None) -> dict:
-    return make_plan(facts, inputs, corosync_conf or None)
+def passthrough_watch(state: str) -> dict:
+    return watched_paths()
+
+
+def passthrough_plan(facts: dict, inputs: dict, files: dict | None = None) -> dict:
+    return make_plan(facts, inputs, files or {})
+
+
+def passthrough_changes(plan: dict, files: dict, rendered: list) -> dict:
+    return changes(plan, files, list(rendered))
+
+
+def passthrough_outcome(plan: dict, bind_results: list | None = None) -> dict:
+    return outcome(plan, bind_results)
+
+
+def passthrough_verify(plan: dict, facts: dict) -> list:
+    return verify(plan, facts)
 
 
 class FilterModule:
-    """vfio.proxmox planning filter."""
+    """vfio.proxmox planning filters."""
 
     def filters(self):
-        return {"passthrough_plan": passthrough_plan}
+        return {"passthrough_watch": passthrough_watch, "passthrough_plan": passthrough_plan,
+                "passthrough_changes": passthrough_changes, "passthrough_outcome": passthrough_outcome,
+                "passthrough_verify": passthrough_verify}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import MODPROBE, MODULES_LOAD, desired, read_record
 from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses
 from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import (
     boolean,
@@ -27,9 +28,8 @@ CLASS = re.compile(r"^(?:0x)?([0-9a-f]{2,6})$")
 SELECTOR_KEYS = ("address", "interface", "mac", "id")
 OPTION_KEYS = ("class", "force", "allow_group")
 BASE_MODULES = ["vfio", "vfio_iommu_type1", "vfio_pci"]
-# Files the role owns on a node; a foreign configuration line in any of them is the role's own.
-OWNED_MODPROBE = "/etc/modprobe.d/vfio-proxmox.conf"
-OWNED_PATHS = (OWNED_MODPROBE, "/etc/modules-load.d/vfio-proxmox.conf", "/etc/initramfs-tools/modules")
+# Configuration lines in these files are the role's own (the initramfs list: its marked block).
+OWNED_PATHS = (MODPROBE, MODULES_LOAD, "/etc/initramfs-tools/modules")
 # Kernel parameters the role decides itself: passthrough_extra_cmdline may not set them.
 MANAGED_KEYS = ("intel_iommu", "iommu")
 
@@ -71,7 +71,7 @@ def management_reasons(device: dict, corosync: set[str]) -> list[str]:
 class Planner:
     """Builds the plan; collects every problem instead of stopping at the first."""
 
-    def __init__(self, facts: dict, inputs: dict, corosync_conf: str | None = None) -> None:
+    def __init__(self, facts: dict, inputs: dict, seen: dict, corosync_conf: str | None = None) -> None:
         self.devices = {d["address"]: d for d in facts.get("vfio_pci_devices", [])}
         self.groups = facts.get("vfio_iommu_groups", {})
         self.host = facts.get("vfio_host", {})
@@ -79,7 +79,8 @@ class Planner:
         # The addresses pci_facts read from /etc/pve/corosync.conf, unless the caller passes the file's text.
         self.corosync = set(corosync_addresses(corosync_conf) if corosync_conf is not None
                             else self.host.get("corosync_addresses") or [])
-        self.record = inputs.get("record") or {}
+        self.seen = seen
+        self.record = read_record(seen)[0].get("selectors") or {}
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.reasons: list[str] = []
@@ -197,9 +198,8 @@ class Planner:
         self.new_record: dict[str, dict] = {}
         entries = self.inputs.get("devices") or []
         if not isinstance(entries, list):
-            self.errors.append("passthrough_devices: %r is a %s, not a list of mappings - write it as YAML, for "
-                               "example [{interface: enp2s0}] or -e '{\"passthrough_devices\": [{\"interface\": "
-                               "\"enp2s0\"}]}'" % (entries, type(entries).__name__))
+            self.errors.append("passthrough_devices: %r is a %s, not a list of mappings - write it as YAML or "
+                               "JSON, for example [{interface: enp2s0}]" % (entries, type(entries).__name__))
             entries = []
         for index, entry in enumerate(entries):
             addresses = self._resolve(index, entry)
@@ -458,18 +458,20 @@ class Planner:
         return None
 
     def plan(self) -> dict:
+        state = self.inputs.get("state") or "present"
+        if state not in ("present", "absent"):
+            self.errors.append("passthrough_state: %r is not present or absent" % (state,))
         selected = self.select()
         tokens = self.cmdline_tokens()
-        plan = {"state": self.inputs.get("state", "present"), "devices": selected,
+        plan = {"state": state, "devices": selected,
                 "targets": [{"address": d["address"], "id": d["id"]} for d in selected],
                 "cmdline_tokens": tokens, "modules": self.modules(), "ids": [], "address_binds": [],
-                "softdeps": [], "blacklist": [], "boot_loader": None, "reboot_for_cmdline": False}
-        if selected and plan["state"] == "absent":
-            # Giving devices back is always safe: only the selection and the boot loader matter.
-            plan["boot_loader"] = self.boot_loader()
-            # The running kernel still carries the role's tokens until the next boot.
-            plan["reboot_for_cmdline"] = bool(set(tokens) & set(self.host.get("cmdline", [])))
-        elif selected:
+                "softdeps": [], "blacklist": [], "boot_loader": None,
+                "bind_now": self.flag("passthrough_bind_now", self.inputs.get("bind_now"), default=True),
+                "reboot": self.inputs.get("reboot") or "never"}
+        if plan["reboot"] not in ("never", "if_needed"):
+            self.errors.append("passthrough_reboot: %r is not never or if_needed" % (plan["reboot"],))
+        if selected and state == "present":
             self.check_iommu(tokens)
             self.check_groups(selected)
             self.check_storage(selected)
@@ -480,11 +482,20 @@ class Planner:
             plan["softdeps"] = sorted({d["native_driver"] for d in selected
                                        if d["native_driver"] and d["id"] in plan["ids"]})
             plan["boot_loader"] = self.boot_loader()
-            plan["reboot_for_cmdline"] = not set(tokens) <= set(self.host.get("cmdline", []))
         plan["record"] = self.new_record
+        # Removal needs no boot loader decision: it removes what the node's records name.
+        plan.update(desired(plan, self.seen, self.host))
+        plan["bind_drivers"] = {t["address"]: self.devices.get(t["address"], {}).get("driver")
+                                for t in plan["bind_targets"]}
+        # Live (re)binding only where it can work and something would move.
+        plan["bind_live"] = bool(plan["bind_now"] and self.host.get("iommu_active") and plan["bind_targets"] and (
+            any(d != "vfio-pci" for d in plan["bind_drivers"].values()) if state == "present"
+            else any(d == "vfio-pci" for d in plan["bind_drivers"].values())))
+        self.errors += plan.pop("errors")
         plan.update(errors=self.errors, warnings=self.warnings, reasons=self.reasons)
         return plan
 
 
-def make_plan(facts: dict, inputs: dict, corosync_conf: str | None = None) -> dict:
-    return Planner(facts, inputs, corosync_conf).plan()
+def make_plan(facts: dict, inputs: dict, seen: dict | None = None, corosync_conf: str | None = None) -> dict:
+    """The whole plan; `seen` is file_state's `files` for desired.watched_paths()."""
+    return Planner(facts, inputs, seen or {}, corosync_conf).plan()

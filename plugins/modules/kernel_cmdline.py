@@ -36,11 +36,14 @@ options:
     default: []
   record:
     description:
-      - A file that remembers the tokens this module added (tokens already on the line are not recorded),
-        so that O(remove_recorded) later takes out exactly those and no token the node had before.
+      - A file that remembers the tokens this module added (tokens already on the line are not recorded)
+        and the original tokens they replaced, so that O(remove_recorded) later takes out exactly those,
+        restores the originals, and touches no other token the node had before.
     type: path
   remove_recorded:
-    description: Remove the tokens listed in O(record) from the command line, then delete O(record).
+    description:
+      - Remove the tokens listed in O(record) from the command line and put back, in place, the original
+        tokens they replaced (for example V(intel_iommu=on,igfx_off)), then delete O(record).
     type: bool
     default: false
 attributes:
@@ -104,10 +107,14 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit, validate
-
-RECORD_HEADER = ("# Ansible managed: written by vfio.proxmox.kernel_cmdline\n"
-                 "# vfio.proxmox: kernel command line tokens added by the role (removed again on state=absent)\n")
+from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import (
+    edit,
+    parse_record,
+    record_text,
+    remove_recorded,
+    replaced,
+    validate,
+)
 
 
 def read_text(module: AnsibleModule, path: str, what: str) -> str:
@@ -129,10 +136,6 @@ def write_atomic(module: AnsibleModule, path: str, text: str) -> None:
     module.atomic_move(tmp, path)
 
 
-def recorded_tokens(text: str) -> list[str]:
-    return [t for line in text.splitlines() if not line.startswith("#") for t in line.split()]
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -150,22 +153,27 @@ def main() -> None:
     old_record = None
     if record and os.path.exists(record):
         old_record = read_text(module, record, "record")
-    if module.params["remove_recorded"]:
-        absent += [t for t in recorded_tokens(old_record or "") if t not in absent]
-    problems = validate(present, absent)
+    added, restore = parse_record(old_record or "")
+    remove = module.params["remove_recorded"]
+    problems = validate(present, absent + (added if remove else []))
     if problems:
         module.fail_json(msg="kernel_cmdline: " + "; ".join(problems))
     content = read_text(module, path, "path")
-    result = edit(content, present, absent)
-    changed = result["content"] != content
-
-    new_record = old_record
-    if record and module.params["remove_recorded"]:
+    if remove:
+        undo = remove_recorded(content, added, restore)
+        result = edit(undo["content"], present, absent)
+        result.update(before=undo["before"], added=undo["added"] + result["added"],
+                      removed=undo["removed"] + result["removed"])
         new_record = None
-    elif record:
-        kept = recorded_tokens(old_record or "")
-        tokens = kept + [t for t in result["added"] if t not in kept]
-        new_record = RECORD_HEADER + " ".join(tokens) + "\n" if tokens else old_record
+    else:
+        result = edit(content, present, absent)
+        new_record = old_record
+        if record:
+            # The originals of replaced tokens are remembered, so removal puts them back.
+            text = record_text(added + [t for t in result["added"] if t not in added],
+                               restore + [t for t in replaced(result, absent) if t not in restore])
+            new_record = text if text is not None else old_record
+    changed = result["content"] != content
     record_changed = new_record != old_record
 
     if not module.check_mode:

@@ -46,6 +46,17 @@ esac
 """
 
 
+# Stands in for zpool: ZFS cannot run in a container here (no zfs kernel module).
+ZPOOL_DOUBLE = """#!/bin/sh
+# TEST DOUBLE for zpool (no ZFS in a container). Answers `status -P` with the
+# simulated node's pool layout; anything else is refused.
+case "$*" in
+  "status -P") cat /etc/vfio-sim/zpool.status ;;
+  *) echo "zpool test double: unsupported: $*" >&2; exit 2 ;;
+esac
+"""
+
+
 # Stands in for grub-probe, which cannot see a block device inside a container.
 GRUB_PROBE_DOUBLE = """#!/bin/sh
 # TEST DOUBLE for grub-probe (no block device in a container): answers like a
@@ -121,6 +132,10 @@ def setup_script(profile: dict) -> str:
         files["/etc/vfio-sim/proxmox-boot-tool.status"] = profile["proxmox_boot_tool_status"]
         files["/usr/sbin/proxmox-boot-tool"] = PBT_DOUBLE
         doubles.append("/usr/sbin/proxmox-boot-tool")
+    if (profile.get("storage") or {}).get("zpool_status"):
+        files["/etc/vfio-sim/zpool.status"] = profile["storage"]["zpool_status"]
+        files["/usr/sbin/zpool"] = ZPOOL_DOUBLE
+        doubles.append("/usr/sbin/zpool")
     if profile["boot_loader"] == "grub":
         # grub-mkconfig calls /usr/sbin/grub-probe by its full path: divert the real one aside.
         lines.append("dpkg-divert --quiet --local --rename --add /usr/sbin/grub-probe")

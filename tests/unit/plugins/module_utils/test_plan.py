@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses
@@ -13,9 +15,15 @@ def facts(node, **kwargs):
     return gather(run=node.run, which=node.which, **node.roots, **kwargs)["ansible_facts"]
 
 
+def recorded(selectors):
+    """What file_state sees on a node where an earlier run recorded these selectors."""
+    text = json.dumps({"selectors": selectors, "targets": []})
+    return {"/etc/vfio-proxmox/state.json": {"exists": True, "type": "file", "content": text}}
+
+
 def plan_for(fake_node, profile, devices, corosync=None, **inputs):
     node = fake_node(profile)
-    return make_plan(facts(node), dict(inputs, devices=devices), corosync)
+    return make_plan(facts(node), dict(inputs, devices=devices), corosync_conf=corosync)
 
 
 def test_guide_host_by_interface_gets_ids_binding_and_grub(fake_node):
@@ -204,11 +212,9 @@ def test_absent_skips_the_safety_checks_but_still_resolves(fake_node):
     plan = plan_for(fake_node, "guide-intel", [{"interface": "eno1"}], state="absent")
     assert plan["errors"] == []
     assert plan["targets"] == [{"address": "0000:00:1f.6", "id": "8086:1a1c"}]
-    assert (plan["boot_loader"], plan["ids"], plan["reboot_for_cmdline"]) == ("grub", [], False)
+    # Removal decides no boot loader and no reboot from the selection: see test_desired.py.
+    assert (plan["boot_loader"], plan["ids"], plan["reboot_for_cmdline"]) == (None, [], False)
     assert plan_for(fake_node, "guide-intel", [{"interface": "nope"}], state="absent")["errors"]
-    booted = fake_node("guide-intel", mutate=lambda p: p.update(cmdline=p["cmdline"] + " iommu=pt"))
-    plan = make_plan(facts(booted), {"devices": [{"interface": "enp2s0"}], "state": "absent"})
-    assert plan["reboot_for_cmdline"] is True
 
 
 def test_softdeps_only_for_drivers_of_id_bound_devices(fake_node):
@@ -226,8 +232,8 @@ def test_interface_and_mac_of_a_device_on_vfio_pci_resolve_through_the_record(fa
             profile["devices"][index].update(driver="vfio-pci", netdevs=[])
         profile["interfaces"] = []
     node = fake_node("guide-intel", mutate=bound)
-    again = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}, {"mac": "3c:ec:ef:00:00:01"}],
-                                    "record": first["record"]})
+    again = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}, {"mac": "3c:ec:ef:00:00:01"}]},
+                      recorded(first["record"]))
     assert again["errors"] == []
     assert [d["address"] for d in again["devices"]] == ["0000:00:1f.6", "0000:02:00.0"]
     reason = "interface:enp2s0: 0000:02:00.0 is on vfio-pci, found through the record of an earlier run"
@@ -238,9 +244,9 @@ def test_interface_and_mac_of_a_device_on_vfio_pci_resolve_through_the_record(fa
 def test_the_record_is_not_trusted_for_a_changed_or_unbound_device(fake_node):
     record = {"interface:enp2s0": {"address": "0000:02:00.0", "id": "8086:1521"}}
     node = fake_node("guide-intel", mutate=lambda p: p["devices"][4].update(driver="vfio-pci", netdevs=[]))
-    plan = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}], "record": record})
+    plan = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}]}, recorded(record))
     assert plan["errors"][0].startswith("passthrough_devices[0].interface: 'enp2s0' - no PCI network function")
     record = {"interface:enp2s0": {"address": "0000:02:00.0", "id": "8086:15f3"}}
     node = fake_node("guide-intel", mutate=lambda p: p["devices"][4].update(driver=None, netdevs=[]))
-    plan = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}], "record": record})
+    plan = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}]}, recorded(record))
     assert len(plan["errors"]) == 1

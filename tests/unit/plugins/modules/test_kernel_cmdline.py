@@ -94,3 +94,16 @@ def test_remove_recorded_needs_record(capsys, cmdline):
     code, out = run(capsys, path=str(cmdline), remove_recorded=True)
     assert code == 1
     assert out["msg"] == "remove_recorded is True but all of the following are missing: record"
+
+
+def test_a_replaced_token_is_recorded_and_put_back_in_place(capsys, cmdline, tmp_path):
+    record = tmp_path / "state" / "cmdline-added"
+    cmdline.write_text("root=/dev/sda1 intel_iommu=on,igfx_off quiet\n")
+    code, out = run(capsys, path=str(cmdline), present=["intel_iommu=on", "iommu=pt"], record=str(record))
+    assert (code, out["removed"]) == (0, ["intel_iommu=on,igfx_off"])
+    assert cmdline.read_text() == "root=/dev/sda1 intel_iommu=on quiet iommu=pt\n"
+    assert record.read_text().splitlines()[2:] == ["intel_iommu=on iommu=pt", "restore intel_iommu=on,igfx_off"]
+    code, out = run(capsys, path=str(cmdline), record=str(record), remove_recorded=True)
+    assert code == 0 and out["changed"] is True
+    assert cmdline.read_text() == "root=/dev/sda1 intel_iommu=on,igfx_off quiet\n"
+    assert not record.exists()

@@ -1,0 +1,183 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The node's desired state: every file the role owns, its block, command line, records, bindings.
+
+The one table of what the role writes (OWNED_FILES) lives here; the role's templates
+are the one place each file's format is written. `desired()` turns the planner's
+decisions plus what file_state saw on the node into data the role only moves: files to
+write or remove, directories to create, the initramfs-modules block, the command line
+edit, the record of this run, devices to bind or release, and why a reboot is needed.
+Removal reads the node's records, never the selection, so it works with an empty list.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import parse_record
+
+STATE_DIR = "/etc/vfio-proxmox"
+STATE_RECORD = STATE_DIR + "/state.json"
+CMDLINE_RECORD = STATE_DIR + "/cmdline-added"
+# Written before the first change, removed after the last rebuild: an interrupted run is repaired next time.
+PENDING = STATE_DIR + "/rebuild-pending"
+KERNEL_CMDLINE = "/etc/kernel/cmdline"
+GRUB_DEFAULT = "/etc/default/grub"
+INITRAMFS_MODULES = "/etc/initramfs-tools/modules"
+BLOCK_MARKER = "# {mark} vfio.proxmox: vfio modules for the initramfs"
+GRUB_DROPIN = "/etc/default/grub.d/vfio-proxmox.cfg"
+INIT_TOP = "/etc/initramfs-tools/scripts/init-top/vfio-proxmox"
+MODPROBE = "/etc/modprobe.d/vfio-proxmox.conf"
+MODULES_LOAD = "/etc/modules-load.d/vfio-proxmox.conf"
+# Every owned file carries this in its header; a file at an owned path without it is someone else's.
+OWN_MARK = "vfio.proxmox:"
+BACKUP_SUFFIX = ".vfio-proxmox-backup"
+
+# path, mode, template, what must be rebuilt when it changes
+OWNED_FILES = (
+    (MODULES_LOAD, "0644", "modules-load.conf.j2", None),
+    (MODPROBE, "0644", "modprobe.conf.j2", "initramfs"),
+    (INIT_TOP, "0755", "init-top.sh.j2", "initramfs"),
+    (GRUB_DROPIN, "0644", "grub-dropin.cfg.j2", "grub"),
+    (STATE_RECORD, "0644", "state.json.j2", None),
+)
+REBUILD_ORDER = ("initramfs", "grub", "refresh")
+# The desired state of a run that selects nothing and removes nothing.
+NOTHING = {"act": False, "files": [], "dirs": [], "created_dirs": [], "remove_dirs": [], "restore_backups": [],
+           "block": None, "cmdline": None, "cmdline_record": CMDLINE_RECORD, "state_dir": STATE_DIR,
+           "state_record": None, "pending_path": PENDING, "bind_targets": [], "reboot_for_cmdline": False,
+           "reboot_tokens": [], "errors": []}
+
+
+def _dirname(path: str) -> str:
+    return path.rsplit("/", 1)[0]
+
+
+def watched_paths() -> dict[str, list[str]]:
+    """What file_state must look at (paths) and read (read) before the planner can decide."""
+    owned = [f[0] for f in OWNED_FILES]
+    dirs = sorted({_dirname(p) for p in owned})
+    backups = [p + BACKUP_SUFFIX for p in owned]
+    read = owned + [CMDLINE_RECORD, PENDING, INITRAMFS_MODULES, KERNEL_CMDLINE, GRUB_DEFAULT]
+    return {"paths": sorted(set(dirs + backups + read)), "read": read}
+
+
+def _content(seen: dict, path: str) -> str | None:
+    entry = seen.get(path) or {}
+    return entry.get("content") if entry.get("exists") else None
+
+
+def _exists(seen: dict, path: str) -> bool:
+    return bool((seen.get(path) or {}).get("exists"))
+
+
+def read_record(seen: dict) -> tuple[dict, str | None]:
+    """The record of earlier runs (state.json), or ({}, why it is unusable)."""
+    text = _content(seen, STATE_RECORD)
+    if not text:
+        return {}, None
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        return {}, "%s is not valid JSON (%s)" % (STATE_RECORD, exc)
+    return (record, None) if isinstance(record, dict) else ({}, "%s does not hold a mapping" % STATE_RECORD)
+
+
+def cmdline_record(seen: dict) -> tuple[list[str], list[str]]:
+    """(tokens the role added, original tokens it replaced) from kernel_cmdline's record."""
+    return parse_record(_content(seen, CMDLINE_RECORD) or "")
+
+
+_GRUB_VAR = re.compile(r'^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(["\']?)(.*)\1\s*$')
+
+
+def grub_tokens(text: str | None) -> list[str]:
+    """Tokens of the GRUB_CMDLINE_LINUX(_DEFAULT) lines, with ${...} references dropped."""
+    tokens = []
+    for line in (text or "").splitlines():
+        match = _GRUB_VAR.match(line)
+        if match:
+            tokens += [t for t in match.group(2).split() if not t.startswith("$")]
+    return tokens
+
+
+def satisfied(token: str, have: list[str]) -> bool:
+    """Whether a running command line already gives what `token` asks (intel_iommu=on,igfx_off gives =on)."""
+    if token in have:
+        return True
+    key, _, value = token.partition("=")
+    return any(t.partition("=")[0] == key and value in t.partition("=")[2].split(",") for t in have if "=" in t)
+
+
+def desired(plan: dict, seen: dict, host: dict) -> dict:
+    """Extend the planner's decisions with the node's whole desired state (see module docstring).
+
+    State present with no device selected changes nothing (act false); absent removes what the records name.
+    """
+    present = plan["state"] == "present"
+    if present and not plan["devices"]:
+        return dict(NOTHING, pending=[])
+    record, problem = read_record(seen)
+    errors = [problem] if problem else []
+    running = host.get("cmdline") or []
+    loader = plan["boot_loader"]
+
+    files, dirs, backups = [], [], dict(record.get("backups") or {})
+    for path, mode, template, rebuild in OWNED_FILES:
+        wanted = present and (
+            (path == INIT_TOP and bool(plan["address_binds"]))
+            or (path == GRUB_DROPIN and loader == "grub" and bool(plan["cmdline_tokens"]))
+            or path in (MODULES_LOAD, MODPROBE, STATE_RECORD))
+        text = _content(seen, path)
+        if wanted and _exists(seen, path) and path not in backups and (text is None or OWN_MARK not in text):
+            backups[path] = path + BACKUP_SUFFIX  # someone else's file: kept aside, put back on removal
+        files.append({"path": path, "mode": mode, "template": template if wanted else None, "rebuild": rebuild,
+                      "backup": backups.get(path) if wanted and path in backups and path not in
+                      (record.get("backups") or {}) else None})
+        if wanted and _dirname(path) not in dirs:
+            dirs.append(_dirname(path))
+    created = sorted(set(record.get("created_dirs") or []) | {
+        d for d in dirs if not _exists(seen, d) and d != STATE_DIR})
+
+    added, restore = cmdline_record(seen)
+    if present:
+        # A token the file already satisfies (intel_iommu=on,igfx_off for intel_iommu=on) is left alone.
+        own = (_content(seen, KERNEL_CMDLINE) or "").split("\n", 1)[0].split()
+        cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, own)],
+                   "remove_recorded": False} if loader == "systemd-boot" else None
+        reboot_why = [t for t in plan["cmdline_tokens"] if not satisfied(t, running)]
+        release = []
+    else:
+        # Removal reads the records: the tokens kernel_cmdline added (and the ones it replaced), the drop-in's.
+        cmdline = {"present": [], "remove_recorded": True} if _exists(seen, CMDLINE_RECORD) else None
+        own_grub = grub_tokens(_content(seen, GRUB_DEFAULT))
+        dropin = grub_tokens(_content(seen, GRUB_DROPIN)) if _exists(seen, GRUB_DROPIN) else []
+        removed = [t for t in added if t not in restore] + [t for t in dropin if t not in own_grub]
+        reboot_why = [t for t in removed if t in running]
+        recorded = record.get("targets") or []
+        release = [t for t in recorded if t["address"] not in {d["address"] for d in plan["targets"]}]
+
+    state_record = {"selectors": plan["record"], "targets": plan["targets"], "created_dirs": created,
+                    "backups": {p: b for p, b in backups.items() if any(f["path"] == p and f["template"]
+                                                                        for f in files)}} if present else None
+    return {
+        "act": True,
+        "files": files,
+        "dirs": dirs,
+        "created_dirs": created,
+        "remove_dirs": [] if present else sorted(created, reverse=True),
+        "restore_backups": [] if present else [{"path": p, "backup": b} for p, b in sorted(backups.items())],
+        "block": {"path": INITRAMFS_MODULES, "marker": BLOCK_MARKER, "lines": plan["modules"] if present else None},
+        "cmdline": cmdline,
+        "cmdline_record": CMDLINE_RECORD,
+        "state_dir": STATE_DIR,
+        "state_record": state_record,
+        "pending": sorted(set((_content(seen, PENDING) or "").split()) & set(REBUILD_ORDER),
+                          key=REBUILD_ORDER.index),
+        "pending_path": PENDING,
+        "bind_targets": plan["targets"] + release,
+        "reboot_for_cmdline": bool(reboot_why),
+        "reboot_tokens": reboot_why,
+        "errors": errors,
+    }
