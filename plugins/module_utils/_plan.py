@@ -12,7 +12,13 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import MODPROBE, MODULES_LOAD, desired, read_record
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+    MODPROBE,
+    MODULES_LOAD,
+    desired,
+    read_record,
+    satisfied,
+)
 from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses
 from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import (
     boolean,
@@ -198,8 +204,11 @@ class Planner:
         self.new_record: dict[str, dict] = {}
         entries = self.inputs.get("devices") or []
         if not isinstance(entries, list):
-            self.errors.append("passthrough_devices: %r is a %s, not a list of mappings - write it as YAML or "
-                               "JSON, for example [{interface: enp2s0}]" % (entries, type(entries).__name__))
+            kind = "a string" if isinstance(entries, str) else "a mapping" if isinstance(entries, dict) else "a %s" % (
+                type(entries).__name__)
+            self.errors.append("passthrough_devices: %r is %s, not a list of mappings - write it as YAML or "
+                               "JSON, for example [{interface: enp2s0}]" % (str(entries) if isinstance(entries, str)
+                                                                            else entries, kind))
             entries = []
         for index, entry in enumerate(entries):
             addresses = self._resolve(index, entry)
@@ -245,10 +254,14 @@ class Planner:
     def check_iommu(self, tokens: list[str]) -> None:
         if self.host.get("iommu_active"):
             return
-        will_enable = "intel_iommu=on" in tokens and "intel_iommu=on" not in self.host.get("cmdline", [])
+        # Only a running kernel before 6.8 can be missing intel_iommu=on; from 6.8 on, no groups means
+        # VT-d is off in the firmware, whatever an older installed kernel would need.
+        running = self.host.get("kernel_release")
+        will_enable = ("intel_iommu=on" in tokens and kernel_version(running) < (6, 8)
+                       and not satisfied("intel_iommu=on", self.host.get("cmdline", [])))
         if will_enable:
-            self.warnings.append("IOMMU not active yet: the role adds intel_iommu=on; IOMMU groups are checked "
-                                 "by verify after the reboot")
+            self.warnings.append("IOMMU not active yet: the role adds intel_iommu=on; verify checks the IOMMU "
+                                 "groups after the reboot")
             return
         self.errors.append("IOMMU unavailable: /sys/kernel/iommu_groups is empty on a %s CPU with kernel %s and "
                            "command line %r - enable VT-d/AMD-Vi (IOMMU) in the firmware setup" % (

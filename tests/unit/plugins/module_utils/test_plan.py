@@ -138,8 +138,16 @@ def test_iommu_off_on_an_old_intel_kernel_is_what_the_role_fixes(fake_node):
     node = fake_node("iommu-off", mutate=lambda p: p.update(kernel="6.5.13-6-pve"))
     plan = make_plan(facts(node), {"devices": [{"interface": "enp3s0"}]})
     assert plan["errors"] == []
-    assert plan["warnings"] == ["IOMMU not active yet: the role adds intel_iommu=on; IOMMU groups are checked by "
-                                "verify after the reboot"]
+    assert plan["warnings"] == ["IOMMU not active yet: the role adds intel_iommu=on; verify checks the IOMMU groups "
+                                "after the reboot"]
+
+
+def test_iommu_off_under_a_68_kernel_is_refused_even_with_an_older_kernel_installed(fake_node):
+    # 6.8 enables the Intel IOMMU by default: no groups means VT-d is off in the firmware.
+    node = fake_node("iommu-off", mutate=lambda p: p["files"].update({"/boot/vmlinuz-6.1.0-27-amd64": ""}))
+    plan = make_plan(facts(node), {"devices": [{"interface": "enp3s0"}]})
+    assert plan["cmdline_tokens"][0] == "intel_iommu=on"
+    assert plan["errors"][0].startswith("IOMMU unavailable: /sys/kernel/iommu_groups is empty")
 
 
 def test_unsafe_blacklist_is_refused(fake_node):

@@ -51,7 +51,7 @@ def test_iommu_pt_spelled_false_is_false(fake_node):
 def test_devices_given_as_a_key_value_string_is_one_clear_error(fake_node):
     plan = plan_for(fake_node, "guide-intel", "interface=enp2s0")
     assert len(plan["errors"]) == 1
-    assert plan["errors"][0].startswith("passthrough_devices: 'interface=enp2s0' is a str, not a list of mappings")
+    assert plan["errors"][0].startswith("passthrough_devices: 'interface=enp2s0' is a string, not a list of mappings")
 
 
 @pytest.mark.parametrize("name", ["e1000e", " e1000e ", "e1000e\t"])
