@@ -51,7 +51,7 @@ def remove_recorded(content: str, added: list[str], restore: list[str]) -> dict:
     first = edit(content, restore, [])
     second = edit(first["content"], [], added)
     return {"content": second["content"], "before": first["before"], "after": second["after"],
-            "added": first["added"], "removed": [t for t in first["removed"] + second["removed"]]}
+            "added": first["added"], "removed": first["removed"] + second["removed"]}
 
 
 def validate(present: list[str], absent: list[str]) -> list[str]:

@@ -106,8 +106,8 @@ def satisfied(token: str, have: list[str]) -> bool:
     """Whether a running command line already gives what `token` asks (intel_iommu=on,igfx_off gives =on)."""
     if token in have:
         return True
-    key, _, value = token.partition("=")
-    return any(t.partition("=")[0] == key and value in t.partition("=")[2].split(",") for t in have if "=" in t)
+    key, value = token.split("=", 1) if "=" in token else (token, "")
+    return any(t.split("=", 1)[0] == key and value in t.split("=", 1)[1].split(",") for t in have if "=" in t)
 
 
 def desired(plan: dict, seen: dict, host: dict) -> dict:

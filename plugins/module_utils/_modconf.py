@@ -96,4 +96,3 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
             entries.append({"file": shown(os.path.join(base, name)), "line": 1, "text": driver, "kind": "driverctl",
                             "module": normalize_module(driver) if driver else None, "address": name[4:], "ids": []})
     return entries
-
