@@ -51,42 +51,55 @@ def class_name(names: dict, pci_class: str | None) -> str | None:
     return sub or names["classes"].get(pci_class[:2])
 
 
-_VENDOR_IN_ALIAS = re.compile(r"^pci:v([0-9A-F]{8}|\*)", re.IGNORECASE)
+# The vendor and device fields of a pci modalias: 8 hex digits each, or a pattern.
+_IDS_IN_ALIAS = re.compile(r"^pci:v([^d]*)d([^s]*)sv")
+_LITERAL = re.compile(r"^[0-9A-F]{8}$", re.IGNORECASE)
+
+
+def _key(field: str) -> str:
+    return field.upper() if _LITERAL.match(field) else "*"
 
 
 class ModaliasIndex:
     """Matches a device's modalias against the pci lines of modules.alias.
 
-    Patterns are indexed by their vendor field, so each device is compared
-    only with patterns for its own vendor or a wildcard vendor.
+    Patterns are indexed by their vendor and device fields (or "*" where a field is
+    a pattern), so a device is compared only with the patterns that could match it,
+    and a pattern is compiled only when first needed: a full kernel has ~10,000
+    pci aliases, and compiling them all costs more than the rest of discovery.
     """
 
     def __init__(self, text: str) -> None:
-        self._by_vendor: dict[str, list[tuple[re.Pattern, str]]] = {}
-        self._seen: set[tuple[str, str]] = set()
+        self._by_ids: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self._compiled: dict[str, re.Pattern] = {}
+        seen: set[tuple[str, str]] = set()
         # Identical functions (the ports of one card, a host's many VFs) share a modalias.
         self._answers: dict[str, list[str]] = {}
         for line in text.splitlines():
             if not line.startswith("alias pci:"):
                 continue
             parts = line.split()
-            if len(parts) != 3 or (parts[1], parts[2]) in self._seen:
+            if len(parts) != 3 or (parts[1], parts[2]) in seen:
                 continue
             pattern, module = parts[1], parts[2]
-            self._seen.add((pattern, module))
-            match = _VENDOR_IN_ALIAS.match(pattern)
-            key = match.group(1).upper() if match else "*"
-            compiled = re.compile(fnmatch.translate(pattern))
-            self._by_vendor.setdefault(key, []).append((compiled, module))
+            seen.add((pattern, module))
+            match = _IDS_IN_ALIAS.match(pattern)
+            key = (_key(match.group(1)), _key(match.group(2))) if match else ("*", "*")
+            self._by_ids.setdefault(key, []).append((pattern, module))
+
+    def _matches(self, pattern: str, modalias: str) -> bool:
+        if pattern not in self._compiled:
+            self._compiled[pattern] = re.compile(fnmatch.translate(pattern))
+        return bool(self._compiled[pattern].match(modalias))
 
     def modules_for(self, modalias: str) -> list[str]:
         if modalias not in self._answers:
-            match = _VENDOR_IN_ALIAS.match(modalias)
-            vendor = match.group(1).upper() if match else ""
+            match = _IDS_IN_ALIAS.match(modalias)
+            vendor, device = (match.group(1).upper(), match.group(2).upper()) if match else ("", "")
             found: list[str] = []
-            for key in (vendor, "*"):
-                for compiled, module in self._by_vendor.get(key, ()):
-                    if module not in found and compiled.match(modalias):
+            for key in ((vendor, device), (vendor, "*"), ("*", device), ("*", "*")):
+                for pattern, module in self._by_ids.get(key, ()):
+                    if module not in found and self._matches(pattern, modalias):
                         found.append(module)
             self._answers[modalias] = sorted(found)
         return list(self._answers[modalias])

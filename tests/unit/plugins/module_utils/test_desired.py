@@ -1,0 +1,179 @@
+"""The desired state and what a run changes: removal from records, reboots, pending rebuilds, backups, check mode."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes, outcome, verify
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+    CMDLINE_RECORD,
+    GRUB_DROPIN,
+    MODPROBE,
+    PENDING,
+    STATE_RECORD,
+    watched_paths,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
+
+PORT = {"address": "0000:02:00.0", "id": "8086:15f3"}
+
+
+def facts(node, **kwargs):
+    return gather(run=node.run, which=node.which, **node.roots, **kwargs)["ansible_facts"]
+
+
+def text_file(content: str, mode: str = "0644") -> dict:
+    return {"exists": True, "type": "file", "mode": mode, "uid": 0, "gid": 0, "content": content,
+            "checksum": hashlib.sha1(content.encode()).hexdigest()}
+
+
+def owned(content: str) -> dict:
+    return text_file("# Ansible managed\n# vfio.proxmox: owned\n" + content)
+
+
+def record(targets=(PORT,), **extra) -> dict:
+    """state.json as the role writes it: JSON, its comment carrying the marker."""
+    return text_file(json.dumps(dict({"_comment": "Ansible managed - vfio.proxmox: record", "selectors": {},
+                                      "targets": list(targets), "created_dirs": []}, **extra)))
+
+
+def rendered_for(plan: dict) -> list[str]:
+    """Stand-in texts for the templates; only their count and order matter to changes()."""
+    return ["rendered %s\n" % f["path"] for f in plan["files"] if f["template"]]
+
+
+def test_watched_paths_cover_every_file_the_plan_reads():
+    watched = watched_paths()
+    for path in (STATE_RECORD, CMDLINE_RECORD, PENDING, GRUB_DROPIN, MODPROBE, "/etc/kernel/cmdline",
+                 "/etc/default/grub", "/etc/initramfs-tools/modules"):
+        assert path in watched["read"] and path in watched["paths"]
+
+
+def test_rollback_with_an_empty_list_removes_what_the_records_name(fake_node):
+    node = fake_node("guide-intel")
+    seen = {STATE_RECORD: record(), MODPROBE: owned("options vfio-pci ids=8086:15f3\n"),
+            GRUB_DROPIN: owned('GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} iommu=pt"\n'),
+            "/etc/vfio-proxmox": {"exists": True, "type": "directory"}}
+    plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
+    assert plan["errors"] == []
+    assert plan["act"] is True and all(f["template"] is None for f in plan["files"])
+    assert plan["bind_targets"] == [PORT]  # released although nothing is selected
+    change = changes(plan, seen, [])
+    assert sorted(change["remove"]) == sorted([STATE_RECORD, MODPROBE, GRUB_DROPIN])
+    assert change["rebuild"] == ["initramfs", "grub"]
+    assert change["remove_state_dir"] is True
+    # The running kernel lacks iommu=pt: taking it out needs no reboot.
+    assert plan["reboot_for_cmdline"] is False
+
+
+def test_rollback_reboots_only_for_a_removed_token_the_running_kernel_has(fake_node):
+    running = "BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet iommu=pt"
+    node = fake_node("guide-intel", mutate=lambda p: p.update(cmdline=running))
+    dropin = owned('GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} iommu=pt"\n')
+    seen = {STATE_RECORD: record(), GRUB_DROPIN: dropin}
+    plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
+    assert (plan["reboot_for_cmdline"], plan["reboot_tokens"]) == (True, ["iommu=pt"])
+    # The node's own /etc/default/grub also has iommu=pt: removing the drop-in takes nothing away.
+    seen["/etc/default/grub"] = text_file('GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n')
+    plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
+    assert (plan["reboot_for_cmdline"], plan["reboot_tokens"]) == (False, [])
+
+
+def test_rollback_on_systemd_boot_removes_recorded_tokens_and_restores_replaced_ones(fake_node):
+    node = fake_node("amd-zfs-uefi")
+    seen = {STATE_RECORD: record(), CMDLINE_RECORD: owned("iommu=pt\nrestore iommu=soft\n"),
+            "/etc/kernel/cmdline": text_file("root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n")}
+    plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
+    assert plan["cmdline"] == {"present": [], "remove_recorded": True}
+    assert "refresh" in changes(plan, seen, [])["rebuild"]
+
+
+def test_a_rollback_with_no_record_changes_nothing(fake_node):
+    plan = make_plan(facts(fake_node("guide-intel")), {"state": "absent", "devices": []}, {})
+    change = changes(plan, {}, [])
+    assert change["any"] is False and plan["bind_targets"] == []
+
+
+def test_a_pending_rebuild_runs_although_every_file_matches(fake_node):
+    node = fake_node("guide-intel")
+    plan = make_plan(facts(node), {"devices": [{"address": "0000:02:00.0"}]}, {})
+    seen = {f["path"]: text_file(text, f["mode"]) for f, text in
+            zip([f for f in plan["files"] if f["template"]], rendered_for(plan))}
+    seen["/etc/initramfs-tools/modules"] = text_file("\n".join(
+        ["# BEGIN vfio.proxmox: vfio modules for the initramfs", *plan["modules"],
+         "# END vfio.proxmox: vfio modules for the initramfs"]) + "\n")
+    for directory in plan["dirs"] + ["/etc/vfio-proxmox"]:
+        seen[directory] = {"exists": True, "type": "directory"}
+    assert changes(plan, seen, rendered_for(plan))["any"] is False
+    seen[PENDING] = text_file("initramfs\ngrub\n")
+    plan = make_plan(facts(node), {"devices": [{"address": "0000:02:00.0"}]}, seen)
+    change = changes(plan, seen, rendered_for(plan))
+    assert (change["write"], change["rebuild"]) == ([], ["initramfs", "grub"])
+
+
+def test_a_changed_owned_file_rebuilds_only_what_it_feeds(fake_node):
+    plan = make_plan(facts(fake_node("guide-intel")), {"devices": [{"address": "0000:02:00.0"}]}, {})
+    change = changes(plan, {}, rendered_for(plan))
+    assert set(change["write"]) == {f["path"] for f in plan["files"] if f["template"]}
+    assert change["rebuild"] == ["initramfs", "grub"]
+    assert "/etc/vfio-proxmox" in change["dirs"]  # the pending mark lives there
+
+
+def test_a_foreign_file_at_an_owned_path_is_kept_aside_and_put_back(fake_node):
+    node = fake_node("guide-intel")
+    foreign = text_file("options vfio-pci disable_vga=1\n")
+    plan = make_plan(facts(node), {"devices": [{"address": "0000:02:00.0"}]}, {MODPROBE: foreign})
+    change = changes(plan, {MODPROBE: foreign}, rendered_for(plan))
+    assert change["backup"] == [MODPROBE]
+    assert plan["state_record"]["backups"] == {MODPROBE: MODPROBE + ".vfio-proxmox-backup"}
+    # Later: the role's file is in place, the copy beside it, and the record names it.
+    seen = {MODPROBE: owned("x"), MODPROBE + ".vfio-proxmox-backup": foreign,
+            STATE_RECORD: record(backups={MODPROBE: MODPROBE + ".vfio-proxmox-backup"})}
+    plan = make_plan(facts(node), {"devices": [{"address": "0000:02:00.0"}]}, seen)
+    assert changes(plan, seen, rendered_for(plan))["backup"] == []  # never the role's own file over the copy
+    plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
+    change = changes(plan, seen, [])
+    assert change["restore"] == [{"path": MODPROBE, "backup": MODPROBE + ".vfio-proxmox-backup"}]
+
+
+def test_directories_the_role_created_are_removed_on_rollback(fake_node):
+    node = fake_node("guide-intel")
+    plan = make_plan(facts(node), {"devices": [{"address": "0000:02:00.0"}]}, {})
+    assert "/etc/default/grub.d" in plan["created_dirs"]
+    seen = {STATE_RECORD: record(created_dirs=plan["created_dirs"]),
+            "/etc/default/grub.d": {"exists": True, "type": "directory"}}
+    plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
+    assert changes(plan, seen, [])["remove_dirs"] == ["/etc/default/grub.d"]
+
+
+def test_an_unreadable_record_is_a_refusal(fake_node):
+    seen = {STATE_RECORD: text_file("{not json")}
+    plan = make_plan(facts(fake_node("guide-intel")), {"state": "absent", "devices": []}, seen)
+    assert any("state.json is not valid JSON" in e for e in plan["errors"])
+
+
+def test_check_mode_predicts_the_live_binding_of_the_real_run(fake_node):
+    node = fake_node("dual-port-igb")
+    plan = make_plan(facts(node), {"devices": [{"interface": "enp1s0f1"}]}, {})
+    target = plan["bind_targets"][0]["address"]
+    predicted = outcome(plan, [{"address": target, "status": "would_bind", "driver": "igb"}])
+    real = outcome(plan, [{"address": target, "status": "bound", "driver": "vfio-pci"}])
+    assert predicted == real
+    assert predicted["bound"][target] == "vfio-pci" and predicted["moved_live"] is True
+    # Without live binding the device waits for the reboot.
+    assert "binding: %s not on vfio-pci yet" % target in outcome(plan, None)["reboot_reasons"]
+
+
+def test_verify_names_a_group_member_left_on_its_driver(fake_node):
+    node = fake_node("chipset-group")
+    found = facts(node)
+    nic = next(d for d in found["vfio_pci_devices"] if d["class"].startswith("02") and d["netdevs"]
+               and not d["netdevs"][0].get("management"))
+    nic_dev = dict(nic, driver="vfio-pci")
+    found = dict(found, vfio_pci_devices=[nic_dev if d["address"] == nic["address"] else d
+                                          for d in found["vfio_pci_devices"]])
+    plan = {"cmdline_tokens": [], "targets": [{"address": nic["address"], "id": "x"}]}
+    problems = verify(plan, found)
+    assert any("IOMMU group %s is not viable" % nic["iommu_group"] in p for p in problems)
