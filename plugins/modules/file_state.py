@@ -51,7 +51,7 @@ EXAMPLES = r"""
       - /etc/modprobe.d/vfio-proxmox.conf
       - /etc/modules-load.d/vfio-proxmox.conf
     read:
-      - /etc/vfio-proxmox/selected.yml
+      - /etc/vfio-proxmox/state.json
   register: owned
 
 - name: Show whether the modprobe file is there
@@ -104,8 +104,8 @@ files:
       uid: 0
       gid: 0
       checksum: 2aae6c35c94fcfb415dbe95f408b9ce91ee846ed
-    /etc/vfio-proxmox/selected.yml:
-      path: /etc/vfio-proxmox/selected.yml
+    /etc/vfio-proxmox/state.json:
+      path: /etc/vfio-proxmox/state.json
       exists: false
 """
 

@@ -33,3 +33,12 @@ def test_choices_match_what_the_planner_accepts():
     assert options["passthrough_boot_loader"]["choices"] == ["auto", "grub", "systemd-boot"]
     assert options["passthrough_reboot"]["choices"] == ["never", "if_needed"]
     assert options["passthrough_state"]["choices"] == ["present", "absent"]
+
+
+def test_device_item_options_are_the_keys_the_planner_accepts():
+    from ansible_collections.vfio.proxmox.plugins.module_utils._plan import OPTION_KEYS, SELECTOR_KEYS
+
+    item = load("meta/argument_specs.yml")["argument_specs"]["main"]["options"]["passthrough_devices"]["options"]
+    assert sorted(item) == sorted(SELECTOR_KEYS + OPTION_KEYS)
+    assert all(item[k]["type"] == "bool" and item[k]["default"] is False for k in ("force", "allow_group"))
+    assert all(spec.get("description") for spec in item.values())
