@@ -199,6 +199,16 @@ class Planner:
             return default
         return bool(result)
 
+    def choice(self, where: str, value, choices: tuple, default: str) -> str:
+        """One of `choices`; anything else is refused by name (argument_specs checks too, but the filter
+        is public and must not read a typo as a default)."""
+        if value is None or value == "":
+            return default
+        if value not in choices:
+            self.errors.append("%s: %r is not one of %s" % (where, value, ", ".join(choices)))
+            return default
+        return value
+
     def select(self) -> list[dict]:
         chosen: dict[str, dict] = {}
         self.new_record: dict[str, dict] = {}
@@ -438,7 +448,8 @@ class Planner:
 
     def bind_split(self, selected: list[dict]) -> tuple[list[str], list[dict]]:
         """IDs for `options vfio-pci ids=` and devices for the address script."""
-        method = self.inputs.get("bind_method", "auto")
+        method = self.choice("passthrough_bind_method", self.inputs.get("bind_method"), ("auto", "ids", "address"),
+                             "auto")
         picked = {d["address"] for d in selected}
         ids, by_address = [], []
         for pci_id in sorted({d["id"] for d in selected}):
@@ -459,7 +470,8 @@ class Planner:
         return ids, by_address
 
     def boot_loader(self) -> str | None:
-        wanted = self.inputs.get("boot_loader", "auto")
+        wanted = self.choice("passthrough_boot_loader", self.inputs.get("boot_loader"),
+                             ("auto", "grub", "systemd-boot"), "auto")
         if wanted != "auto":
             return wanted
         found = self.host.get("boot_loader", {})
@@ -471,9 +483,7 @@ class Planner:
         return None
 
     def plan(self) -> dict:
-        state = self.inputs.get("state") or "present"
-        if state not in ("present", "absent"):
-            self.errors.append("passthrough_state: %r is not present or absent" % (state,))
+        state = self.choice("passthrough_state", self.inputs.get("state"), ("present", "absent"), "present")
         selected = self.select()
         tokens = self.cmdline_tokens()
         plan = {"state": state, "devices": selected,
@@ -481,9 +491,7 @@ class Planner:
                 "cmdline_tokens": tokens, "modules": self.modules(), "ids": [], "address_binds": [],
                 "softdeps": [], "blacklist": [], "boot_loader": None,
                 "bind_now": self.flag("passthrough_bind_now", self.inputs.get("bind_now"), default=True),
-                "reboot": self.inputs.get("reboot") or "never"}
-        if plan["reboot"] not in ("never", "if_needed"):
-            self.errors.append("passthrough_reboot: %r is not never or if_needed" % (plan["reboot"],))
+                "reboot": self.choice("passthrough_reboot", self.inputs.get("reboot"), ("never", "if_needed"), "never")}
         if selected and state == "present":
             self.check_iommu(tokens)
             self.check_groups(selected)

@@ -1,13 +1,17 @@
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Which PCI functions hold the node's storage: mounted file systems, swap, device-mapper
-(LVM) and md members, ZFS pool members.
+(LVM) and md members, ZFS pool and btrfs file system members.
 
 Mounts come from /proc/self/mountinfo (major:minor), swap from /proc/swaps, stacked
-devices from /sys/class/block/*/slaves, ZFS members from `zpool status -P`. Each leaf
-block device is traced through its sysfs path to the nearest PCI function above it (NVMe
-namespaces under native multipath through their subsystem's controllers). Whatever
-cannot be traced is a problem: the caller refuses rather than guess.
+devices from /sys/class/block/*/slaves, ZFS members from `zpool status -P`, btrfs members
+from /sys/fs/btrfs/*/devices. Each leaf block device is traced through its sysfs path to
+the nearest PCI function above it (NVMe namespaces under native multipath through their
+subsystem's controllers). Whatever cannot be traced is a problem: the caller refuses
+rather than guess.
+
+Network file systems (NFS, CIFS, CephFS) and iSCSI disks hold no PCI function here: the
+interfaces that carry them hold addresses, which the lockout guard already refuses.
 """
 
 from __future__ import annotations
@@ -103,8 +107,11 @@ class StorageMap:
                                 if PCI_ADDRESS.match(p)})
             return addresses or None
         if "virtual" in parts:
-            return []  # loop, zram, ram: backed by memory or by a file on another mount
-        return None
+            # loop, zram, ram: memory or a file on another mount. A dm or md stack lands here only
+            # when its members could not be listed: untraceable, not empty.
+            return None if name.startswith(("dm-", "md")) else []
+        # Below no PCI function at all (iSCSI sessions, ACPI platform storage): PCI passthrough cannot take it.
+        return []
 
     def add(self, name: str, what: str) -> None:
         self.added.add(name)
@@ -122,6 +129,24 @@ class StorageMap:
         return self.reader.text(os.path.join(self.class_block, name, "dm", "name"), warn=False)
 
 
+def _add_btrfs(reader: TreeReader, storage: StorageMap, sysfs_root: str, mounts: dict[str, list[str]]) -> None:
+    """Every member device of every mounted btrfs file system (a RAID1 root spans several disks)."""
+    if not mounts:
+        return
+    found: set[str] = set()
+    base = os.path.join(sysfs_root, "fs", "btrfs")
+    for fsid in reader.listdir(base):
+        members = reader.listdir(os.path.join(base, fsid, "devices"))
+        where = sorted({point for source, points in mounts.items() if source in members for point in points})
+        for member in members:
+            storage.add(member, "holds btrfs %s" % (", ".join(where) or fsid))
+        found.update(members)
+    missing = sorted(source for source in mounts if source not in found)
+    if missing:
+        storage.problems.append("btrfs on %s (%s) is mounted but its member devices are not listed under %s" % (
+            ", ".join(missing), ", ".join(sorted(p for s in missing for p in mounts[s])), base))
+
+
 def storage_holders(reader: TreeReader, sysfs_root: str, procfs_root: str,
                     zpool_status: str | None, zpool_error: str | None) -> tuple[dict[str, list[str]], list[str]]:
     """(PCI address -> what it holds, problems). zpool_status None with zpool_error: zpool could not run."""
@@ -130,9 +155,14 @@ def storage_holders(reader: TreeReader, sysfs_root: str, procfs_root: str,
     if mountinfo is None:
         return {}, ["cannot read %s: mounted file systems unknown" % os.path.join(procfs_root, "self", "mountinfo")]
     zfs_mounts: dict[str, list[str]] = {}
+    btrfs_mounts: dict[str, list[str]] = {}
     for mount in parse_mountinfo(mountinfo):
         if mount["fstype"] == "zfs":
             zfs_mounts.setdefault(mount["source"].split("/")[0], []).append(mount["mountpoint"])
+        elif mount["fstype"] == "btrfs":
+            # btrfs reports an anonymous device number; its members are listed under /sys/fs/btrfs.
+            btrfs_mounts.setdefault(os.path.basename(os.path.realpath(mount["source"])), []).append(
+                mount["mountpoint"])
         elif not mount["dev"].startswith("0:"):
             name = storage.name_of_dev(mount["dev"])
             if name is None:
@@ -140,9 +170,10 @@ def storage_holders(reader: TreeReader, sysfs_root: str, procfs_root: str,
                     mount["source"], mount["dev"], mount["mountpoint"]))
             else:
                 storage.add(name, "holds %s" % mount["mountpoint"])
-        elif mount["mountpoint"] == "/" or mount["fstype"] in NETWORK_FS:
-            storage.problems.append("%s is on %s (%s), not a local block device: the network path that carries "
-                                    "it cannot be told" % (mount["mountpoint"], mount["fstype"], mount["source"]))
+        elif mount["mountpoint"] == "/" and mount["fstype"] not in NETWORK_FS:
+            storage.problems.append("/ is on %s (%s), which is no block device that can be traced" % (
+                mount["fstype"], mount["source"]))
+    _add_btrfs(reader, storage, sysfs_root, btrfs_mounts)
     swaps = reader.text(os.path.join(procfs_root, "swaps"), warn=False)
     for path in parse_swaps(swaps or ""):
         storage.add(os.path.basename(os.path.realpath(path)), "holds swap %s" % path)

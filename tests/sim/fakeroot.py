@@ -227,6 +227,8 @@ def _write_storage(storage: dict | None, sys: Path, proc: Path, dirs: dict[str, 
             controller.mkdir(parents=True, exist_ok=True)
             _link(subsys / disk["controller"], controller)
             directory = subsys / disk["name"]
+        elif disk.get("sysfs"):  # below no PCI function: an iSCSI session, ACPI platform storage
+            directory = sys / "devices" / disk["sysfs"] / disk["name"]
         else:
             directory = dirs[disk["pci"]] / disk.get("via", "host0/block") / disk["name"]
         add_block(disk["name"], directory, disk["dev"])
@@ -239,6 +241,9 @@ def _write_storage(storage: dict | None, sys: Path, proc: Path, dirs: dict[str, 
             _write(directory / "dm" / "name", stack["dm_name"] + "\n")
         for slave in stack["slaves"]:
             _link(directory / "slaves" / slave, block_dirs[slave])
+    for fsid, members in storage.get("btrfs", {}).items():
+        for member in members:
+            _link(sys / "fs" / "btrfs" / fsid / "devices" / member, block_dirs[member])
     lines = ["%d 1 0:%d / %s rw,nosuid - %s" % (20 + i, 20 + i, m.split()[0], " ".join(m.split()[1:]) + " rw")
              for i, m in enumerate(_VIRTUAL_MOUNTS)]
     for i, mount in enumerate(storage.get("mounts", [])):

@@ -48,6 +48,14 @@ def test_iommu_pt_spelled_false_is_false(fake_node):
     assert plan["errors"] == [] and plan["cmdline_tokens"] == []
 
 
+@pytest.mark.parametrize("key, variable, value", [
+    ("bind_method", "passthrough_bind_method", "id"), ("boot_loader", "passthrough_boot_loader", "systemd"),
+    ("state", "passthrough_state", "absnet"), ("reboot", "passthrough_reboot", "always")])
+def test_a_value_outside_the_choices_is_refused_not_read_as_the_default(fake_node, key, variable, value):
+    plan = plan_for(fake_node, "guide-intel", [{"interface": "enp2s0"}], **{key: value})
+    assert "%s: %r is not one of" % (variable, value) in " ".join(plan["errors"])
+
+
 def test_devices_given_as_a_key_value_string_is_one_clear_error(fake_node):
     plan = plan_for(fake_node, "guide-intel", "interface=enp2s0")
     assert len(plan["errors"]) == 1
@@ -231,6 +239,64 @@ def test_unreadable_mounts_refuse_every_device(fake_node):
     plan = make_plan(facts(node), {"devices": [{"interface": "enp2s0"}]})
     assert len(plan["errors"]) == 1
     assert "mounted file systems unknown" in plan["errors"][0]
+
+
+def _btrfs_raid1_root(profile):
+    """/ on btrfs RAID1 over the NVMe disk and a second disk on the igc card's slot (a stand-in HBA)."""
+    storage = profile["storage"]
+    storage["disks"].append({"name": "sdb", "dev": "8:16", "pci": "0000:02:00.0", "partitions": {"sdb1": "8:17"}})
+    storage["stacked"] = []
+    storage["swaps"] = []
+    storage["mounts"] = [{"point": "/", "dev": "0:31", "fstype": "btrfs", "source": "/dev/nvme0n1p3"}]
+    storage["btrfs"] = {"4a5b6c7d-0000-4000-8000-000000000001": ["nvme0n1p3", "sdb1"]}
+
+
+def test_every_member_of_a_btrfs_root_is_traced(fake_node):
+    found = facts(fake_node("guide-intel", mutate=_btrfs_raid1_root))
+    holders = {d["address"]: d["storage"] for d in found["vfio_pci_devices"] if d["storage"]}
+    assert holders == {"0000:01:00.0": ["holds btrfs /"], "0000:02:00.0": ["holds btrfs /"]}
+    assert found["vfio_host"]["storage_problems"] == []
+    plan = make_plan(found, {"devices": [{"interface": "enp2s0", "force": True}]})
+    assert "the node's storage would go with it" in plan["errors"][0]
+
+
+def test_a_btrfs_root_whose_members_are_not_listed_refuses_every_device(fake_node):
+    def unlisted(profile):
+        _btrfs_raid1_root(profile)
+        profile["storage"]["btrfs"] = {}
+    found = facts(fake_node("guide-intel", mutate=unlisted))
+    problems = found["vfio_host"]["storage_problems"]
+    assert len(problems) == 1
+    assert problems[0].startswith("btrfs on nvme0n1p3 (/) is mounted but its member devices are not listed under ")
+    assert make_plan(found, {"devices": [{"interface": "enp2s0"}]})["errors"]
+
+
+def test_a_network_share_is_not_a_storage_refusal(fake_node):
+    def nfs(profile):
+        profile["storage"]["mounts"].append({"point": "/mnt/pve/backup", "dev": "0:52", "fstype": "nfs4",
+                                             "source": "192.0.2.20:/backup"})
+    found = facts(fake_node("guide-intel", mutate=nfs))
+    assert found["vfio_host"]["storage_problems"] == []
+    assert make_plan(found, {"devices": [{"interface": "enp2s0"}]})["errors"] == []
+
+
+def test_storage_below_no_pci_function_holds_nothing_on_pci(fake_node):
+    def iscsi(profile):
+        profile["storage"]["disks"].append({"name": "sdc", "dev": "8:32",
+                                            "sysfs": "platform/host3/session1/target3:0:0/3:0:0:0/block"})
+        profile["storage"]["mounts"].append({"point": "/mnt/iscsi", "dev": "8:32", "fstype": "ext4",
+                                             "source": "/dev/sdc"})
+    found = facts(fake_node("guide-intel", mutate=iscsi))
+    assert found["vfio_host"]["storage_problems"] == []
+    assert [d["address"] for d in found["vfio_pci_devices"] if d["storage"]] == ["0000:01:00.0"]
+
+
+def test_a_device_mapper_stack_whose_members_cannot_be_listed_is_untraceable(fake_node):
+    def no_slaves(profile):
+        profile["storage"]["stacked"][0]["slaves"] = []
+    found = facts(fake_node("guide-intel", mutate=no_slaves))
+    assert "cannot trace dm-0 (holds /) to a PCI function" in found["vfio_host"]["storage_problems"]
+    assert make_plan(found, {"devices": [{"interface": "enp2s0"}]})["errors"]
 
 
 def test_the_group_message_names_what_the_siblings_hold_and_never_suggests_the_root_disk(fake_node):
