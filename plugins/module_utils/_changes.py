@@ -34,13 +34,15 @@ def _same_file(have: dict, content: str, mode: str) -> bool:
 
 
 def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
-    """{write, remove, backup, restore, dirs, remove_dirs, block, cmdline, rebuild, any}.
+    """{write, remove, backup, restore, dirs, remove_dirs, block, cmdline, rebuild, any, files, finish}.
 
-    rendered: the texts of plan.files that have a template, in that order.
+    rendered: the texts of plan.files that have a template, in that order. `files` and `finish` are
+    owned_files' arguments before the rebuilds (mark, files) and after them (mark gone, empty dirs).
     """
     if not plan.get("act"):
         return {"write": [], "remove": [], "backup": [], "restore": [], "dirs": [], "remove_dirs": [],
-                "block": False, "cmdline": False, "rebuild": [], "remove_state_dir": False, "any": False}
+                "block": False, "cmdline": False, "rebuild": [], "remove_state_dir": False, "any": False,
+                "files": [], "finish": {"remove": [], "remove_empty_dirs": []}}
     templated = [f for f in plan["files"] if f["template"]]
     if len(templated) != len(rendered):
         raise ValueError("%d templates but %d rendered texts" % (len(templated), len(rendered)))
@@ -83,9 +85,16 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
         dirs.insert(0, plan["state_dir"])  # the pending-rebuild mark lives there
     remove_dirs = [d for d in plan["remove_dirs"] if d in exists]
     remove_state_dir = plan["state_record"] is None and (plan["state_dir"] in exists or plan["state_dir"] in dirs)
+    # What owned_files writes, in order: the pending mark before anything else, then the owned files.
+    mark = [{"path": plan["pending_path"], "content": "\n".join(ordered) + "\n", "mode": "0644"}] if ordered else []
+    files = mark + [{"path": f["path"], "content": texts[f["path"]], "mode": f["mode"]}
+                    for f in templated if f["path"] in write]
+    # After the last rebuild: the mark goes, then the directories the role made, when empty.
+    finish = {"remove": [plan["pending_path"]] if ordered else [],
+              "remove_empty_dirs": remove_dirs + ([plan["state_dir"]] if remove_state_dir else [])}
     return {"write": write, "remove": remove, "backup": backup, "restore": restore, "dirs": dirs,
             "remove_dirs": remove_dirs, "block": block_change, "cmdline": cmdline_change, "rebuild": ordered,
-            "remove_state_dir": remove_state_dir,
+            "remove_state_dir": remove_state_dir, "files": files, "finish": finish,
             "any": bool(write or remove or restore or dirs or remove_dirs or block_change or cmdline_change
                         or ordered or remove_state_dir)}
 
