@@ -41,3 +41,18 @@ def file_state(path: str, read: bool = False) -> dict:
     if read:
         state["content"] = b"".join(chunks).decode("utf-8", errors="replace")
     return state
+
+
+def files_state(paths: list[str], read: list[str]) -> dict[str, dict]:
+    """file_state() of each path, keyed by path; ValueError naming the path for a relative or unreadable one."""
+    relative = [p for p in paths + read if not os.path.isabs(p)]
+    if relative:
+        raise ValueError("paths must be absolute, got %s" % ", ".join(relative))
+    files = {}
+    for path in list(dict.fromkeys(paths + read)):
+        try:
+            files[path] = file_state(path, read=path in read)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ValueError("%s cannot be read: %s" % (path, reason)) from exc
+    return files

@@ -12,8 +12,9 @@ version_added: "0.2.0"
 description:
   - Reports, for each path, whether it exists, its type, mode, owner, group and (for a regular file)
     its SHA-1 checksum, and returns the text of the files named in O(read).
-  - Read-only - C(changed) is always false. The passthrough role uses it to see everything it owns
-    with one call, so that a converged run can skip every writing task.
+  - Read-only - C(changed) is always false. M(vfio.proxmox.pci_facts) reports the same for its
+    O(vfio.proxmox.pci_facts#module:files) option, which is how the passthrough role sees everything
+    it owns in the same round trip as discovery.
   - Symbolic links are reported as links, not followed.
 author:
   - vfio.proxmox contributors (@vfio-proxmox)
@@ -109,11 +110,9 @@ files:
       exists: false
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import file_state
+from ansible_collections.vfio.proxmox.plugins.module_utils._files import files_state
 
 
 def main() -> None:
@@ -124,17 +123,10 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    paths, read = module.params["paths"], module.params["read"]
-    relative = [p for p in paths + read if not os.path.isabs(p)]
-    if relative:
-        module.fail_json(msg="file_state: paths must be absolute, got %s" % ", ".join(relative))
-    files = {}
-    for path in list(dict.fromkeys(paths + read)):
-        try:
-            files[path] = file_state(path, read=path in read)
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            module.fail_json(msg="file_state: %s cannot be read: %s" % (path, reason))
+    try:
+        files = files_state(module.params["paths"], module.params["read"])
+    except ValueError as exc:
+        module.fail_json(msg="file_state: %s" % exc)
     module.exit_json(changed=False, files=files)
 
 

@@ -54,6 +54,20 @@ options:
     type: list
     elements: str
     default: []
+  files:
+    description:
+      - Absolute paths whose state is returned as well (RV(files)) - exists, type, mode, owner, group and the
+        SHA-1 checksum of a regular file - as M(vfio.proxmox.file_state) reports them.
+      - The passthrough role names every path its plan needs here, so discovery and the look at its files
+        cost one round trip.
+    type: list
+    elements: path
+    default: []
+  read_files:
+    description: Paths (in O(files) or not) whose text is returned in RV(files) too; each at most 1 MiB.
+    type: list
+    elements: path
+    default: []
 extends_documentation_fragment: []
 attributes:
   check_mode:
@@ -201,12 +215,53 @@ ansible_facts:
         modules_alias_found:
           description: Whether C(modules.alias) of the running kernel was found.
           type: bool
+        installed_kernels:
+          description: Kernel releases with modules under C(/lib/modules), the running one included.
+          type: list
+          elements: str
+        network_error:
+          description:
+            - Why addresses or default routes could not be read (C(ip) missing, failing or unparsable); null
+              when they were. The passthrough role refuses every network function while it is set.
+          type: str
+        storage_problems:
+          description:
+            - What could not be traced from mounts, swap, device-mapper/md stacks, ZFS pools and btrfs file
+              systems to PCI functions. Empty when everything was traced.
+          type: list
+          elements: str
+        vfio_config:
+          description:
+            - Hand-made configuration that decides bindings, with file and line - C(blacklist) and C(softdep)
+              lines and C(options), C(install), C(remove) and C(alias) lines about vfio in the modprobe.d
+              directories (C(/etc), C(/run), C(/usr/lib), C(/lib)), vfio modules listed in C(/etc/modules),
+              C(/etc/initramfs-tools/modules) and the modules-load.d directories, and C(driverctl) overrides.
+            - C(kind) is V(options), V(softdep), V(blacklist), V(install), V(remove), V(alias), V(load) or
+              V(driverctl); C(ids) lists the vendor:device IDs of an C(options vfio-pci ids=) line.
+          type: list
+          elements: dict
+          sample: [{"file": "/etc/modprobe.d/vfio.conf", "line": 1, "text": "options vfio-pci ids=8086:15f3",
+                    "kind": "options", "module": "vfio_pci", "ids": ["8086:15f3"]}]
+files:
+  description: The state of each path in O(files) and O(read_files), keyed by path (empty when none were asked).
+  returned: always
+  type: dict
+  sample:
+    /etc/modprobe.d/vfio-proxmox.conf:
+      path: /etc/modprobe.d/vfio-proxmox.conf
+      exists: true
+      type: file
+      mode: "0644"
+      uid: 0
+      gid: 0
+      checksum: 2aae6c35c94fcfb415dbe95f408b9ce91ee846ed
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._files import files_state
 from ansible_collections.vfio.proxmox.plugins.module_utils._host import ssh_server_address
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
 
@@ -219,6 +274,8 @@ def main() -> None:
             "etc_root": {"type": "path", "default": "/"},
             "connection_address": {"type": "str"},
             "classes": {"type": "list", "elements": "str", "default": []},
+            "files": {"type": "list", "elements": "path", "default": []},
+            "read_files": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
@@ -234,7 +291,11 @@ def main() -> None:
     )
     for warning in result["warnings"]:
         module.warn(warning)
-    module.exit_json(changed=False, ansible_facts=result["ansible_facts"])
+    try:
+        files = files_state(params["files"], params["read_files"])
+    except ValueError as exc:
+        module.fail_json(msg="pci_facts: %s" % exc)
+    module.exit_json(changed=False, ansible_facts=result["ansible_facts"], files=files)
 
 
 if __name__ == "__main__":

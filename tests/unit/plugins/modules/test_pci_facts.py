@@ -72,3 +72,19 @@ def test_main_without_ssh_has_no_connection_address(monkeypatch, capsys, fake_no
     code, out = run_main(monkeypatch, capsys, fake_node("bridge-trap"))
     assert code == 0
     assert out["ansible_facts"]["vfio_host"]["connection_address"] is None
+
+
+def test_files_are_reported_in_the_same_call(monkeypatch, capsys, fake_node, tmp_path):
+    node = fake_node("guide-intel")
+    owned, missing = tmp_path / "vfio-proxmox.conf", tmp_path / "absent"
+    owned.write_text("options vfio-pci ids=8086:15f3\n")
+    code, out = run_main(monkeypatch, capsys, node, files=[str(owned), str(missing)], read_files=[str(owned)])
+    assert code == 0 and out["changed"] is False
+    assert out["files"][str(missing)] == {"path": str(missing), "exists": False}
+    assert out["files"][str(owned)]["content"] == "options vfio-pci ids=8086:15f3\n"
+    assert out["files"][str(owned)]["checksum"] == "971c482436f151f208152f5b32d805f119b162e2"  # sha1 of the text
+
+
+def test_a_relative_file_path_fails_naming_it(monkeypatch, capsys, fake_node):
+    code, out = run_main(monkeypatch, capsys, fake_node("guide-intel"), files=["etc/modprobe.d"])
+    assert (code, out["msg"]) == (1, "pci_facts: paths must be absolute, got etc/modprobe.d")
