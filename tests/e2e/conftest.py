@@ -64,18 +64,40 @@ class Guest:
         # Own session, so a stuck run is ended with every process it started, and only those.
         process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, start_new_session=True)
-        try:
-            stdout, stderr = process.communicate(timeout=PLAYBOOK_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)
-            stdout, stderr = process.communicate()
+        stdout, stderr = self._wait(process, start)
         seconds = time.monotonic() - start
         log.write_text("# %s\n# rc=%d, %.0f s\n%s\n%s" % (
             " ".join(argv), process.returncode, seconds, stdout, stderr))
+        self.vm.check()
         assert seconds < PLAYBOOK_TIMEOUT, "stuck for %.0f s, ended; %s ends with:\n%s\nconsole ends with:\n%s" % (
             seconds, log, vmlib.tail(log), vmlib.tail(self.vm.console))
         assert process.returncode == expect_rc, "rc %d; %s ends with:\n%s" % (process.returncode, log, vmlib.tail(log))
         return stdout
+
+    def _wait(self, process: subprocess.Popen, start: float) -> tuple[str, str]:
+        """The playbook's output; it is ended early when it runs too long or the guest died for good."""
+        while True:
+            try:
+                return process.communicate(timeout=2)
+            except subprocess.TimeoutExpired:
+                if time.monotonic() - start > PLAYBOOK_TIMEOUT or self.vm.watch.failure:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    return process.communicate()
+
+    def module(self, name: str, args: dict, expect_failed: bool = False) -> dict:
+        """Run one module of the collection in the guest (ad hoc); return its result."""
+        self.runs += 1
+        log = self.dir / ("%02d-%s.log" % (self.runs, name.rsplit(".", 1)[-1]))
+        argv = [str(REPO / ".venv" / "bin" / "ansible"), "all", "-i", str(self.inventory), "-m", name,
+                "-a", json.dumps(args)]
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+                   ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+        done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+        log.write_text("# %s\n# rc=%d\n%s\n%s" % (" ".join(argv), done.returncode, done.stdout, done.stderr))
+        self.vm.check()
+        result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["pve-e2e"]
+        assert bool(result.get("failed")) == expect_failed, "%s: %s" % (log, result)
+        return result
 
     def facts(self) -> dict:
         out = self.dir / "facts.json"
@@ -92,6 +114,7 @@ class Guest:
         start = time.monotonic()
         while time.monotonic() - start < 600:
             time.sleep(3)
+            self.vm.check()
             try:
                 done = self.vm.ssh("cat /proc/sys/kernel/random/boot_id", check=False, timeout=20)
             except subprocess.TimeoutExpired:

@@ -1,7 +1,17 @@
-"""Real boot: the role, a reboot and the kernel in a QEMU guest with a VT-d IOMMU.
+"""Real boot: the role, reboots and the kernel in a QEMU guest with a VT-d IOMMU.
 
-The tests run in order against one guest (state carries over, as on a real
-node): runs 1-3 and 5-7 of the issue; run 4 is in test_real_boot_by_id.py.
+The tests run in order against one guest (state carries over, as on a real node), so
+each reboot proves several things at once:
+  1  discovery agrees with lspci
+  2  one port by interface: address binding, the role's reboot, vfio-pci, and the port
+     opens through VFIO as QEMU opens it, with the IDs lspci showed before
+  2b a second run changes nothing; the verify playbook passes
+  3  both ports by ID with `ids` binding: the second one binds live, then a reboot binds
+     both at boot (ids= and softdep), the management NIC stays on virtio
+  3b a group that is not viable (two functions of one slot, one left on e1000) fails the
+     VFIO open check and the verify playbook, with the reason
+  5  the management NIC is refused before anything changes
+  6  rollback and its reboot give both ports back; 7 a second rollback changes nothing
 """
 
 from __future__ import annotations
@@ -11,11 +21,14 @@ import json
 import pytest
 
 PORT_A, PORT_B, MGMT = "0000:00:04.0", "0000:00:05.0", "0000:00:03.0"
+PAIR_0, PAIR_1 = "0000:00:06.0", "0000:00:06.1"
 IFACE_A, IFACE_B, IFACE_MGMT = "enp0s4", "enp0s5", "enp0s3"
+PORT_ID = "8086:10d3"
 OWNED = ["/etc/modprobe.d/vfio-proxmox.conf", "/etc/modules-load.d/vfio-proxmox.conf",
          "/etc/default/grub.d/vfio-proxmox.cfg", "/etc/initramfs-tools/scripts/init-top/vfio-proxmox",
          "/etc/vfio-proxmox"]
-ROLE = "vfio.proxmox.passthrough"
+BOTH_BY_ID = {"passthrough_devices": [{"id": PORT_ID}], "passthrough_bind_method": "ids"}
+READY_TASK = "TASK [vfio.proxmox.passthrough : Open each device through VFIO as a VM would]"
 
 
 def lspci_blocks(text: str) -> dict[str, dict]:
@@ -24,6 +37,16 @@ def lspci_blocks(text: str) -> dict[str, dict]:
         fields = dict(line.split(":\t", 1) for line in block.splitlines() if ":\t" in line)
         blocks[fields["Slot"]] = fields
     return blocks
+
+
+def task_result(output: str, task: str) -> str | None:
+    """The first result line ("ok: [pve-e2e]", "skipping: ...") after a task's header, or None."""
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(task):
+            return next((n for n in lines[i + 1:] if n.split(":", 1)[0] in ("ok", "changed", "skipping",
+                                                                             "fatal", "failed")), None)
+    return None
 
 
 def reboots(output: str) -> int:
@@ -43,10 +66,17 @@ def node(guest_factory):
     return guest_factory("node")
 
 
-def test_1_discover_sees_the_iommu_both_ports_and_the_management_nic(node):
+@pytest.fixture(scope="module")
+def before(node):
+    """lspci's view of the guest before anything was bound (filled by test 1)."""
+    return {}
+
+
+def test_1_discover_sees_the_iommu_both_ports_and_the_management_nic(node, before):
     node.playbook("vfio.proxmox.discover")
     saved = node.facts()
     facts, lspci = saved["facts"], lspci_blocks(saved["lspci"])
+    before.update(lspci)
     host = facts["vfio_host"]
     assert host["iommu_active"] is True
     assert host["boot_loader"]["name"] == "grub"
@@ -57,6 +87,9 @@ def test_1_discover_sees_the_iommu_both_ports_and_the_management_nic(node):
         assert devices[port]["netdevs"][0]["management"] is False
         assert devices[port]["iommu_group"] is not None
     assert devices[PORT_A]["iommu_group"] != devices[PORT_B]["iommu_group"]
+    # The two functions of one slot share a group: the kernel cannot isolate them (no ACS).
+    assert devices[PAIR_0]["iommu_group"] == devices[PAIR_1]["iommu_group"]
+    assert devices[PAIR_0]["driver"] == devices[PAIR_1]["driver"] == "e1000"
     assert devices[MGMT]["netdevs"][0]["management"] is True
     assert {m["interface"] for m in host["management_interfaces"]} == {IFACE_MGMT}
     # pci_facts agrees with lspci inside the guest on every device.
@@ -66,11 +99,12 @@ def test_1_discover_sees_the_iommu_both_ports_and_the_management_nic(node):
         assert (got["vendor"], got["device"], got["driver"]) == (want["Vendor"], want["Device"], want.get("Driver"))
 
 
-def test_2_one_port_by_interface_reboots_into_vfio_pci(node):
-    out = node.playbook(ROLE.rsplit(".", 1)[0] + ".passthrough", {
+def test_2_one_port_by_interface_reboots_into_vfio_pci_and_opens_like_qemu_does(node, before):
+    out = node.playbook("vfio.proxmox.passthrough", {
         "passthrough_devices": [{"interface": IFACE_A}], "passthrough_reboot": "if_needed"})
     assert reboots(out) == 1
     assert "8086:10d3 bound by address: 0000:00:05.0 has the same ID and is not selected" in out
+    assert task_result(out, READY_TASK).startswith("ok:")
     assert "iommu=pt" in node.sh("cat /proc/cmdline").split()
     assert "Kernel driver in use: vfio-pci" in node.sh("lspci -nnk -s %s" % PORT_A)
     group = node.sh("basename $(readlink /sys/bus/pci/devices/%s/iommu_group)" % PORT_A).strip()
@@ -80,28 +114,57 @@ def test_2_one_port_by_interface_reboots_into_vfio_pci(node):
     assert "UP" in link["flags"]
     assert "bind %s 8086:10d3" % PORT_A in node.sh("cat /etc/initramfs-tools/scripts/init-top/vfio-proxmox")
     assert "ids=" not in node.sh("cat /etc/modprobe.d/vfio-proxmox.conf")
+    # Container, group, device, config space: the IDs lspci showed before the binding.
+    result = node.module("vfio.proxmox.vfio_ready", {"devices": [{"address": PORT_A, "id": PORT_ID}]})
+    ready = result["results"][0]
+    want = before[PORT_A]
+    assert (ready["status"], ready["group"], ready["found_id"]) == (
+        "ready", group, "%s:%s" % (want["Vendor"], want["Device"]))
 
 
-def test_2b_second_run_changes_nothing_and_does_not_reboot(node):
+def test_2b_second_run_changes_nothing_and_verify_passes(node):
     out = node.playbook("vfio.proxmox.passthrough", {
         "passthrough_devices": [{"interface": IFACE_A}], "passthrough_reboot": "if_needed"})
     assert (recap_changed(out), reboots(out)) == (0, 0)
-    node.playbook("vfio.proxmox.verify", {"passthrough_devices": [{"interface": IFACE_A}]})
+    assert task_result(out, READY_TASK) is None or task_result(out, READY_TASK).startswith("skipping")
+    out = node.playbook("vfio.proxmox.verify", {"passthrough_devices": [{"interface": IFACE_A}]})
+    assert task_result(out, READY_TASK).startswith("ok:")
 
 
-def test_3_second_port_binds_live_without_a_reboot(node):
-    devices = [{"interface": IFACE_A}, {"interface": IFACE_B}]
-    out = node.playbook("vfio.proxmox.passthrough", {"passthrough_devices": devices, "passthrough_reboot": "never"})
+def test_3_both_ports_by_id_bind_live_then_at_boot(node, before):
+    out = node.playbook("vfio.proxmox.passthrough", dict(BOTH_BY_ID, passthrough_reboot="never"))
     assert reboots(out) == 0
     assert "Reboot required" not in out
     assert node.driver(PORT_B) == "vfio-pci"
-    # Both ports selected: auto now binds their ID.
-    assert "options vfio-pci ids=8086:10d3" in node.sh("cat /etc/modprobe.d/vfio-proxmox.conf")
+    assert task_result(out, READY_TASK).startswith("ok:")  # the live-bound port opens through VFIO
+    conf = node.sh("cat /etc/modprobe.d/vfio-proxmox.conf")
+    assert "options vfio-pci ids=8086:10d3" in conf and "softdep e1000e pre: vfio-pci" in conf
     node.reboot()
     assert (node.driver(PORT_A), node.driver(PORT_B)) == ("vfio-pci", "vfio-pci")
-    node.playbook("vfio.proxmox.verify", {"passthrough_devices": devices})
-    out = node.playbook("vfio.proxmox.passthrough", {"passthrough_devices": devices, "passthrough_reboot": "if_needed"})
+    assert node.driver(MGMT) == "virtio-pci"
+    out = node.playbook("vfio.proxmox.verify", BOTH_BY_ID)
+    assert task_result(out, READY_TASK).startswith("ok:")
+    out = node.playbook("vfio.proxmox.passthrough", dict(BOTH_BY_ID, passthrough_reboot="if_needed"))
     assert (recap_changed(out), reboots(out)) == (0, 0)
+
+
+def test_3b_a_group_that_is_not_viable_is_not_ready_for_a_vm(node):
+    pair = {"address": PAIR_0, "id": "8086:100e"}
+    node.module("vfio.proxmox.vfio_bind", {"devices": [pair]})
+    try:
+        assert (node.driver(PAIR_0), node.driver(PAIR_1)) == ("vfio-pci", "e1000")
+        group = node.sh("basename $(readlink /sys/bus/pci/devices/%s/iommu_group)" % PAIR_0).strip()
+        result = node.module("vfio.proxmox.vfio_ready", {"devices": [pair]}, expect_failed=True)
+        assert result["msg"] == (
+            "vfio_ready: not ready for a VM - %s: IOMMU group %s is not viable - %s is on e1000; every device in "
+            "the group must be on vfio-pci or have no driver before a VM can use it" % (PAIR_0, group, PAIR_1))
+        # The verify playbook says the same for a device selected with allow_group.
+        out = node.playbook("vfio.proxmox.verify", {"passthrough_devices": [
+            {"id": PORT_ID}, {"address": PAIR_0, "allow_group": True}]}, expect_rc=2)
+        assert "%s: IOMMU group %s is not viable - %s is on e1000" % (PAIR_0, group, PAIR_1) in out
+    finally:
+        node.module("vfio.proxmox.vfio_bind", {"devices": [pair], "state": "absent"})
+    assert node.driver(PAIR_0) == "e1000"
 
 
 def test_5_selecting_the_management_nic_is_refused_before_anything_changes(node):
@@ -113,8 +176,7 @@ def test_5_selecting_the_management_nic_is_refused_before_anything_changes(node)
 
 
 def test_6_rollback_and_reboot_give_the_ports_back(node):
-    devices = [{"interface": IFACE_A}, {"interface": IFACE_B}]
-    out = node.playbook("vfio.proxmox.rollback", {"passthrough_devices": devices, "passthrough_reboot": "if_needed"})
+    out = node.playbook("vfio.proxmox.rollback", {"passthrough_devices": [], "passthrough_reboot": "if_needed"})
     assert reboots(out) == 1
     assert (node.driver(PORT_A), node.driver(PORT_B)) == ("e1000e", "e1000e")
     assert "iommu=pt" not in node.sh("cat /proc/cmdline").split()
