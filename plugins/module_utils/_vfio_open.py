@@ -98,10 +98,13 @@ def _group_of(reader: TreeReader, sysfs_root: str, address: str) -> str:
     group = reader.link_name(os.path.join(device_dir, "iommu_group"), warn=False)
     if group is None:
         raise NotReady("no IOMMU group (is the IOMMU on?)")
-    driver = reader.link_name(os.path.join(device_dir, "driver"), warn=False)
+    return group
+
+
+def _on_vfio_pci(reader: TreeReader, sysfs_root: str, address: str) -> None:
+    driver = reader.link_name(os.path.join(sysfs_root, "bus", "pci", "devices", address, "driver"), warn=False)
     if driver != "vfio-pci":
         raise NotReady("bound to %s, not vfio-pci" % (driver or "no driver"))
-    return group
 
 
 def _iommu_type(vfio: Vfio, container: int) -> int:
@@ -172,6 +175,7 @@ def check_device(address: str, expected_id: str, sysfs_root: str = "/sys", dev_r
     result = {"address": address, "expected_id": expected_id, "group": None, "found_id": None}
     try:
         result["group"] = _group_of(reader, sysfs_root, address)
+        _on_vfio_pci(reader, sysfs_root, address)
         result["found_id"] = _read_ids(vfio or Vfio(), address, result["group"], sysfs_root, dev_root, procfs_root,
                                        reader)
         if result["found_id"] != expected_id:
