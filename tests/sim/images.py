@@ -46,7 +46,8 @@ def build(suite: str) -> str:
     name = image_name(suite)
     if exists(name):
         return name
-    print("images: building %s with debootstrap (about a minute)" % name, flush=True)
+    # stderr: callers such as nodes.py print only the inventory path on stdout.
+    print("images: building %s with debootstrap (about a minute)" % name, file=sys.stderr, flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="vfio-rootfs-", dir=CACHE))
     rootfs = workdir / "rootfs"
     try:
