@@ -44,8 +44,8 @@ def task_result(output: str, task: str) -> str | None:
     lines = output.splitlines()
     for i, line in enumerate(lines):
         if line.startswith(task):
-            return next((n for n in lines[i + 1:] if n.split(":", 1)[0] in ("ok", "changed", "skipping",
-                                                                             "fatal", "failed")), None)
+            results = ("ok", "changed", "skipping", "fatal", "failed")
+            return next((n for n in lines[i + 1:] if n.split(":", 1)[0] in results), None)
     return None
 
 

@@ -148,8 +148,8 @@ def test_a_group_with_a_member_on_a_host_driver_is_not_viable(fake_node):
     assert vfio.files == {}
 
 
-@pytest.mark.parametrize("driver, reason", [("igc", "bound to igc, not vfio-pci"), (None, "bound to no driver, "
-                                                                                         "not vfio-pci")])
+@pytest.mark.parametrize("driver, reason", [("igc", "bound to igc, not vfio-pci"),
+                                            (None, "bound to no driver, not vfio-pci")])
 def test_a_device_not_on_vfio_pci_fails_before_any_vfio_call(fake_node, driver, reason):
     def mutate(profile):
         next(d for d in profile["devices"] if d["address"] == "0000:02:00.0")["driver"] = driver
