@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,8 @@ class Guest:
     def __init__(self, name: str, base: Path) -> None:
         self.name = name
         self.dir = ARTEFACTS / name
-        self.dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)  # the logs of an earlier run would mix with this one's
+        self.dir.mkdir(parents=True)
         disk = vmlib.overlay(base, self.dir / "disk.qcow2")
         self.vm = vmlib.VM(disk, self.dir)
         self.inventory = self.dir / "inventory.yml"
