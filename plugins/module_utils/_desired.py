@@ -120,6 +120,17 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         return dict(NOTHING, pending=[])
     record, problem = read_record(seen)
     errors = [problem] if problem else []
+    # Refused before any write: the role replaces files, never links or directories someone put there.
+    for path in [f[0] for f in OWNED_FILES] + [PENDING, CMDLINE_RECORD]:
+        kind = (seen.get(path) or {}).get("type")
+        if (seen.get(path) or {}).get("exists") and kind != "file":
+            errors.append("%s is a %s, not a file: the role owns this path and writes only regular files there - "
+                          "move it away" % (path, kind))
+    for directory in sorted({_dirname(f[0]) for f in OWNED_FILES}):
+        kind = (seen.get(directory) or {}).get("type")
+        # A link to a directory is fine: the files go where it points.
+        if (seen.get(directory) or {}).get("exists") and kind not in ("directory", "link"):
+            errors.append("%s is a %s, not a directory - the role writes files below it" % (directory, kind))
     running = host.get("cmdline") or []
     loader = plan["boot_loader"]
 

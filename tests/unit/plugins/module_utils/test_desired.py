@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes, outcome, verify
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
     CMDLINE_RECORD,
@@ -177,3 +179,13 @@ def test_verify_names_a_group_member_left_on_its_driver(fake_node):
     plan = {"cmdline_tokens": [], "targets": [{"address": nic["address"], "id": "x"}]}
     problems = verify(plan, found)
     assert any("IOMMU group %s is not viable" % nic["iommu_group"] in p for p in problems)
+
+
+@pytest.mark.parametrize("path, state, message", [
+    (MODPROBE, {"exists": True, "type": "link"}, "%s is a link, not a file" % MODPROBE),
+    (MODPROBE, {"exists": True, "type": "directory"}, "%s is a directory, not a file" % MODPROBE),
+    ("/etc/vfio-proxmox", {"exists": True, "type": "file"}, "/etc/vfio-proxmox is a file, not a directory"),
+])
+def test_something_else_at_an_owned_path_is_refused_before_any_write(fake_node, path, state, message):
+    plan = make_plan(facts(fake_node("guide-intel")), {"devices": [{"address": "0000:02:00.0"}]}, {path: state})
+    assert any(e.startswith(message) for e in plan["errors"]), plan["errors"]
