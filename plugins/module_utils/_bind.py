@@ -8,10 +8,12 @@ planned, so a card moved to another slot is skipped and reported, never bound.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Callable
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
 
 VFIO = "vfio-pci"
 Writer = Callable[[str, str], None]
@@ -22,12 +24,25 @@ def write_file(path: str, value: str) -> None:
         handle.write(value)
 
 
+def _forget_id(write: Writer, remove_id: str, pci_id: str) -> None:
+    """Take the ID out of vfio-pci's dynamic IDs, which `options vfio-pci ids=` filled at boot:
+    otherwise vfio-pci, not the native driver, wins the probe again. Devices already bound stay."""
+    if not os.path.exists(remove_id):
+        return
+    try:
+        write(remove_id, pci_id.replace(":", " "))
+    except OSError as exc:
+        if exc.errno != errno.ENODEV:  # ENODEV: the ID was not in the list
+            raise
+
+
 def rebind(sysfs_root: str, address: str, expected_id: str, state: str, check_mode: bool,
-           write: Writer = write_file) -> dict:
+           write: Writer = write_file, procfs_root: str | None = None) -> dict:
     """Bind (state present) or release (state absent) one device; return what happened.
 
     status: bound | already | released | pending (written, but the kernel did not
-    move the device) | skipped (ID changed or device missing) | would_bind | would_release.
+    move the device) | skipped (ID changed or device missing) | in_use (its group is held open
+    by a process - a running VM - so it is not released) | would_bind | would_release.
     """
     reader = TreeReader()
     pci = os.path.join(sysfs_root, "bus", "pci")
@@ -44,6 +59,11 @@ def rebind(sysfs_root: str, address: str, expected_id: str, state: str, check_mo
     binding = state == "present"
     if (binding and driver == VFIO) or (not binding and VFIO not in (driver, override)):
         return dict(result, status="already")
+    if not binding and driver == VFIO and procfs_root is not None:
+        group = reader.link_name(os.path.join(dev, "iommu_group"), warn=False)
+        users = vfio_users(procfs_root).get(group or "", [])
+        if users:
+            return dict(result, status="in_use", reason="IOMMU group %s is in use by %s" % (group, ", ".join(users)))
     if check_mode:
         return dict(result, status="would_bind" if binding else "would_release", changed=True)
     if binding:
@@ -53,6 +73,8 @@ def rebind(sysfs_root: str, address: str, expected_id: str, state: str, check_mo
         write(os.path.join(dev, "driver_override"), "\n")
     if driver:
         write(os.path.join(pci, "drivers", driver, "unbind"), address)
+    if not binding:
+        _forget_id(write, os.path.join(pci, "drivers", VFIO, "remove_id"), found_id)
     write(os.path.join(pci, "drivers_probe"), address)
     now = reader.link_name(os.path.join(dev, "driver"))
     done = (now == VFIO) if binding else (now != VFIO)

@@ -146,12 +146,11 @@ def outcome(plan: dict, bind_results: list[dict] | None) -> dict:
     reasons = []
     if plan.get("reboot_for_cmdline"):
         reasons.append("kernel command line: %s" % " ".join(plan["reboot_tokens"]))
-    if plan["state"] == "present":
-        waiting = sorted(a for a, d in bound.items() if d != "vfio-pci")
-        if waiting:
-            reasons.append("binding: %s not on vfio-pci yet" % ", ".join(waiting))
-    else:
-        held = sorted(a for a, d in bound.items() if d == "vfio-pci")
-        if held:
-            reasons.append("release: %s still on vfio-pci" % ", ".join(held))
+    wanted = {t["address"]: t["state"] for t in plan["bind_targets"]}
+    waiting = sorted(a for a, d in bound.items() if wanted.get(a) == "present" and d != "vfio-pci")
+    held = sorted(a for a, d in bound.items() if wanted.get(a) == "absent" and d == "vfio-pci")
+    if waiting:
+        reasons.append("binding: %s not on vfio-pci yet" % ", ".join(waiting))
+    if held:
+        reasons.append("release: %s still on vfio-pci" % ", ".join(held))
     return {"bound": bound, "moved_live": moved, "reboot_required": bool(reasons), "reboot_reasons": reasons}

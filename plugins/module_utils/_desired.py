@@ -158,7 +158,6 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, own)],
                    "remove_recorded": False} if loader == "systemd-boot" else None
         reboot_why = [t for t in plan["cmdline_tokens"] if not satisfied(t, running)]
-        release = []
     else:
         # Removal reads the records: the tokens kernel_cmdline added (and the ones it replaced), the drop-in's.
         cmdline = {"present": [], "remove_recorded": True} if _exists(seen, CMDLINE_RECORD) else None
@@ -166,8 +165,10 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         dropin = grub_tokens(_content(seen, GRUB_DROPIN)) if _exists(seen, GRUB_DROPIN) else []
         removed = [t for t in added if t not in restore] + [t for t in dropin if t not in own_grub]
         reboot_why = [t for t in removed if t in running]
-        recorded = record.get("targets") or []
-        release = [t for t in recorded if t["address"] not in {d["address"] for d in plan["targets"]}]
+    # Devices an earlier run bound that this plan no longer selects go back to their drivers.
+    selected = {d["address"] for d in plan["targets"]} if present else set()
+    release = [{"address": t["address"], "id": t["id"], "state": "absent"} for t in record.get("targets") or []
+               if t.get("address") and t.get("id") and t["address"] not in selected]
 
     state_record = {"selectors": plan["record"], "targets": plan["targets"], "created_dirs": created,
                     "backups": {p: b for p, b in backups.items() if any(f["path"] == p and f["template"]
@@ -187,7 +188,7 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         "pending": sorted(set((_content(seen, PENDING) or "").split()) & set(REBUILD_ORDER),
                           key=REBUILD_ORDER.index),
         "pending_path": PENDING,
-        "bind_targets": plan["targets"] + release,
+        "bind_targets": [dict(t, state="present") for t in plan["targets"] if present] + release,
         "reboot_for_cmdline": bool(reboot_why),
         "reboot_tokens": reboot_why,
         "errors": errors,

@@ -17,6 +17,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import (
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex, parse_pci_ids
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
 
 # run(argv) -> (rc, stdout, stderr); which(name) -> path or None
 Runner = Callable[[list], Tuple[int, str, str]]
@@ -134,10 +135,12 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         None if zpool_status is not None else ("zpool status -P failed" if zpool else "zpool not found"))
 
     devices = []
+    on_vfio = False
     netdevs = _pci.netdevs_by_device(reader, sysfs_root)
     for address in addresses_all:
         entry = _pci.read_device(reader, sysfs_root, address, groups, names, aliases, net, netdevs.get(address, []))
         entry["storage"] = holders.get(address, [])
+        on_vfio = on_vfio or entry["driver"] == "vfio-pci"
         if _pci.class_matches(entry["class"], classes or []):
             devices.append(entry)
 
@@ -170,6 +173,8 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "network_error": "; ".join(net_failures) or None,
         "storage_problems": storage_problems,
         "vfio_config": _modconf.vfio_config(reader, etc_root),
+        # Only read when a device is on vfio-pci: who holds its group open (a running VM).
+        "vfio_users": vfio_users(procfs_root) if on_vfio else {},
         "pci_ids_found": names is not None,
         "modules_alias_found": aliases is not None,
     }

@@ -288,6 +288,10 @@ class Planner:
         picked = {d["address"] for d in selected}
         for dev in selected:
             if dev["iommu_group"] is None:
+                if self.host.get("iommu_active"):
+                    self.errors.append("%s (%s): has no IOMMU group although the IOMMU is active - the IOMMU does "
+                                       "not cover it, so vfio-pci cannot take it" % (
+                                           dev["selected_by"], dev["address"]))
                 continue
             others = [a for a in self.groups.get(dev["iommu_group"], [])
                       if a not in picked and a in self.devices and not self.devices[a]["is_bridge"]]
@@ -446,6 +450,17 @@ class Planner:
                                    "driverctl unset-override %s" % (where, entry["address"], entry["text"],
                                                                     entry["address"]))
 
+    def check_in_use(self, releases: list[dict]) -> None:
+        """Taking a device back from vfio-pci while a VM holds its group would take it from that VM."""
+        users = self.host.get("vfio_users") or {}
+        for target in releases:
+            group = self.devices.get(target["address"], {}).get("iommu_group")
+            if group is not None and users.get(group):
+                self.errors.append(
+                    "%s (%s) is no longer selected, but IOMMU group %s is in use by %s: releasing it now would take "
+                    "it from a running VM - stop that VM first, or set passthrough_bind_now: false to give it back "
+                    "at the next boot" % (target["address"], target["id"], group, ", ".join(users[group])))
+
     def bind_split(self, selected: list[dict]) -> tuple[list[str], list[dict]]:
         """IDs for `options vfio-pci ids=` and devices for the address script."""
         method = self.choice("passthrough_bind_method", self.inputs.get("bind_method"), ("auto", "ids", "address"),
@@ -508,10 +523,12 @@ class Planner:
         plan.update(desired(plan, self.seen, self.host))
         plan["bind_drivers"] = {t["address"]: self.devices.get(t["address"], {}).get("driver")
                                 for t in plan["bind_targets"]}
+        moves = [t for t in plan["bind_targets"]
+                 if (plan["bind_drivers"][t["address"]] == "vfio-pci") != (t["state"] == "present")]
         # Live (re)binding only where it can work and something would move.
-        plan["bind_live"] = bool(plan["bind_now"] and self.host.get("iommu_active") and plan["bind_targets"] and (
-            any(d != "vfio-pci" for d in plan["bind_drivers"].values()) if state == "present"
-            else any(d == "vfio-pci" for d in plan["bind_drivers"].values())))
+        plan["bind_live"] = bool(plan["bind_now"] and self.host.get("iommu_active") and moves)
+        if plan["bind_live"]:
+            self.check_in_use([t for t in moves if t["state"] == "absent"])
         self.errors += plan.pop("errors")
         plan.update(errors=self.errors, warnings=self.warnings, reasons=self.reasons)
         return plan

@@ -21,6 +21,7 @@ import os
 import struct
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
 
 # _IO(VFIO_TYPE, VFIO_BASE + n) with VFIO_TYPE ';' and VFIO_BASE 100 (include/uapi/linux/vfio.h).
 VFIO_GET_API_VERSION = 0x3B64
@@ -64,25 +65,6 @@ def _group_members(reader: TreeReader, sysfs_root: str, group: str) -> list[tupl
     return [(a, reader.link_name(os.path.join(base, a, "driver"), warn=False)) for a in reader.listdir(base)]
 
 
-def _holders(procfs_root: str, device_file: str) -> list[str]:
-    """"PID (command line)" of each process holding `device_file` open (a running VM's QEMU)."""
-    found = []
-    for pid in sorted((p for p in os.listdir(procfs_root) if p.isdigit()), key=int):
-        fd_dir = os.path.join(procfs_root, pid, "fd")
-        try:
-            held = any(os.readlink(os.path.join(fd_dir, fd)) == device_file for fd in os.listdir(fd_dir))
-        except OSError:
-            continue
-        if held:
-            try:
-                with open(os.path.join(procfs_root, pid, "cmdline"), "rb") as handle:
-                    argv = handle.read().split(b"\0")
-                found.append("%s (%s)" % (pid, b" ".join(argv[:3]).decode("utf-8", "replace").strip()))
-            except OSError:
-                found.append(pid)
-    return found
-
-
 class NotReady(Exception):
     """Why a device cannot be used by a VM."""
 
@@ -122,8 +104,8 @@ def _open_group(vfio: Vfio, group_file: str, procfs_root: str, group: str) -> in
         return vfio.open(group_file)
     except OSError as exc:
         if exc.errno == errno.EBUSY:
-            raise Busy("IOMMU group %s is in use by %s" % (
-                group, ", ".join(_holders(procfs_root, group_file)) or "another process")) from exc
+            holders = vfio_users(procfs_root, os.path.dirname(os.path.dirname(group_file))).get(group, [])
+            raise Busy("IOMMU group %s is in use by %s" % (group, ", ".join(holders) or "another process")) from exc
         raise NotReady("cannot open %s: %s" % (group_file, exc.strerror or exc)) from exc
 
 

@@ -112,6 +112,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+check_mode:
+  description:
+    - Whether the module ran in check mode - also when only the task or an included role is in check
+      mode, which C(ansible_check_mode) does not show. The passthrough role decides from this.
+  returned: always
+  type: bool
 ansible_facts:
   description: Facts added to the host.
   returned: always
@@ -295,7 +301,7 @@ def main() -> None:
         files = files_state(params["files"], params["read_files"])
     except ValueError as exc:
         module.fail_json(msg="pci_facts: %s" % exc)
-    module.exit_json(changed=False, ansible_facts=result["ansible_facts"], files=files)
+    module.exit_json(changed=False, ansible_facts=result["ansible_facts"], files=files, check_mode=module.check_mode)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ description:
   - With O(state=absent), clears C(driver_override), unbinds C(vfio-pci) and probes again so the native
     driver takes the device back.
   - A device whose vendor:device no longer matches O(devices[].id) is skipped and reported, never touched.
+  - A device whose IOMMU group another process holds open (a running VM) is never released; it is
+    reported with status V(in_use) and the process.
   - Loads the C(vfio-pci) module first when its driver directory is missing.
 author:
   - vfio.proxmox contributors (@vfio-proxmox)
@@ -33,6 +35,10 @@ options:
         description: The vendor:device ID the device must still have, for example V(8086:15f3).
         type: str
         required: true
+      state:
+        description: This device's own O(state); when not given, O(state) applies.
+        type: str
+        choices: [present, absent]
   state:
     description: V(present) binds to vfio-pci, V(absent) gives the device back to its native driver.
     type: str
@@ -42,6 +48,10 @@ options:
     description: Root of the sysfs tree. Tests point it at a fake tree.
     type: path
     default: /sys
+  procfs_root:
+    description: Root of procfs, where the processes holding a VFIO group open are found.
+    type: path
+    default: /proc
 attributes:
   check_mode:
     support: full
@@ -79,15 +89,15 @@ results:
       description: PCI address.
       type: str
     status:
-      description: bound, already, released, pending, skipped, would_bind or would_release.
+      description: bound, already, released, pending, skipped, in_use, would_bind or would_release.
       type: str
     driver:
       description: Driver in use after the run.
       type: str
     reason:
-      description: Why a device was skipped.
+      description: Why a device was skipped or is in use.
       type: str
-      returned: when skipped
+      returned: when skipped or in_use
   sample:
     - {address: "0000:02:00.0", status: bound, driver: vfio-pci, expected_id: "8086:15f3", found_id: "8086:15f3"}
 bound:
@@ -110,9 +120,11 @@ def main() -> None:
             "devices": {"type": "list", "elements": "dict", "required": True, "options": {
                 "address": {"type": "str", "required": True},
                 "id": {"type": "str", "required": True},
+                "state": {"type": "str", "choices": ["present", "absent"]},
             }},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "sysfs_root": {"type": "path", "default": "/sys"},
+            "procfs_root": {"type": "path", "default": "/proc"},
         },
         supports_check_mode=True,
     )
@@ -126,13 +138,14 @@ def main() -> None:
     for device in params["devices"]:
         try:
             result = rebind(params["sysfs_root"], device["address"].lower(), device["id"].lower(),
-                            params["state"], module.check_mode)
+                            device["state"] or params["state"], module.check_mode, procfs_root=params["procfs_root"])
         except OSError as exc:
             module.fail_json(msg="vfio_bind: %s: writing sysfs failed: %s" % (device["address"], exc), results=results)
         for warning in result.pop("warnings"):
             module.warn(warning)
-        if result["status"] == "skipped":
-            module.warn("vfio_bind: %s skipped: %s" % (device["address"], result["reason"]))
+        if result["status"] in ("skipped", "in_use"):
+            module.warn("vfio_bind: %s %s: %s" % (device["address"], result["status"].replace("_", " "),
+                                                  result["reason"]))
         results.append(result)
     module.exit_json(changed=any(r["changed"] for r in results), results=results,
                      bound={r["address"]: r["driver"] for r in results})

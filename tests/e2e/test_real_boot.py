@@ -11,7 +11,9 @@ each reboot proves several things at once:
   3b a group that is not viable (two functions of one slot, one left on e1000) fails the
      VFIO open check and the verify playbook, with the reason
   5  the management NIC is refused before anything changes
-  6  rollback and its reboot give both ports back; 7 a second rollback changes nothing
+  5b a port dropped from the selection goes back to e1000e live, no reboot
+  6a rollback is refused while a process (a stand-in for QEMU) holds a port's group open
+  6  rollback and its reboot give the ports back; 7 a second rollback changes nothing
 """
 
 from __future__ import annotations
@@ -173,6 +175,34 @@ def test_5_selecting_the_management_nic_is_refused_before_anything_changes(node)
                         expect_rc=2)
     assert "refusing - it carries a management path" in out
     assert node.sh("find /etc /boot/grub -type f -print0 | sort -z | xargs -0 sha256sum") == before
+
+
+def test_5b_a_port_dropped_from_the_selection_goes_back_live(node):
+    out = node.playbook("vfio.proxmox.passthrough", {"passthrough_devices": [{"address": PORT_A}],
+                                                     "passthrough_reboot": "if_needed"})
+    assert reboots(out) == 0
+    assert (node.driver(PORT_A), node.driver(PORT_B)) == ("vfio-pci", "e1000e")
+    assert "bind %s 8086:10d3" % PORT_A in node.sh("cat /etc/initramfs-tools/scripts/init-top/vfio-proxmox")
+    assert "ids=" not in node.sh("cat /etc/modprobe.d/vfio-proxmox.conf")
+
+
+def test_6a_rollback_refuses_to_take_a_port_from_a_running_vm(node):
+    group = node.sh("basename $(readlink /sys/bus/pci/devices/%s/iommu_group)" % PORT_A).strip()
+    # A stand-in for QEMU: it holds the group open, as a running VM does.
+    pid = node.sh("nohup python3 -c 'import os, time; os.open(\"/dev/vfio/%s\", os.O_RDWR); time.sleep(900)' "
+                  ">/dev/null 2>&1 & echo $!" % group).strip()
+    try:
+        node.sh("for i in $(seq 50); do ls -l /proc/%s/fd | grep -q /dev/vfio/%s && exit 0; sleep 0.2; done; exit 1"
+                % (pid, group))
+        before = node.sh("find /etc /boot/grub -type f -print0 | sort -z | xargs -0 sha256sum")
+        out = node.playbook("vfio.proxmox.rollback", {"passthrough_devices": [], "passthrough_reboot": "if_needed"},
+                            expect_rc=2)
+        assert "%s (%s) is no longer selected, but IOMMU group %s is in use by %s (python3 -c" % (
+            PORT_A, PORT_ID, group, pid) in out
+        assert node.sh("find /etc /boot/grub -type f -print0 | sort -z | xargs -0 sha256sum") == before
+        assert node.driver(PORT_A) == "vfio-pci"
+    finally:
+        node.sh("kill %s; while kill -0 %s 2>/dev/null; do sleep 0.2; done" % (pid, pid))
 
 
 def test_6_rollback_and_reboot_give_the_ports_back(node):

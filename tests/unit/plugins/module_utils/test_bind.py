@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._bind import rebind
@@ -101,8 +102,53 @@ def test_release_gives_the_device_back(fake_node):
     assert (result["status"], result["driver"]) == ("released", "igc")
 
 
+def test_release_takes_the_id_out_of_vfio_pci_s_dynamic_ids(fake_node):
+    """Bound by `ids=` at boot, vfio-pci would win the probe again (seen on a real kernel)."""
+    node = fake_node("guide-intel", mutate=lambda p: p["devices"][4].update(driver="vfio-pci"))
+    root = sysfs(node)
+    remove_id = os.path.join(root, "bus", "pci", "drivers", "vfio-pci", "remove_id")
+    open(remove_id, "w").close()
+    write = Recorder(root, kernel_moves_to="igc")
+    rebind(root, IGC, "8086:15f3", "absent", False, write)
+    assert write.writes[-2:] == [("bus/pci/drivers/vfio-pci/remove_id", "8086 15f3"), ("bus/pci/drivers_probe", IGC)]
+
+
+def test_an_id_vfio_pci_never_had_is_no_error(fake_node):
+    node = fake_node("guide-intel", mutate=lambda p: p["devices"][4].update(driver="vfio-pci"))
+    root = sysfs(node)
+    open(os.path.join(root, "bus", "pci", "drivers", "vfio-pci", "remove_id"), "w").close()
+    recorder = Recorder(root, kernel_moves_to="igc")
+
+    def write(path, value):
+        if path.endswith("remove_id"):
+            raise OSError(errno.ENODEV, "No such device")
+        recorder(path, value)
+    assert rebind(root, IGC, "8086:15f3", "absent", False, write)["status"] == "released"
+
+
 def test_release_of_a_device_on_its_native_driver_is_a_no_op(fake_node):
     root = sysfs(fake_node("guide-intel"))
     write = Recorder(root)
     result = rebind(root, IGC, "8086:15f3", "absent", False, write)
     assert (write.writes, result["status"]) == ([], "already")
+
+
+def held_open(proc, group: str, pid: str = "4242"):
+    """A fake /proc where PID holds /dev/vfio/<group> open, as a running VM's QEMU does."""
+    (proc / pid / "fd").mkdir(parents=True)
+    (proc / pid / "fd" / "27").symlink_to("/dev/vfio/%s" % group)
+    (proc / pid / "cmdline").write_bytes(b"/usr/bin/kvm\x00-id\x00101\x00")
+    return str(proc)
+
+
+def test_a_device_a_vm_holds_is_never_released(fake_node, tmp_path):
+    def on_vfio(profile):
+        next(d for d in profile["devices"] if d["address"] == IGC)["driver"] = "vfio-pci"
+    root = sysfs(fake_node("guide-intel", mutate=on_vfio))
+    write = Recorder(root)
+    result = rebind(root, IGC, "8086:15f3", "absent", False, write, procfs_root=held_open(tmp_path / "proc", "12"))
+    assert (result["status"], result["reason"], write.writes) == (
+        "in_use", "IOMMU group 12 is in use by 4242 (/usr/bin/kvm -id 101)", [])
+    # Another group open elsewhere does not hold this one.
+    other = rebind(root, IGC, "8086:15f3", "absent", True, write, procfs_root=held_open(tmp_path / "proc2", "9"))
+    assert other["status"] == "would_release"

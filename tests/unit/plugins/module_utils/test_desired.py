@@ -61,7 +61,7 @@ def test_rollback_with_an_empty_list_removes_what_the_records_name(fake_node):
     plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
     assert plan["errors"] == []
     assert plan["act"] is True and all(f["template"] is None for f in plan["files"])
-    assert plan["bind_targets"] == [PORT]  # released although nothing is selected
+    assert plan["bind_targets"] == [dict(PORT, state="absent")]  # released although nothing is selected
     change = changes(plan, seen, [])
     assert sorted(change["remove"]) == sorted([STATE_RECORD, MODPROBE, GRUB_DROPIN])
     assert change["rebuild"] == ["initramfs", "grub"]
@@ -189,3 +189,53 @@ def test_verify_names_a_group_member_left_on_its_driver(fake_node):
 def test_something_else_at_an_owned_path_is_refused_before_any_write(fake_node, path, state, message):
     plan = make_plan(facts(fake_node("guide-intel")), {"devices": [{"address": "0000:02:00.0"}]}, {path: state})
     assert any(e.startswith(message) for e in plan["errors"]), plan["errors"]
+
+
+def on_vfio(*addresses):
+    def mutate(profile):
+        for dev in profile["devices"]:
+            if dev["address"] in addresses:
+                dev["driver"] = "vfio-pci"
+                dev["netdevs"] = []
+    return mutate
+
+
+def test_a_device_no_longer_selected_is_released_and_the_selected_one_bound(fake_node):
+    node = fake_node("dual-port-igb", mutate=on_vfio("0000:01:00.1"))
+    previous = {"address": "0000:01:00.1", "id": "8086:1521"}
+    found = facts(node)
+    seen = {STATE_RECORD: record(targets=[previous])}
+    plan = make_plan(found, {"devices": [{"address": "0000:01:00.0", "force": True}]}, seen)
+    assert plan["bind_targets"] == [{"address": "0000:01:00.0", "id": "8086:1521", "state": "present"},
+                                    dict(previous, state="absent")]
+    assert plan["bind_live"] is True
+    predicted = outcome(plan, [{"address": "0000:01:00.0", "status": "would_bind", "driver": "igb"},
+                               {"address": "0000:01:00.1", "status": "would_release", "driver": "vfio-pci"}])
+    assert predicted["bound"] == {"0000:01:00.0": "vfio-pci", "0000:01:00.1": None}
+    assert not [r for r in predicted["reboot_reasons"] if r.startswith(("binding", "release"))]
+    # A release that did not happen keeps the reboot required, and says why.
+    stuck = outcome(plan, [{"address": "0000:01:00.1", "status": "in_use", "driver": "vfio-pci"}])
+    assert "release: 0000:01:00.1 still on vfio-pci" in stuck["reboot_reasons"]
+
+
+def test_releasing_a_device_a_running_vm_holds_is_refused(fake_node):
+    node = fake_node("dual-port-igb", mutate=on_vfio("0000:01:00.1"))
+    found = facts(node)
+    group = next(d["iommu_group"] for d in found["vfio_pci_devices"] if d["address"] == "0000:01:00.1")
+    found["vfio_host"]["vfio_users"] = {group: ["4242 (/usr/bin/kvm -id 101)"]}
+    seen = {STATE_RECORD: record(targets=[{"address": "0000:01:00.1", "id": "8086:1521"}])}
+    plan = make_plan(found, {"state": "absent", "devices": []}, seen)
+    assert plan["errors"] == [
+        "0000:01:00.1 (8086:1521) is no longer selected, but IOMMU group %s is in use by 4242 (/usr/bin/kvm -id 101): "
+        "releasing it now would take it from a running VM - stop that VM first, or set passthrough_bind_now: false "
+        "to give it back at the next boot" % group]
+    assert make_plan(found, {"state": "absent", "devices": [], "bind_now": False}, seen)["errors"] == []
+
+
+def test_a_device_outside_every_iommu_group_is_refused_while_the_iommu_is_on(fake_node):
+    found = facts(fake_node("guide-intel"))
+    for dev in found["vfio_pci_devices"]:
+        if dev["address"] == "0000:02:00.0":
+            dev["iommu_group"] = None
+    plan = make_plan(found, {"devices": [{"address": "0000:02:00.0"}]})
+    assert "passthrough_devices[0] (0000:02:00.0): has no IOMMU group although the IOMMU is active" in plan["errors"][0]

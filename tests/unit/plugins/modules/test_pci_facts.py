@@ -28,6 +28,7 @@ def test_main_reports_facts_and_never_changes(monkeypatch, capsys, fake_node, ch
     code, out = run_main(monkeypatch, capsys, node, **extra)
     assert code == 0
     assert out["changed"] is False
+    assert out["check_mode"] is check_mode  # the role reads check mode from here (task-level too)
     assert "failed" not in out
     facts = out["ansible_facts"]
     assert [d["address"] for d in facts["vfio_pci_devices"]] == ["0000:00:1f.6", "0000:02:00.0"]
