@@ -128,6 +128,11 @@ ansible_facts:
         - One entry per PCI function, sorted by address.
         - IDs are lowercase hex without C(0x) - 4 digits for vendor, device and subsystem IDs,
           6 for the class, 2 for the revision.
+        - C(storage) lists what the function holds for the node (C(holds /), C(holds swap /dev/dm-1),
+          C(holds ZFS pool rpool (/)), C(holds btrfs /)), traced from mounts, swap, device-mapper and md
+          stacks, C(zpool status -P) and C(/sys/fs/btrfs); a function in this list never leaves the host.
+        - In C(netdevs), C(permanent_mac) is the burned-in address (bond slaves share the bond's C(mac)) and
+          C(management_unknown) says why the management paths of an Open vSwitch port could not be told.
       returned: always
       type: list
       elements: dict
@@ -152,9 +157,11 @@ ansible_facts:
           numa_node: null
           reset_methods: [flr, bus]
           sriov: null
+          storage: []
           netdevs:
             - name: enp2s0
               mac: "a8:a1:59:00:00:02"
+              permanent_mac: null
               operstate: up
               speed: 2500
               mtu: 1500
@@ -236,6 +243,12 @@ ansible_facts:
               systems to PCI functions. Empty when everything was traced.
           type: list
           elements: str
+        vfio_users:
+          description:
+            - IOMMU group to the processes holding C(/dev/vfio/<group>) open (a running VM's QEMU, on Proxmox VE
+              C(kvm -id VMID)), as C(PID (command line)). Read only when a device is on C(vfio-pci); empty otherwise.
+          type: dict
+          sample: {"12": ["4242 (/usr/bin/kvm -id 101)"]}
         vfio_config:
           description:
             - Hand-made configuration that decides bindings, with file and line - C(blacklist) and C(softdep)
