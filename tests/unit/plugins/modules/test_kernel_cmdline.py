@@ -6,9 +6,9 @@ import json
 import os
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.vfio.proxmox.plugins.modules import kernel_cmdline
+from tests.unit.module_args import patch_module_args
 
 LINE = "root=ZFS=rpool/ROOT/pve-1 boot=zfs\n"
 

@@ -7,9 +7,9 @@ import os
 import stat
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.vfio.proxmox.plugins.modules import owned_files
+from tests.unit.module_args import patch_module_args
 
 
 def run(capsys, **args):

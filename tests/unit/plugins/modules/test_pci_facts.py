@@ -6,9 +6,9 @@ import json
 
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.vfio.proxmox.plugins.modules import pci_facts
+from tests.unit.module_args import patch_module_args
 
 
 def run_main(monkeypatch, capsys, node, **extra):

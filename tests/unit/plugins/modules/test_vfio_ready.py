@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.vfio.proxmox.plugins.modules import vfio_ready
+from tests.unit.module_args import patch_module_args
 
 
 def run(capsys, **args):

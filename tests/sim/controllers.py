@@ -1,0 +1,84 @@
+"""Runs `scripts/setup` and the unit tests on stock Debian 12 and 13 controllers.
+
+Each controller is a container from a plain debootstrap root (its own python3,
+nothing else; see images.py): the checkout's files go in through tar, then
+setup installs the apt packages (python3-venv among them) and the venv exactly as
+it would for an administrator, and the unit tests run in that venv. Both suites
+run side by side; a failure prints the controller's log and fails.
+
+Only this machine's outbound TLS goes through a proxy with its own CA: the
+host's CA bundle is handed to pip (PIP_CERT). On an ordinary machine it is the
+same Debian bundle the container has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.sim import images  # noqa: E402
+from tests.sim.podman import CACHE, ROOT, env  # noqa: E402
+
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+# What a controller prints first: its Python, the venv it made, the unit test summary.
+SCRIPT = """set -eu
+mkdir /src && tar -C /src -x && cd /src
+python3 --version
+ls /usr/bin/python3* | tr '\\n' ' '; echo
+scripts/setup
+.venv/bin/python -m pytest tests/unit -p no:cacheprovider -q
+"""
+
+
+def checkout_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    return [f for f in out.split("\0") if f and (ROOT / f).exists()]
+
+
+def run_controller(suite: str, files: list[str]) -> tuple[str, int, float, Path]:
+    image = images.build(suite, "vfio-controller")
+    log = CACHE / ("controller-%s.log" % suite)
+    started = time.monotonic()
+    command = ["podman", "run", "--rm", "-i", "--name", "vfio-controller-%s" % suite]
+    if HOST_CA.exists():
+        command += ["-v", "%s:/etc/vfio-host-ca.crt:ro" % HOST_CA, "-e", "PIP_CERT=/etc/vfio-host-ca.crt"]
+    command += [image, "bash", "-c", SCRIPT]
+    with log.open("w") as out:
+        tar = subprocess.Popen(["tar", "-C", str(ROOT), "-c", "--null", "-T", "-"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+        tar.stdin.write("\0".join(files).encode())
+        tar.stdin.close()
+        code = subprocess.run(command, env=env(), stdin=tar.stdout, stdout=out, stderr=subprocess.STDOUT,
+                              check=False).returncode
+        tar.wait()
+    return suite, code, time.monotonic() - started, log
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("suites", nargs="*", default=sorted(images.SUITES))
+    args = parser.parse_args()
+    files = checkout_files()
+    for suite in args.suites:  # debootstrap one at a time, before the runs go side by side
+        images.build(suite, "vfio-controller")
+    failed = 0
+    with ThreadPoolExecutor(len(args.suites)) as pool:
+        for suite, code, seconds, log in pool.map(lambda s: run_controller(s, files), args.suites):
+            lines = log.read_text().splitlines()
+            summary = next((line for line in reversed(lines) if " passed" in line or " failed" in line), "")
+            print("controller %s: %s in %.0f s (%s; %s)" % (suite, "ok" if code == 0 else "FAILED", seconds,
+                                                          lines[0] if lines else "no output", summary))
+            if code != 0:
+                failed += 1
+                print("\n".join(lines[-60:]))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
