@@ -220,8 +220,8 @@ def up(cluster: str, profiles: list[str], count: int) -> Path:
             "ansible_ssh_private_key_file": str(key),
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
             # The simulated hardware: modules read these fake trees instead of /sys and /proc.
-            "vfio_sysfs_root": "%s/sys" % FAKE,
-            "vfio_procfs_root": "%s/proc" % FAKE,
+            "passthrough_sysfs_root": "%s/sys" % FAKE,
+            "passthrough_procfs_root": "%s/proc" % FAKE,
         },
     }}
     path = state / "inventory.yml"
