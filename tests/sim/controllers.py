@@ -72,8 +72,9 @@ def main() -> int:
         for suite, code, seconds, log in pool.map(lambda s: run_controller(s, files), args.suites):
             lines = log.read_text().splitlines()
             summary = next((line for line in reversed(lines) if " passed" in line or " failed" in line), "")
-            print("controller %s: %s in %.0f s (%s; %s)" % (suite, "ok" if code == 0 else "FAILED", seconds,
-                                                          lines[0] if lines else "no output", summary))
+            first = lines[0] if lines else "no output"
+            verdict = "ok" if code == 0 else "FAILED"
+            print("controller %s: %s in %.0f s (%s; %s)" % (suite, verdict, seconds, first, summary))
             if code != 0:
                 failed += 1
                 print("\n".join(lines[-60:]))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "passthrough"
@@ -42,3 +44,55 @@ def test_device_item_options_are_the_keys_the_planner_accepts():
     assert sorted(item) == sorted(SELECTOR_KEYS + OPTION_KEYS)
     assert all(item[k]["type"] == "bool" and item[k]["default"] is False for k in ("force", "allow_group"))
     assert all(spec.get("description") for spec in item.values())
+
+
+READ = re.compile(r"(?<![\w.])passthrough_[a-z_]+")  # not a filter such as vfio.proxmox.passthrough_plan
+
+
+def set_or_tag_names(node) -> set[str]:
+    """Names the role itself sets (set_fact keys, register, task vars) and its tags."""
+    names: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            names |= set_or_tag_names(item)
+    elif isinstance(node, dict):
+        names |= set(node.get("ansible.builtin.set_fact") or {}) | set(node.get("vars") or {})
+        names |= {node["register"]} if "register" in node else set()
+        names |= set(node.get("tags") or []) | set((node.get("apply") or {}).get("tags") or [])
+        for value in node.values():
+            names |= set_or_tag_names(value)
+    return names
+
+
+def task_files(entry: str) -> list[Path]:
+    """The entry point's task file and every file it imports or includes, transitively."""
+    seen: list[Path] = []
+    todo = [ROLE / "tasks" / entry]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.append(path)
+        included = re.findall(r"(?:import_tasks:|file:)\s*(\S+\.yml)", path.read_text())
+        todo += [ROLE / "tasks" / name for name in included]
+    return seen
+
+
+def names_read(paths: list[Path]) -> set[str]:
+    read = set().union(*(READ.findall(p.read_text()) for p in paths))
+    made = set().union(*(set_or_tag_names(yaml.safe_load(p.read_text())) for p in paths if p.suffix == ".yml"))
+    return read - made - set_or_tag_names(yaml.safe_load((ROLE / "tasks" / "main.yml").read_text()))
+
+
+@pytest.mark.parametrize(("entry", "spec"), [("main.yml", "main"), ("verify_only.yml", "verify_only")])
+def test_every_variable_an_entry_point_reads_is_declared_and_nothing_declared_is_unused(entry, spec):
+    shared = [ROLE / "vars" / "main.yml", *sorted((ROLE / "templates").iterdir())]
+    read = names_read(task_files(entry) + shared)
+    options = load("meta/argument_specs.yml")["argument_specs"][spec]["options"]
+    assert sorted(read) == sorted(options)
+
+
+def test_verify_only_options_are_the_main_entry_points_own():
+    specs = load("meta/argument_specs.yml")["argument_specs"]
+    for name, spec in specs["verify_only"]["options"].items():
+        assert spec == specs["main"]["options"][name], name
