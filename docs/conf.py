@@ -19,8 +19,9 @@ templates_path = ["_templates"]
 
 # No network here: the labels our pages use in Ansible's own docs come from a local
 # inventory (docs/ansible_labels.py writes it next to the sources).
+HERE = os.path.dirname(os.path.abspath(__file__))
 intersphinx_mapping = {
-    "ansible_devel": ("https://docs.ansible.com/projects/ansible/devel/", os.path.join(os.path.dirname(os.path.abspath(__file__)), "ansible_devel.inv")),
+    "ansible_devel": ("https://docs.ansible.com/projects/ansible/devel/", os.path.join(HERE, "ansible_devel.inv")),
 }
 intersphinx_disabled_reftypes = []
 default_role = "any"
