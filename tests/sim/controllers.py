@@ -1,4 +1,5 @@
-"""Runs `scripts/setup` and the unit tests on stock Debian 12 and 13 controllers.
+"""Runs `scripts/setup` and the unit tests on stock Debian 12 and 13 controllers, then
+the collection, built and installed from the checkout, under Debian's own ansible-core.
 
 Each controller is a container from a plain debootstrap root (its own python3,
 nothing else; see images.py): the checkout's files go in through tar, then
@@ -14,6 +15,7 @@ same Debian bundle the container has.
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.sim import images  # noqa: E402
 from tests.sim.podman import CACHE, ROOT, env  # noqa: E402
 
+PYTEST_SUMMARY = re.compile(r"\d+ (passed|failed).* in [0-9.]+s")
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 # What a controller prints first: its Python, the venv it made, the unit test summary.
 SCRIPT = """set -eu
@@ -32,6 +35,16 @@ python3 --version
 ls /usr/bin/python3* | tr '\\n' ' '; echo
 scripts/setup
 .venv/bin/python -m pytest tests/unit -p no:cacheprovider -q
+# The README's other path: Debian's own ansible-core, the collection built and installed
+# from this checkout, the discover playbook run on this container (it only reads).
+apt-get install -y -qq --no-install-recommends ansible-core >/dev/null 2>&1
+cd /tmp && /usr/bin/ansible-galaxy collection build /src >/dev/null
+/usr/bin/ansible-galaxy collection install -p /tmp/collections vfio-proxmox-*.tar.gz >/dev/null
+export ANSIBLE_COLLECTIONS_PATH=/tmp/collections
+/usr/bin/ansible --version | head -1
+/usr/bin/ansible-playbook -i localhost, -c local vfio.proxmox.discover > /tmp/discover.log
+grep -q 'iommu:' /tmp/discover.log && tail -4 /tmp/discover.log
+echo "debian ansible-core: $(/usr/bin/ansible --version | head -1) ran vfio.proxmox.discover"
 """
 
 
@@ -71,7 +84,8 @@ def main() -> int:
     with ThreadPoolExecutor(len(args.suites)) as pool:
         for suite, code, seconds, log in pool.map(lambda s: run_controller(s, files), args.suites):
             lines = log.read_text().splitlines()
-            summary = next((line for line in reversed(lines) if " passed" in line or " failed" in line), "")
+            summary = next((line for line in reversed(lines) if PYTEST_SUMMARY.search(line)), "no pytest summary")
+            summary += "; " + next((line for line in lines if line.startswith("debian ansible-core:")), "no Debian run")
             first = lines[0] if lines else "no output"
             verdict = "ok" if code == 0 else "FAILED"
             print("controller %s: %s in %.0f s (%s; %s)" % (suite, verdict, seconds, first, summary))
