@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils import _mapping
 from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import NetTopology
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex, class_name
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
@@ -97,8 +98,12 @@ def read_device(reader: TreeReader, sysfs_root: str, address: str, groups: dict[
         "numa_node": numa if numa is not None and numa >= 0 else None,
         "reset_methods": _reset_methods(reader, directory),
         "sriov": _sriov(reader, directory),
+        # pve-common SysFSTools.pm pci_device_info: mdev_supported_types, or nvidia's own directory.
+        "mdev": os.path.isdir(os.path.join(directory, "mdev_supported_types"))
+        or os.path.isdir(os.path.join(directory, "nvidia")),
         "netdevs": [],
     }
+    entry["proxmox_mapping"] = _mapping.entry_for(entry)
     for name, net_dir in sorted(netdevs):
         entry["netdevs"].append(net.describe(name, net_dir))
     return entry

@@ -131,6 +131,10 @@ ansible_facts:
           stacks, C(zpool status -P) and C(/sys/fs/btrfs); a function in this list never leaves the host.
         - In C(netdevs), C(permanent_mac) is the burned-in address (bond slaves share the bond's C(mac)) and
           C(management_unknown) says why the management paths of an Open vSwitch port could not be told.
+        - C(proxmox_mapping) is what a Proxmox VE PCI resource mapping entry for this function must carry, in
+          Proxmox's format (C(path), C(id), C(subsystem-id) and C(iommugroup) when the hardware has them) - ready
+          for M(vfio.proxmox.pci_mapping) O(vfio.proxmox.pci_mapping#module:entries) with a C(node) added.
+          C(mdev) is true when the function offers mediated devices (as Proxmox reads it).
       returned: always
       type: list
       elements: dict
@@ -155,6 +159,8 @@ ansible_facts:
           numa_node: null
           reset_methods: [flr, bus]
           sriov: null
+          mdev: false
+          proxmox_mapping: {path: "0000:02:00.0", id: "8086:15f3", subsystem-id: "8086:0000", iommugroup: 14}
           storage: []
           netdevs:
             - name: enp2s0

@@ -1,0 +1,50 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Proxmox VE API through `pvesh` on a node: root, no credentials, JSON out."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+# (argv) -> (rc, stdout, stderr), as AnsibleModule.run_command returns it
+Runner = Callable[[list], tuple]
+
+
+class PveshError(RuntimeError):
+    def __init__(self, argv: list, message: str) -> None:
+        super().__init__("%s: %s" % (" ".join(argv[:3]), message))
+        self.message = message
+
+
+class Pvesh:
+    def __init__(self, run: Runner, binary: str) -> None:
+        self.run = run
+        self.binary = binary
+        self.calls: list[list] = []
+
+    def _call(self, verb: str, path: str, options: list | None = None) -> object:
+        argv = [self.binary, verb, path, *(options or []), "--output-format", "json"]
+        self.calls.append(argv)
+        rc, out, err = self.run(argv)
+        if rc != 0:
+            raise PveshError(argv, (err or out or "exit code %d" % rc).strip())
+        out = (out or "").strip()
+        if not out:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise PveshError(argv, "output is not JSON: %s" % out[:200]) from None
+
+    def get(self, path: str, options: list | None = None) -> object:
+        return self._call("get", path, options)
+
+    def create(self, path: str, options: list) -> None:
+        self._call("create", path, options)
+
+    def set(self, path: str, options: list) -> None:
+        self._call("set", path, options)
+
+    def delete(self, path: str) -> None:
+        self._call("delete", path)

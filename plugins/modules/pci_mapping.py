@@ -1,0 +1,210 @@
+#!/usr/bin/python
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: pci_mapping
+short_description: Create, update or delete a Proxmox VE cluster PCI resource mapping
+version_added: "0.3.0"
+description:
+  - Manages one cluster-wide PCI resource mapping (C(/etc/pve/mapping/pci.cfg), Datacenter - Resource
+    Mappings in the GUI) through C(pvesh) on a cluster node, the way the GUI writes it. A VM then uses the
+    device as C(hostpciN: mapping=NAME) and starts on any node that has an entry.
+  - Compares parsed fields, not strings - the order of entries, C(0x) prefixes and letter case do not
+    count - so a second run changes nothing. Updates carry the mapping's C(digest), so a change made by
+    someone else in between is refused by Proxmox instead of overwritten.
+  - Refused before any write, with the option and the value named - a name that is not a Proxmox mapping
+    ID, a malformed entry, the same node and path twice, a node that is not a member of the cluster, and an
+    entry for this node whose vendor:device ID, subsystem ID or IOMMU group do not match this node's hardware
+    as Proxmox reads it (C(pvesh get /nodes/NODE/hardware/pci)).
+  - After a write, Proxmox's own check (C(GET /cluster/mapping/pci?check-node=NODE)) runs for every node of
+    the mapping; an error there undoes the write and fails the task, so a run leaves either the old mapping
+    or a valid new one. Checks of an unchanged mapping run too - a device that changed since the mapping was
+    made fails the task, as it would fail the VM's start.
+author:
+  - vfio.proxmox contributors (@vfio-proxmox)
+options:
+  name:
+    description: The mapping's ID, for example V(wan). A letter, then letters, digits, V(_) or V(-).
+    type: str
+    required: true
+  state:
+    description: V(absent) deletes the mapping (nothing happens when there is none).
+    type: str
+    choices: [present, absent]
+    default: present
+  entries:
+    description:
+      - One entry per node and device. Several entries for one node form a pool - a VM gets the first free
+        one. Written sorted by node and path.
+      - M(vfio.proxmox.pci_facts) returns each device's values in this format under C(proxmox_mapping).
+    type: list
+    elements: dict
+    suboptions:
+      node:
+        description: The node's name as Proxmox knows it.
+        type: str
+        required: true
+      path:
+        description:
+          - PCI address with its domain, for example V(0000:02:00.0). Without the function (V(0000:02:00))
+            the whole multi-function device is mapped.
+        type: str
+        required: true
+      id:
+        description: The vendor:device ID the device must have, for example V(8086:15f3).
+        type: str
+        required: true
+      subsystem_id:
+        description: The subsystem vendor:device ID. Proxmox requires it whenever the hardware has one.
+        type: str
+      iommugroup:
+        description: The IOMMU group the device must be in. Proxmox requires it whenever the device has one.
+        type: int
+      description:
+        description: A note for this node's entry.
+        type: str
+  description:
+    description: A note for the whole mapping. Not given - left as it is.
+    type: str
+  mdev:
+    description: The devices provide mediated devices. Must match the hardware (Proxmox checks it).
+    type: bool
+    default: false
+  live_migration_capable:
+    description: Mark the devices as live-migratable (experimental in Proxmox VE; needs hardware and driver support).
+    type: bool
+    default: false
+  check_nodes:
+    description:
+      - The nodes to run Proxmox's check for after a write. Default - every node that has an entry.
+      - C(pvesh) forwards a check for another node to that node.
+    type: list
+    elements: str
+  node:
+    description:
+      - The name of the node this task runs on, as Proxmox knows it (Proxmox uses the short host name).
+        Its entries are checked against its hardware before anything is written.
+    type: str
+  pvesh:
+    description: The C(pvesh) command to run.
+    type: str
+    default: pvesh
+attributes:
+  check_mode:
+    support: full
+    description: Reads, validates and compares; writes nothing.
+  diff_mode:
+    support: full
+    description: The mapping before and after, parsed, with sorted entries.
+notes:
+  - Runs on one node of the cluster as root (C(pvesh) needs no credentials there); the mapping is
+    cluster-wide, so run it once per cluster (C(run_once)).
+seealso:
+  - name: Proxmox VE documentation - Resource Mapping
+    link: https://pve.proxmox.com/pve-docs/chapter-qm.html#resource_mapping
+"""
+
+EXAMPLES = r"""
+- name: Give the WAN port of every node one name
+  vfio.proxmox.pci_mapping:
+    name: wan
+    description: WAN port for the firewall VM
+    entries:
+      - {node: pve1, path: "0000:02:00.0", id: "8086:15f3", subsystem_id: "8086:0000", iommugroup: 12}
+      - {node: pve2, path: "0000:03:00.0", id: "8086:15f3", subsystem_id: "8086:0000", iommugroup: 14}
+  run_once: true
+
+- name: Remove it
+  vfio.proxmox.pci_mapping:
+    name: wan
+    state: absent
+  run_once: true
+"""
+
+RETURN = r"""
+action:
+  description: What the run did (or would do in check mode) - V(create), V(update), V(delete) or null.
+  returned: always
+  type: str
+  sample: create
+mapping:
+  description: The mapping as it is meant to be after the run, parsed (null for O(state=absent)).
+  returned: always
+  type: dict
+  sample:
+    description: WAN port for the firewall VM
+    mdev: false
+    live-migration-capable: false
+    map:
+      - node=pve1,path=0000:02:00.0,id=8086:15f3,subsystem-id=8086:0000,iommugroup=12
+checks:
+  description: Proxmox's check results per node - lists of C(severity) (V(warning) or V(error)) and C(message).
+  returned: always
+  type: dict
+  sample: {pve1: [], pve2: [{severity: error, message: "Invalid configuration: 'id' does not match ..."}]}
+undone:
+  description: When a check failed after a write - what was done to put the previous state back.
+  returned: on failure after a write
+  type: str
+  sample: created mapping deleted again
+commands:
+  description: The C(pvesh) calls made, in order.
+  returned: always
+  type: list
+  elements: list
+"""
+
+import socket
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._pci_mapping import Refused, run
+from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "entries": {"type": "list", "elements": "dict", "options": {
+                "node": {"type": "str", "required": True},
+                "path": {"type": "str", "required": True},
+                "id": {"type": "str", "required": True},
+                "subsystem_id": {"type": "str"},
+                "iommugroup": {"type": "int"},
+                "description": {"type": "str"},
+            }},
+            "description": {"type": "str"},
+            "mdev": {"type": "bool", "default": False},
+            "live_migration_capable": {"type": "bool", "default": False},
+            "check_nodes": {"type": "list", "elements": "str"},
+            "node": {"type": "str"},
+            "pvesh": {"type": "str", "default": "pvesh"},
+        },
+        required_if=[("state", "present", ["entries"])],
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    params["node"] = params["node"] or socket.gethostname().split(".")[0]
+    pvesh = Pvesh(module.run_command, module.get_bin_path(params["pvesh"], required=True))
+    try:
+        result = run(pvesh, params, module.check_mode)
+    except Refused as err:
+        module.fail_json(msg="pci_mapping %s: %s" % (params["name"], err), changed=False, commands=pvesh.calls)
+    except PveshError as err:
+        module.fail_json(msg="pci_mapping %s: %s" % (params["name"], err), commands=pvesh.calls)
+    result["commands"] = pvesh.calls
+    if result.get("errors"):
+        module.fail_json(msg="pci_mapping %s: Proxmox refuses the mapping - %s (%s)"
+                         % (params["name"], "; ".join(result["errors"]), result["undone"] or "nothing was written"),
+                         **result)
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

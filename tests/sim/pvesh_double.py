@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""TEST DOUBLE for Proxmox VE's `pvesh` - not Proxmox. Proxmox VE cannot be installed here.
+
+It answers the small API subset vfio.proxmox uses, with the validation rules of
+Proxmox's own code, each cited where it is copied:
+  pvesh get    /cluster/mapping/pci [--check-node NODE]    (pve-manager PVE/API2/Cluster/Mapping/PCI.pm index)
+  pvesh get    /cluster/mapping/pci/ID                     (... get)
+  pvesh create /cluster/mapping/pci --id ID --map S [--map S ...] [--description D] [--mdev B]
+               [--live-migration-capable B]               (... create)
+  pvesh set    /cluster/mapping/pci/ID [same options] [--digest D] [--delete a,b]   (... update)
+  pvesh delete /cluster/mapping/pci/ID                     (... delete)
+  pvesh get    /nodes/NODE/hardware/pci [--pci-class-blacklist L]   (pve-manager PVE/API2/Hardware/PCI.pm)
+  pvesh get    /nodes                                      (the cluster's members)
+Output is JSON (`--output-format json` is accepted and implied). Errors go to stderr with
+exit code 255, as pvesh does.
+
+Where it differs from Proxmox, on purpose: the cluster configuration (pmxcfs) is one JSON
+file, $PVESH_DOUBLE_STATE ({"nodes": [...], "mapping_pci": {...}}), shared by the simulated
+nodes of one cluster; the digest is the SHA-1 of that file's mapping section; this node's
+name is $PVESH_DOUBLE_NODE (default: the host name) and its sysfs is $PVESH_DOUBLE_SYSFS
+(default /sys); `--check-node` for another node reads that node's sysfs from
+$PVESH_DOUBLE_PEERS ({"node": "sysfs root"}), where real pvesh forwards the call over SSH.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import sys
+
+# pve-common src/PVE/JSONSchema.pm: $CONFIGID_RE and pve_verify_node_name
+CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
+NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")
+# pve-guest-common src/PVE/Mapping/PCI.pm: $PCI_RE and $map_fmt
+PCI_RE = r"[a-f0-9]{4,}:[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"
+MAP_FORMAT = {
+    "node": (NODE_RE, True),
+    "id": (re.compile(r"^[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}$"), True),
+    "subsystem-id": (re.compile(r"^[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}$"), False),
+    "path": (re.compile(r"^(?:%s;)*%s$" % (PCI_RE, PCI_RE)), True),
+    "iommugroup": (re.compile(r"^-?\d+$"), False),
+    "description": (re.compile(r"^.{0,4096}$", re.DOTALL), False),
+}
+# Mapping/PCI.pm options(): map is required (map => {}), the others optional.
+OPTIONAL = {"description", "mdev", "live-migration-capable"}
+BOOLEANS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0, "on": 1, "off": 0}
+# pve-manager PVE/API2/Hardware/PCI.pm: my $default_class_blacklist = "05;06;0b";
+DEFAULT_CLASS_BLACKLIST = "05;06;0b"
+
+
+class ApiError(Exception):
+    pass
+
+
+def state_path() -> str:
+    return os.environ.get("PVESH_DOUBLE_STATE", "/etc/pve/.pvesh-double.json")
+
+
+def load() -> dict:
+    try:
+        with open(state_path()) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return {"nodes": [local_node()], "mapping_pci": {}}
+
+
+def save(state: dict) -> None:
+    tmp = state_path() + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(state, handle, indent=1, sort_keys=True)
+    os.replace(tmp, state_path())
+
+
+def digest(state: dict) -> str:
+    return hashlib.sha1(json.dumps(state["mapping_pci"], sort_keys=True).encode()).hexdigest()
+
+
+def local_node() -> str:
+    return os.environ.get("PVESH_DOUBLE_NODE") or socket.gethostname().split(".")[0]
+
+
+def parse_map(text: str) -> dict:
+    """One `map` property string, checked against $map_fmt (Mapping/PCI.pm)."""
+    entry = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key not in MAP_FORMAT:
+            raise ApiError("map: invalid format - property '%s' is not defined in the format" % key)
+        if key in entry:
+            raise ApiError("map: invalid format - duplicate key in comma-separated list property: %s" % key)
+        if not MAP_FORMAT[key][0].match(value):
+            raise ApiError("map: invalid format - %s: value does not match the regex pattern" % key)
+        entry[key] = value
+    for key, (_, required) in MAP_FORMAT.items():
+        if required and key not in entry:
+            raise ApiError("map: invalid format - %s: property is missing and it is not optional" % key)
+    return entry
+
+
+def check_config(options: dict, create: bool) -> dict:
+    """SectionConfig check_config for the pci type: known properties, formats, required map."""
+    out = {}
+    for key, values in options.items():
+        if key == "map":
+            for text in values:
+                parse_map(text)
+            out["map"] = list(values)
+        elif key in ("mdev", "live-migration-capable"):
+            value = BOOLEANS.get(values[-1].lower())
+            if value is None:
+                raise ApiError("%s: type check ('boolean') failed - got '%s'" % (key, values[-1]))
+            out[key] = value
+        elif key == "description":
+            out[key] = values[-1]
+        else:
+            raise ApiError("%s: property is not defined in schema and the schema does not allow additional "
+                           "properties" % key)
+    if create and "map" not in out:
+        raise ApiError("map: property is missing and it is not optional")
+    return out
+
+
+def sysfs_read(base: str, name: str) -> str | None:
+    try:
+        with open(os.path.join(base, name)) as handle:
+            return handle.readline().strip()
+    except OSError:
+        return None
+
+
+def pci_device_info(sysfs: str, path: str) -> dict | None:
+    """pve-common src/PVE/SysFSTools.pm pci_device_info, verbose: the hardware side of a check."""
+    directory = os.path.join(sysfs, "bus", "pci", "devices", path)
+    vendor, device = sysfs_read(directory, "vendor"), sysfs_read(directory, "device")
+    if not vendor or not device or not vendor.startswith("0x") or not device.startswith("0x"):
+        return None
+    info = {"vendor": vendor[2:], "device": device[2:]}
+    sub_vendor, sub_device = sysfs_read(directory, "subsystem_vendor"), sysfs_read(directory, "subsystem_device")
+    if sub_vendor is not None and sub_device is not None:
+        info["subsystem-id"] = "%s:%s" % (sub_vendor.replace("0x", ""), sub_device.replace("0x", ""))
+    group = os.path.join(directory, "iommu_group")
+    if os.path.lexists(group):
+        info["iommugroup"] = int(os.path.basename(os.readlink(group)))
+    info["mdev"] = int(os.path.isdir(os.path.join(directory, "mdev_supported_types"))
+                       or os.path.isdir(os.path.join(directory, "nvidia")))
+    return info
+
+
+def assert_valid(sysfs: str, name: str, entry: dict, mapping: dict) -> None:
+    """pve-guest-common src/PVE/Mapping/PCI.pm assert_valid, rule for rule."""
+    for index, given in enumerate(entry.get("path", "").split(";")):
+        path = given if re.search(r"\.[a-f0-9]", given, re.IGNORECASE) else given + ".0"
+        info = pci_device_info(sysfs, path)
+        if info is None:
+            raise ApiError("pci device '%s' not found" % path)
+        expected = {"id": "%s:%s" % (info["vendor"], info["device"]), "iommugroup": info.get("iommugroup"),
+                    "subsystem-id": info.get("subsystem-id"), "mdev": info["mdev"]}
+        configured = {key: entry.get(key) for key in ("id", "iommugroup", "subsystem-id")}
+        configured["mdev"] = 1 if mapping.get("mdev") else 0
+        for prop in sorted(expected):
+            if prop == "iommugroup" and index > 0:  # check iommu only on the first device
+                continue
+            want, have = expected[prop], configured[prop]
+            if want is None and have is None:
+                continue
+            if want is not None and have is None:
+                raise ApiError("missing expected property '%s' for device '%s'" % (prop, path))
+            if want is None and have is not None:
+                raise ApiError("unexpected property '%s' configured for device '%s'" % (prop, path))
+            want, have = str(want).replace("0x", ""), str(have).replace("0x", "")
+            if want != have:
+                raise ApiError("'%s' does not match for '%s' (%s != %s)" % (prop, name, want, have))
+
+
+def mapping_index(state: dict, check_node: str | None, sysfs: str) -> list[dict]:
+    node = None if check_node is None else local_node() if check_node == "localhost" else check_node
+    if node is not None and node != local_node():
+        # Real pvesh forwards the call to that node over SSH; the double reads the node's
+        # sysfs from $PVESH_DOUBLE_PEERS ({"node": "sysfs root"}) instead.
+        peers = json.loads(os.environ.get("PVESH_DOUBLE_PEERS") or "{}")
+        if node not in peers:
+            raise ApiError("wrong node to check - %s != %s (pvesh double: no peer sysfs)" % (node, local_node()))
+        sysfs = peers[node]
+    result = []
+    for mapping_id, mapping in state["mapping_pci"].items():
+        entry = dict(mapping, id=mapping_id, digest=digest(state))
+        if node is not None:
+            entry["checks"] = []
+            mine = [parse_map(text) for text in mapping.get("map", [])]
+            mine = [m for m in mine if m["node"] == node]
+            if not mine:
+                entry["checks"].append({"severity": "warning", "message": "No mapping for node %s." % node})
+            for one in mine:
+                try:
+                    assert_valid(sysfs, mapping_id, one, entry)
+                except ApiError as err:
+                    entry["checks"].append({"severity": "error", "message": "Invalid configuration: %s\n" % err})
+        result.append(entry)
+    return result
+
+
+def hardware_pci(sysfs: str, blacklist: str) -> list[dict]:
+    """pve-common SysFSTools.pm lspci, verbose, behind Hardware/PCI.pm's class filter."""
+    classes = [c for c in re.split(r"[;,\s]+", blacklist) if c]
+    base = os.path.join(sysfs, "bus", "pci", "devices")
+    result = []
+    for name in sorted(os.listdir(base)):
+        directory = os.path.join(base, name)
+        pci_class = sysfs_read(directory, "class") or ""
+        if classes and re.match(r"^0x(?:%s)" % "|".join(map(re.escape, classes)), pci_class):
+            continue
+        device = {"id": name, "class": pci_class, "vendor": sysfs_read(directory, "vendor"),
+                  "device": sysfs_read(directory, "device"), "iommugroup": -1}
+        info = pci_device_info(sysfs, name) or {}
+        if "iommugroup" in info:
+            device["iommugroup"] = info["iommugroup"]
+        if info.get("mdev"):
+            device["mdev"] = 1
+        for key in ("subsystem_vendor", "subsystem_device"):
+            value = sysfs_read(directory, key)
+            if value is not None:
+                device[key] = value
+        result.append(device)
+    return result
+
+
+def parse_args(argv: list[str]) -> dict[str, list[str]]:
+    options: dict[str, list[str]] = {}
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if not arg.startswith("--") or index + 1 >= len(argv):
+            raise ApiError("400 unable to parse option '%s'" % arg)
+        options.setdefault(arg[2:], []).append(argv[index + 1])
+        index += 2
+    options.pop("output-format", None)
+    return options
+
+
+def call(command: str, path: str, options: dict[str, list[str]]) -> object:
+    state = load()
+    sysfs = os.environ.get("PVESH_DOUBLE_SYSFS", "/sys")
+    parts = [p for p in path.split("/") if p]
+    if command == "get" and parts == ["nodes"]:
+        return [{"node": node, "status": "online"} for node in state["nodes"]]
+    if command == "get" and len(parts) == 4 and parts[0] == "nodes" and parts[2:] == ["hardware", "pci"]:
+        if parts[1] != local_node():
+            raise ApiError("hostname lookup '%s' failed (pvesh double: only this node)" % parts[1])
+        return hardware_pci(sysfs, options.get("pci-class-blacklist", [DEFAULT_CLASS_BLACKLIST])[-1])
+    if parts[:3] != ["cluster", "mapping", "pci"] or len(parts) > 4:
+        raise ApiError("no such API path '%s' (pvesh double)" % path)
+    mapping_id = parts[3] if len(parts) == 4 else None
+    mappings = state["mapping_pci"]
+    if command == "get" and mapping_id is None:
+        return mapping_index(state, options.get("check-node", [None])[-1], sysfs)
+    if command == "get":
+        if mapping_id not in mappings:
+            raise ApiError("mapping '%s' not found" % mapping_id)
+        return dict(mappings[mapping_id], digest=digest(state))
+    if command == "create" and mapping_id is None:
+        mapping_id = options.pop("id", [""])[-1]
+        if not CONFIGID_RE.match(mapping_id):
+            raise ApiError("id: invalid configuration ID '%s'" % mapping_id)
+        opts = check_config(options, create=True)
+        if mapping_id in mappings:
+            raise ApiError("create hardware mapping failed: pci ID '%s' already defined" % mapping_id)
+        mappings[mapping_id] = opts
+    elif command == "set" and mapping_id is not None:
+        wanted_digest = options.pop("digest", [None])[-1]
+        delete = [k for k in re.split(r"[;,\s]+", options.pop("delete", [""])[-1]) if k]
+        if wanted_digest and wanted_digest != digest(state):  # pve-common Tools.pm assert_if_modified
+            raise ApiError("update hardware mapping failed: detected modified configuration - file changed by "
+                           "other user? Try again.")
+        if mapping_id not in mappings:
+            raise ApiError("update hardware mapping failed: pci ID '%s' does not exist" % mapping_id)
+        opts = check_config(options, create=False)
+        for key in delete:  # pve-common SectionConfig.pm delete_from_config
+            if key not in OPTIONAL | {"map"}:
+                raise ApiError("update hardware mapping failed: no such option '%s'" % key)
+            if key not in OPTIONAL:
+                raise ApiError("update hardware mapping failed: unable to delete required option '%s'" % key)
+            if key in opts:
+                raise ApiError("update hardware mapping failed: cannot set and delete property '%s' at the same "
+                               "time!" % key)
+            mappings[mapping_id].pop(key, None)
+        mappings[mapping_id].update(opts)
+    elif command == "delete" and mapping_id is not None:
+        mappings.pop(mapping_id, None)
+    else:
+        raise ApiError("method '%s %s' not implemented (pvesh double)" % (command.upper(), path))
+    save(state)
+    return None
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] not in ("get", "set", "create", "delete"):
+        print("usage: pvesh get|set|create|delete API_PATH [OPTIONS] (pvesh test double)", file=sys.stderr)
+        return 255
+    try:
+        result = call(argv[0], argv[1], parse_args(argv[2:]))
+    except ApiError as err:
+        print(str(err).rstrip("\n"), file=sys.stderr)
+        return 255
+    if result is not None:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
