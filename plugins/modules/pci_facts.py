@@ -132,8 +132,9 @@ ansible_facts:
         - In C(netdevs), C(permanent_mac) is the burned-in address (bond slaves share the bond's C(mac)) and
           C(management_unknown) says why the management paths of an Open vSwitch port could not be told.
         - C(proxmox_mapping) is what a Proxmox VE PCI resource mapping entry for this function must carry, in
-          Proxmox's format (C(path), C(id), C(subsystem-id) and C(iommugroup) when the hardware has them) - ready
-          for M(vfio.proxmox.pci_mapping) O(vfio.proxmox.pci_mapping#module:entries) with a C(node) added.
+          Proxmox's format (C(path), C(id), C(subsystem-id) and C(iommugroup) when the hardware has them) - for
+          M(vfio.proxmox.pci_mapping) O(vfio.proxmox.pci_mapping#module:entries) add a C(node) and pass
+          C(subsystem-id) as C(subsystem_id).
           C(mdev) is true when the function offers mediated devices (as Proxmox reads it).
       returned: always
       type: list

@@ -10,7 +10,7 @@ version_added: "0.3.0"
 description:
   - Manages one cluster-wide PCI resource mapping (C(/etc/pve/mapping/pci.cfg), Datacenter - Resource
     Mappings in the GUI) through C(pvesh) on a cluster node, the way the GUI writes it. A VM then uses the
-    device as C(hostpciN: mapping=NAME) and starts on any node that has an entry.
+    device as a C(hostpciN) line with C(mapping=NAME) and starts on any node that has an entry.
   - Compares parsed fields, not strings - the order of entries, C(0x) prefixes and letter case do not
     count - so a second run changes nothing. Updates carry the mapping's C(digest), so a change made by
     someone else in between is refused by Proxmox instead of overwritten.
@@ -38,7 +38,8 @@ options:
     description:
       - One entry per node and device. Several entries for one node form a pool - a VM gets the first free
         one. Written sorted by node and path.
-      - M(vfio.proxmox.pci_facts) returns each device's values in this format under C(proxmox_mapping).
+      - M(vfio.proxmox.pci_facts) returns each device's values under C(proxmox_mapping), in Proxmox's own
+        format (C(subsystem-id) there is O(entries[].subsystem_id) here).
     type: list
     elements: dict
     suboptions:
@@ -57,7 +58,9 @@ options:
         type: str
         required: true
       subsystem_id:
-        description: The subsystem vendor:device ID. Proxmox requires it whenever the hardware has one.
+        description:
+          - The subsystem vendor:device ID (Proxmox's C(subsystem-id)). Proxmox requires it whenever the
+            hardware has one.
         type: str
       iommugroup:
         description: The IOMMU group the device must be in. Proxmox requires it whenever the device has one.
@@ -103,6 +106,7 @@ notes:
     cluster-wide, so run it once per cluster (C(run_once)).
 seealso:
   - name: Proxmox VE documentation - Resource Mapping
+    description: How mappings are made in the GUI and used by VMs.
     link: https://pve.proxmox.com/pve-docs/chapter-qm.html#resource_mapping
 """
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """TEST DOUBLE for Proxmox VE's `pvesh` - not Proxmox. Proxmox VE cannot be installed here.
 
 It answers the small API subset vfio.proxmox uses, with the validation rules of
@@ -94,7 +93,7 @@ def parse_map(text: str) -> dict:
         if not MAP_FORMAT[key][0].match(value):
             raise ApiError("map: invalid format - %s: value does not match the regex pattern" % key)
         entry[key] = value
-    for key, (_, required) in MAP_FORMAT.items():
+    for key, (_pattern, required) in MAP_FORMAT.items():
         if required and key not in entry:
             raise ApiError("map: invalid format - %s: property is missing and it is not optional" % key)
     return entry

@@ -7,6 +7,7 @@ each with its own fake sysfs; the double's state file is the cluster's mapping c
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ PVE1 = {"node": "pve1", "path": "0000:02:00.0", "id": "8086:15f3", "subsystem_id
 
 @pytest.fixture
 def cluster(tmp_path, fake_node, monkeypatch):
+    pvesh = tmp_path / "pvesh"  # the double as a command, the way the module finds pvesh
+    pvesh.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, DOUBLE))
+    pvesh.chmod(0o755)
     pve1, pve2 = fake_node("guide-intel"), fake_node("dual-port-igb")
     state = tmp_path / "pve-state.json"
     state.write_text(json.dumps({"nodes": ["pve1", "pve2"], "mapping_pci": {}}))
@@ -27,7 +31,7 @@ def cluster(tmp_path, fake_node, monkeypatch):
     monkeypatch.setenv("PVESH_DOUBLE_NODE", "pve1")
     monkeypatch.setenv("PVESH_DOUBLE_SYSFS", pve1.roots["sysfs_root"])
     monkeypatch.setenv("PVESH_DOUBLE_PEERS", json.dumps({"pve2": pve2.roots["sysfs_root"]}))
-    return {"state": state, "pve1": pve1, "pve2": pve2}
+    return {"state": state, "pve1": pve1, "pve2": pve2, "pvesh": str(pvesh)}
 
 
 def pve2_entry(cluster) -> dict:
@@ -37,9 +41,9 @@ def pve2_entry(cluster) -> dict:
     return {"node": "pve2", "path": "0000:01:00.1", "id": "8086:1521", "subsystem_id": sub, "iommugroup": group}
 
 
-def run_captured(capsys, args: dict, **kw) -> tuple[bool, dict]:
-    args = dict({"name": "wan", "node": "pve1", "pvesh": str(DOUBLE), "_ansible_check_mode": kw.get("check", False),
-                 "_ansible_diff": kw.get("diff", False)}, **args)
+def run_captured(capsys, cluster, args: dict, **kw) -> tuple[bool, dict]:
+    args = dict({"name": "wan", "node": "pve1", "pvesh": cluster["pvesh"],
+                 "_ansible_check_mode": kw.get("check", False), "_ansible_diff": kw.get("diff", False)}, **args)
     with patch_module_args(args), pytest.raises(SystemExit) as exited:
         pci_mapping.main()
     return exited.value.code != 0, json.loads(capsys.readouterr().out)
@@ -51,12 +55,12 @@ def mappings(cluster) -> dict:
 
 def test_creates_once_then_changes_nothing(cluster, capsys):
     args = {"entries": [PVE1, pve2_entry(cluster)], "description": "WAN port"}
-    failed, result = run_captured(capsys, args, check=True, diff=True)
+    failed, result = run_captured(capsys, cluster, args, check=True, diff=True)
     assert not failed and result["changed"] and result["action"] == "create"
     assert result["diff"]["before"] is None and len(result["diff"]["after"]["map"]) == 2
     assert mappings(cluster) == {}, "check mode wrote"
 
-    failed, result = run_captured(capsys, args)
+    failed, result = run_captured(capsys, cluster, args)
     assert not failed and result["action"] == "create", result["msg"]
     assert result["checks"] == {"pve1": [], "pve2": []}
     assert mappings(cluster)["wan"]["map"] == [
@@ -64,7 +68,7 @@ def test_creates_once_then_changes_nothing(cluster, capsys):
         "node=pve2,path=0000:01:00.1,id=8086:1521,subsystem-id=%s,iommugroup=%d"
         % (pve2_entry(cluster)["subsystem_id"], pve2_entry(cluster)["iommugroup"])]
 
-    failed, result = run_captured(capsys, args)
+    failed, result = run_captured(capsys, cluster, args)
     assert not failed and not result["changed"] and result["action"] is None
     assert not [c for c in result["commands"] if c[1] in ("create", "set", "delete")]
 
@@ -72,22 +76,22 @@ def test_creates_once_then_changes_nothing(cluster, capsys):
 def test_a_mapping_written_by_the_gui_in_another_order_is_already_right(cluster, capsys):
     gui = "iommugroup=12,node=pve1,subsystem-id=8086:0000,path=0000:02:00.0,id=8086:15f3"
     cluster["state"].write_text(json.dumps({"nodes": ["pve1", "pve2"], "mapping_pci": {"wan": {"map": [gui]}}}))
-    failed, result = run_captured(capsys, {"entries": [PVE1]})
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1]})
     assert not failed and not result["changed"], result.get("msg")
 
 
 def test_an_uppercase_id_that_fails_every_vm_start_is_rewritten(cluster, capsys):
     upper = "node=pve1,path=0000:02:00.0,id=8086:15F3,subsystem-id=8086:0000,iommugroup=12"
     cluster["state"].write_text(json.dumps({"nodes": ["pve1", "pve2"], "mapping_pci": {"wan": {"map": [upper]}}}))
-    failed, result = run_captured(capsys, {"entries": [dict(PVE1, id="8086:15F3")]})
+    failed, result = run_captured(capsys, cluster, {"entries": [dict(PVE1, id="8086:15F3")]})
     assert not failed and result["action"] == "update", result.get("msg")
     assert result["checks"] == {"pve1": []}
     assert mappings(cluster)["wan"]["map"] == [upper.replace("15F3", "15f3")]
 
 
 def test_update_carries_the_digest_and_removes_a_description_only_when_told(cluster, capsys):
-    run_captured(capsys, {"entries": [PVE1], "description": "old"})
-    failed, result = run_captured(capsys, {"entries": [PVE1, pve2_entry(cluster)]})
+    run_captured(capsys, cluster, {"entries": [PVE1], "description": "old"})
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1, pve2_entry(cluster)]})
     assert not failed and result["action"] == "update"
     update = [c for c in result["commands"] if c[1] == "set"][0]
     assert "--digest" in update and "--delete" not in update
@@ -102,7 +106,7 @@ def test_update_carries_the_digest_and_removes_a_description_only_when_told(clus
     (dict(PVE1, path="2:00.0"), "path '2:00.0' is not a PCI address"),
 ])
 def test_refusals_come_before_any_write(cluster, capsys, entry, message):
-    failed, result = run_captured(capsys, {"entries": [entry]})
+    failed, result = run_captured(capsys, cluster, {"entries": [entry]})
     assert failed and message in result["msg"], result["msg"]
     assert mappings(cluster) == {}
     assert not [c for c in result["commands"] if c[1] in ("create", "set", "delete")]
@@ -110,7 +114,7 @@ def test_refusals_come_before_any_write(cluster, capsys, entry, message):
 
 def test_a_bad_entry_for_another_node_is_caught_by_proxmox_and_the_write_undone(cluster, capsys):
     wrong = dict(pve2_entry(cluster), id="8086:10c9")  # pve2's port is 8086:1521
-    failed, result = run_captured(capsys, {"entries": [PVE1, wrong]})
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1, wrong]})
     assert failed, result
     assert "Proxmox refuses the mapping - pve2: Invalid configuration: 'id' does not match for 'wan' " \
            "(8086:1521 != 8086:10c9) (created mapping deleted again)" in result["msg"]
@@ -118,15 +122,15 @@ def test_a_bad_entry_for_another_node_is_caught_by_proxmox_and_the_write_undone(
 
 
 def test_a_device_that_changed_since_fails_the_rerun_and_the_mapping_stays(cluster, capsys):
-    run_captured(capsys, {"entries": [PVE1]})
+    run_captured(capsys, cluster, {"entries": [PVE1]})
     device = Path(cluster["pve1"].roots["sysfs_root"], "bus", "pci", "devices", "0000:02:00.0", "device")
     device.write_text("0x125c\n")  # the card was swapped for an I226-V
     # On the node itself: refused before Proxmox is asked.
-    failed, result = run_captured(capsys, {"entries": [PVE1]})
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1]})
     assert failed and "'id' does not match for device '0000:02:00.0' (hardware 8086:125c, mapping 8086:15f3)" \
         in result["msg"]
     # From another node: Proxmox's own check on pve1 finds it.
-    failed, result = run_captured(capsys, {"entries": [PVE1], "node": "pve2"})
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1], "node": "pve2"})
     assert failed and "pve1: Invalid configuration: 'id' does not match for 'wan' (8086:125c != 8086:15f3)" \
         in result["msg"] and "(nothing was written)" in result["msg"]
     assert mappings(cluster)["wan"]["map"] == [
@@ -134,8 +138,18 @@ def test_a_device_that_changed_since_fails_the_rerun_and_the_mapping_stays(clust
 
 
 def test_absent_deletes_and_then_has_nothing_to_do(cluster, capsys):
-    run_captured(capsys, {"entries": [PVE1]})
-    failed, result = run_captured(capsys, {"state": "absent"})
+    run_captured(capsys, cluster, {"entries": [PVE1]})
+    failed, result = run_captured(capsys, cluster, {"state": "absent"})
     assert not failed and result["action"] == "delete" and mappings(cluster) == {}
-    failed, result = run_captured(capsys, {"state": "absent"})
+    failed, result = run_captured(capsys, cluster, {"state": "absent"})
     assert not failed and not result["changed"]
+
+
+def test_pci_facts_proxmox_mapping_makes_a_valid_entry(cluster, capsys):
+    from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+
+    facts = gather(**cluster["pve1"].roots, run=cluster["pve1"].run, which=cluster["pve1"].which)["ansible_facts"]
+    igc = next(d for d in facts["vfio_pci_devices"] if d["address"] == "0000:02:00.0")
+    entry = {key.replace("-", "_"): value for key, value in igc["proxmox_mapping"].items()}
+    failed, result = run_captured(capsys, cluster, {"entries": [dict(entry, node="pve1")]})
+    assert not failed and result["action"] == "create", result.get("msg")
