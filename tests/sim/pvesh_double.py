@@ -10,8 +10,12 @@ Proxmox's own code, each cited where it is copied:
   pvesh delete /cluster/mapping/pci/ID                     (... delete)
   pvesh get    /nodes/NODE/hardware/pci [--pci-class-blacklist L]   (pve-manager PVE/API2/Hardware/PCI.pm)
   pvesh get    /nodes                                      (the cluster's members)
+  pvesh get    /nodes/NODE/qemu/VMID/config                (qemu-server PVE/API2/Qemu.pm, config)
+  pvesh set    /nodes/NODE/qemu/VMID/config [--hostpciN V] [--delete hostpciN] [--digest D]
+  qm showcmd VMID                                          (qemu-server: resolves hostpci, no start)
 Output is JSON (`--output-format json` is accepted and implied). Errors go to stderr with
-exit code 255, as pvesh does.
+exit code 255, as pvesh does. `qm` is this file called with `qm` as its first argument.
+VMs live in the state file too: {"vms": {"100": {"node": "pve1", "config": {...}}}}.
 
 Where it differs from Proxmox, on purpose: the cluster configuration (pmxcfs) is one JSON
 file, $PVESH_DOUBLE_STATE ({"nodes": [...], "mapping_pci": {...}}), shared by the simulated
@@ -226,6 +230,103 @@ def hardware_pci(sysfs: str, blacklist: str) -> list[dict]:
     return result
 
 
+# qemu-server src/PVE/QemuServer/PCI.pm: $PCIRE, $hostpci_fmt (the keys this double knows), MAX_HOSTPCI_DEVICES
+HOSTPCI_PCIRE = r"(?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"
+HOSTPCI_KEYS = {"host", "mapping", "rombar", "romfile", "pcie", "x-vga", "legacy-igd", "mdev", "vendor-id",
+                "device-id", "sub-vendor-id", "sub-device-id", "driver"}
+MAX_HOSTPCI = 16
+
+
+def parse_hostpci(value: str) -> dict:
+    """PCI.pm parse_hostpci, the parsing half: `host` is the default key; host and mapping exclude each other."""
+    res = {}
+    for part in value.split(","):
+        key, sep, val = part.partition("=")
+        if not sep:
+            key, val = "host", part
+        if key not in HOSTPCI_KEYS:
+            raise ApiError("hostpci: invalid format - property '%s' is not defined in the format" % key)
+        res[key] = val
+    if "host" in res and not re.match(r"^%s(;%s)*$" % (HOSTPCI_PCIRE, HOSTPCI_PCIRE), res["host"]):
+        raise ApiError("hostpci: invalid format - host: value does not match the regex pattern")
+    if "mapping" in res and not CONFIGID_RE.match(res["mapping"]):
+        raise ApiError("hostpci: invalid format - mapping: invalid configuration ID '%s'" % res["mapping"])
+    if "host" in res and "mapping" in res:
+        raise ApiError("Cannot set both 'host' and 'mapping'.")
+    if "host" not in res and "mapping" not in res:
+        raise ApiError("Either 'host' or 'mapping' must be set.")
+    return res
+
+
+def is_q35(config: dict) -> bool:
+    """qemu-server Machine.pm machine_type_is_q35: the machine type's base is q35 (no machine: i440fx)."""
+    machine = config.get("machine") or ""
+    first = machine.split(",")[0]
+    machine_type = first.partition("=")[2] if first.startswith("type=") else first
+    return "q35" in machine_type
+
+
+def vm(state: dict, vmid: str, node: str | None = None) -> dict:
+    found = state.get("vms", {}).get(vmid)
+    if found is None or (node is not None and found["node"] != node):
+        where = node or local_node()
+        raise ApiError("Configuration file 'nodes/%s/qemu-server/%s.conf' does not exist" % (where, vmid))
+    return found
+
+
+def vm_digest(config: dict) -> str:
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def vm_config(state: dict, node: str, vmid: str, command: str, options: dict[str, list[str]]) -> object:
+    entry = vm(state, vmid, node)
+    if command == "get":
+        return dict(entry["config"], digest=vm_digest(entry["config"]))
+    wanted = options.pop("digest", [None])[-1]
+    if wanted and wanted != vm_digest(entry["config"]):  # pve-common Tools.pm assert_if_modified
+        raise ApiError("detected modified configuration - file changed by other user? Try again.")
+    delete = [k for k in re.split(r"[;,\s]+", options.pop("delete", [""])[-1]) if k]
+    for key, values in options.items():
+        match = re.match(r"^hostpci(\d+)$", key)
+        if not match or int(match.group(1)) >= MAX_HOSTPCI:
+            raise ApiError("%s: property is not defined in schema (pvesh double knows hostpci0..15 only)" % key)
+        parse_hostpci(values[-1])
+        if key in delete:
+            raise ApiError("cannot set and delete property '%s' at the same time!" % key)
+        entry["config"][key] = values[-1]
+    for key in delete:
+        entry["config"].pop(key, None)
+    save(state)
+    return None
+
+
+def qm_showcmd(state: dict, vmid: str, sysfs: str) -> str:
+    """What `qm showcmd` checks for hostpci entries (PCI.pm parse_hostpci, print_hostpci_devices)."""
+    config = vm(state, vmid, local_node())["config"]
+    devices = []
+    for key in sorted(k for k in config if re.match(r"^hostpci\d+$", k)):
+        res = parse_hostpci(config[key])
+        if "mapping" in res:
+            name = res["mapping"]
+            mapping = state["mapping_pci"].get(name)
+            mine = [parse_map(t) for t in (mapping or {}).get("map", [])]
+            mine = [m for m in mine if m["node"] == local_node()]
+            if not mine:
+                raise ApiError("PCI device mapping not found for '%s'" % name)
+            for entry in mine:
+                try:
+                    assert_valid(sysfs, name, entry, mapping)
+                except ApiError as err:
+                    raise ApiError("PCI device mapping invalid (hardware probably changed): %s" % err) from None
+            path = mine[0]["path"].split(";")[0]
+        else:
+            path = res["host"].split(";")[0]
+        if res.get("pcie") in ("1", "on", "yes", "true") and not is_q35(config):
+            raise ApiError("q35 machine model is not enabled")
+        devices.append("-device vfio-pci,host=%s,id=%s" % (path, key))
+    return " ".join(["/usr/bin/kvm", "-id", vmid, *devices])
+
+
 def parse_args(argv: list[str]) -> dict[str, list[str]]:
     options: dict[str, list[str]] = {}
     index = 0
@@ -249,6 +350,9 @@ def call(command: str, path: str, options: dict[str, list[str]]) -> object:
         if parts[1] != local_node():
             raise ApiError("hostname lookup '%s' failed (pvesh double: only this node)" % parts[1])
         return hardware_pci(sysfs, options.get("pci-class-blacklist", [DEFAULT_CLASS_BLACKLIST])[-1])
+    if len(parts) == 5 and parts[0] == "nodes" and parts[2] == "qemu" and parts[4] == "config" \
+            and command in ("get", "set"):
+        return vm_config(state, parts[1], parts[3], command, options)
     if parts[:3] != ["cluster", "mapping", "pci"] or len(parts) > 4:
         raise ApiError("no such API path '%s' (pvesh double)" % path)
     mapping_id = parts[3] if len(parts) == 4 else None
@@ -295,6 +399,13 @@ def call(command: str, path: str, options: dict[str, list[str]]) -> object:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:2] == ["qm", "showcmd"] and len(argv) == 3:
+        try:
+            print(qm_showcmd(load(), argv[2], os.environ.get("PVESH_DOUBLE_SYSFS", "/sys")))
+        except ApiError as err:
+            print(str(err).rstrip("\n"), file=sys.stderr)
+            return 255
+        return 0
     if len(argv) < 2 or argv[0] not in ("get", "set", "create", "delete"):
         print("usage: pvesh get|set|create|delete API_PATH [OPTIONS] (pvesh test double)", file=sys.stderr)
         return 255

@@ -1,0 +1,156 @@
+#!/usr/bin/python
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: vm_hostpci
+short_description: Give a Proxmox VE VM a PCI resource mapping as one of its hostpci devices
+version_added: "0.3.0"
+description:
+  - Makes one C(hostpciN) line of a VM use a cluster PCI resource mapping (C(mapping=NAME)), through C(pvesh) -
+    the VM then gets the device on whichever node it starts, from that node's entries of the mapping.
+  - Idempotent - a line that already uses the mapping with the same options (Proxmox's defaults count) is left
+    alone; otherwise it takes O(slot) or the first free one. Never touches a C(hostpci) line that uses another
+    mapping or a raw C(host=) address, and refuses a slot that holds one.
+  - Refuses O(pcie=true) on a VM whose machine type is not q35, as Proxmox would at the start.
+  - A hostpci device cannot be hot-plugged - the change applies at the VM's next start (C(applies)).
+  - When the VM is on this node, C(qm showcmd) then resolves the VM's devices without starting it; if Proxmox
+    refuses (the mapping has no entry for this node, or the hardware changed), the line is taken out again and
+    the task fails with Proxmox's message.
+author:
+  - vfio.proxmox contributors (@vfio-proxmox)
+options:
+  vmid:
+    description: The VM's ID.
+    type: int
+    required: true
+  mapping:
+    description: The PCI resource mapping's name (see M(vfio.proxmox.pci_mapping)).
+    type: str
+    required: true
+  state:
+    description: V(absent) removes every C(hostpci) line of the VM that uses the mapping.
+    type: str
+    choices: [present, absent]
+    default: present
+  slot:
+    description:
+      - The C(hostpciN) number to use, 0 to 15. Default - the line that already uses the mapping, else the first
+        free one.
+    type: int
+  pcie:
+    description: Attach as PCI Express (C(pcie=1)); needs the q35 machine type.
+    type: bool
+    default: false
+  rombar:
+    description: Show the device's ROM to the guest (C(rombar)). Not given - Proxmox's default (shown).
+    type: bool
+  node:
+    description: The node the VM is configured on. Default - this node (its short host name, as Proxmox names nodes).
+    type: str
+  pvesh:
+    description: The C(pvesh) command.
+    type: str
+    default: pvesh
+  qm:
+    description: The C(qm) command, for C(qm showcmd) when the VM is on this node.
+    type: str
+    default: qm
+attributes:
+  check_mode:
+    support: full
+    description: Reads and plans; writes nothing and does not run C(qm showcmd).
+  diff_mode:
+    support: full
+    description: The VM's C(hostpci) lines before and after.
+notes:
+  - Runs on a cluster node as root. Giving a VM a mapping needs C(Mapping.Use) and C(VM.Config.HWType) in Proxmox;
+    root has both.
+"""
+
+EXAMPLES = r"""
+- name: The firewall VM gets the WAN port on whichever node it runs
+  vfio.proxmox.vm_hostpci:
+    vmid: 100
+    mapping: wan
+    pcie: true
+"""
+
+RETURN = r"""
+slot:
+  description: The C(hostpciN) line that uses the mapping after the run (null for O(state=absent)).
+  returned: always
+  type: str
+  sample: hostpci0
+value:
+  description: The line's value.
+  returned: always
+  type: str
+  sample: mapping=wan,pcie=1
+removed:
+  description: Lines removed (O(state=absent)).
+  returned: always
+  type: list
+  elements: str
+applies:
+  description: When the change takes effect, or null when nothing changed.
+  returned: always
+  type: str
+  sample: at the next start of the VM
+showcmd:
+  description: The QEMU command line C(qm showcmd) printed after the change.
+  returned: when the VM is on this node and changed
+  type: str
+"""
+
+import socket
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils._vm_hostpci import Refused, run
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "vmid": {"type": "int", "required": True},
+            "mapping": {"type": "str", "required": True},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "slot": {"type": "int"},
+            "pcie": {"type": "bool", "default": False},
+            "rombar": {"type": "bool"},
+            "node": {"type": "str"},
+            "pvesh": {"type": "str", "default": "pvesh"},
+            "qm": {"type": "str", "default": "qm"},
+        },
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    here = socket.gethostname().split(".")[0]
+    params["node"] = params["node"] or here
+    pvesh = Pvesh(module.run_command, module.get_bin_path(params["pvesh"], required=True))
+    showcmd = None
+    if params["node"] == here:
+        qm = module.get_bin_path(params["qm"], required=True)
+
+        def showcmd(vmid):
+            rc, out, err = module.run_command([qm, "showcmd", str(vmid)])
+            return rc == 0, (out if rc == 0 else err or out).strip()
+    try:
+        result = run(pvesh, showcmd, params, module.check_mode)
+    except Refused as err:
+        module.fail_json(msg="vm_hostpci %s/%s: %s" % (params["vmid"], params["mapping"], err), changed=False)
+    except PveshError as err:
+        module.fail_json(msg="vm_hostpci %s/%s: %s" % (params["vmid"], params["mapping"], err))
+    if result.get("error"):
+        module.fail_json(msg="vm_hostpci %s/%s: %s" % (params["vmid"], params["mapping"], result.pop("error")),
+                         **result)
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""vm_hostpci against the pvesh/qm test double (tests/sim/pvesh_double.py) on a fake node."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.vfio.proxmox.plugins.modules import vm_hostpci
+from tests.unit.module_args import patch_module_args
+
+DOUBLE = Path(__file__).resolve().parents[3] / "sim" / "pvesh_double.py"
+WAN = "node=pve1,path=0000:02:00.0,id=8086:15f3,subsystem-id=8086:0000,iommugroup=12"
+
+
+@pytest.fixture
+def node(tmp_path, fake_node, monkeypatch):
+    tree = fake_node("guide-intel")
+    state = tmp_path / "pve-state.json"
+    state.write_text(json.dumps({
+        "nodes": ["pve1"], "mapping_pci": {"wan": {"map": [WAN]}},
+        "vms": {"100": {"node": "pve1", "config": {"machine": "q35", "hostpci0": "0000:01:00.0,pcie=1"}},
+                "101": {"node": "pve1", "config": {"name": "old-pc"}}}}))
+    commands = {}
+    for name, prefix in (("pvesh", ""), ("qm", " qm")):
+        command = tmp_path / name
+        command.write_text('#!/bin/sh\nexec "%s" "%s"%s "$@"\n' % (sys.executable, DOUBLE, prefix))
+        command.chmod(0o755)
+        commands[name] = str(command)
+    monkeypatch.setenv("PVESH_DOUBLE_STATE", str(state))
+    monkeypatch.setenv("PVESH_DOUBLE_NODE", "pve1")
+    monkeypatch.setenv("PVESH_DOUBLE_SYSFS", tree.roots["sysfs_root"])
+    monkeypatch.setattr(socket, "gethostname", lambda: "pve1")  # the module's "this node"
+    return {"state": state, "tree": tree, **commands}
+
+
+def run(capsys, node, args: dict, check: bool = False) -> tuple[bool, dict]:
+    args = dict({"vmid": 100, "mapping": "wan", "pvesh": node["pvesh"], "qm": node["qm"],
+                 "_ansible_check_mode": check, "_ansible_diff": True}, **args)
+    with patch_module_args(args), pytest.raises(SystemExit) as exited:
+        vm_hostpci.main()
+    return exited.value.code != 0, json.loads(capsys.readouterr().out)
+
+
+def config(node, vmid="100") -> dict:
+    return json.loads(node["state"].read_text())["vms"][vmid]["config"]
+
+
+def test_takes_the_first_free_slot_once_and_leaves_the_raw_line_alone(capsys, node):
+    failed, result = run(capsys, node, {"pcie": True}, check=True)
+    assert not failed and result["changed"] and result["slot"] == "hostpci1"
+    assert "hostpci1" not in config(node)
+    failed, result = run(capsys, node, {"pcie": True})
+    assert not failed and result["applies"] == "at the next start of the VM", result.get("msg")
+    assert config(node) == {"machine": "q35", "hostpci0": "0000:01:00.0,pcie=1", "hostpci1": "mapping=wan,pcie=1"}
+    assert "-device vfio-pci,host=0000:02:00.0,id=hostpci1" in result["showcmd"]
+    failed, result = run(capsys, node, {"pcie": True})
+    assert not failed and not result["changed"] and result["slot"] == "hostpci1"
+
+
+def test_options_equal_to_proxmox_defaults_are_no_change(capsys, node):
+    run(capsys, node, {})
+    failed, result = run(capsys, node, {"rombar": True})
+    assert not failed and not result["changed"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"vmid": 101, "pcie": True}, "pcie: true needs the q35 machine type; VM 101 has machine 'default i440fx'"),
+    ({"slot": 0}, "slot: hostpci0 of VM 100 holds '0000:01:00.0,pcie=1', not this mapping; it is never touched"),
+    ({"slot": 16}, "slot: 16 is not between 0 and 15"),
+    ({"vmid": 999}, "vmid: VM 999 on node pve1: Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist"),
+    ({"mapping": "1wan"}, "mapping: '1wan' is not a Proxmox mapping ID"),
+])
+def test_refusals_write_nothing(capsys, node, args, message):
+    before = node["state"].read_text()
+    failed, result = run(capsys, node, args)
+    assert failed and message in result["msg"], result["msg"]
+    assert node["state"].read_text() == before
+
+
+def test_a_mapping_whose_hardware_changed_is_taken_out_again(capsys, node):
+    Path(node["tree"].roots["sysfs_root"], "bus", "pci", "devices", "0000:02:00.0", "device").write_text("0x125c\n")
+    failed, result = run(capsys, node, {"pcie": True})
+    assert failed and "PCI device mapping invalid (hardware probably changed): 'id' does not match for 'wan' " \
+                      "(8086:125c != 8086:15f3) (the line was taken out again)" in result["msg"]
+    assert "hostpci1" not in config(node)
+
+
+def test_absent_removes_only_the_mappings_lines(capsys, node):
+    run(capsys, node, {"pcie": True})
+    failed, result = run(capsys, node, {"state": "absent"})
+    assert not failed and result["removed"] == ["hostpci1"]
+    assert config(node) == {"machine": "q35", "hostpci0": "0000:01:00.0,pcie=1"}
+    assert not run(capsys, node, {"state": "absent"})[1]["changed"]
