@@ -26,13 +26,14 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import (
     module_name,
     normalize_module,
 )
+from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import CONFIGID_RE
 
 ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 PCI_ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
 CLASS = re.compile(r"^(?:0x)?([0-9a-f]{2,6})$")
 SELECTOR_KEYS = ("address", "interface", "mac", "id")
-OPTION_KEYS = ("class", "force", "allow_group")
+OPTION_KEYS = ("class", "force", "allow_group", "mapping", "vm")
 BASE_MODULES = ["vfio", "vfio_iommu_type1", "vfio_pci"]
 # Configuration lines in these files are the role's own (the initramfs list: its marked block).
 OWNED_PATHS = (MODPROBE, MODULES_LOAD, "/etc/initramfs-tools/modules")
@@ -199,6 +200,25 @@ class Planner:
             return default
         return bool(result)
 
+    def mapping_of(self, index: int, entry: dict) -> tuple[str | None, int | None]:
+        """The item's Proxmox mapping name and VM (vfio.proxmox.mappings publishes and attaches them)."""
+        where = "passthrough_devices[%d]" % index
+        name, vmid = entry.get("mapping"), entry.get("vm")
+        if name is not None and (not isinstance(name, str) or not CONFIGID_RE.match(name)):
+            self.errors.append("%s.mapping: %r is not a Proxmox mapping ID (a letter, then letters, digits, _ or -)"
+                               % (where, name))
+            name = None
+        if vmid is None:
+            return name, None
+        # pve-common JSONSchema.pm pve-vmid: 100 to 999999999
+        if isinstance(vmid, bool) or not str(vmid).isdigit() or not 100 <= int(vmid) <= 999999999:
+            self.errors.append("%s.vm: %r is not a Proxmox VM ID (100 to 999999999)" % (where, vmid))
+            return name, None
+        if entry.get("mapping") is None:
+            self.errors.append("%s.vm: %s needs a mapping - a VM gets the device through one (add mapping: NAME)"
+                               % (where, vmid))
+        return name, int(vmid)
+
     def choice(self, where: str, value, choices: tuple, default: str) -> str:
         """One of `choices`; anything else is refused by name (argument_specs checks too, but the filter
         is public and must not read a typo as a default)."""
@@ -222,6 +242,7 @@ class Planner:
             entries = []
         for index, entry in enumerate(entries):
             addresses = self._resolve(index, entry)
+            mapping, vmid = self.mapping_of(index, entry) if addresses else (None, None)
             for key in ("interface", "mac"):
                 if isinstance(entry, dict) and entry.get(key) and len(addresses) == 1:
                     device = self.devices[addresses[0]]
@@ -258,6 +279,7 @@ class Planner:
                     "class_name": device.get("class_name"),
                     "storage": device.get("storage") or [],
                 }
+                chosen[address].update(mapping=mapping, vm=vmid, proxmox_mapping=device.get("proxmox_mapping"))
         return sorted(chosen.values(), key=lambda d: d["address"])
 
     # --- preflight -------------------------------------------------------
