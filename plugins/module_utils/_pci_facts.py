@@ -163,6 +163,9 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "interrupt_remapping": _host.interrupt_remapping(kernel_log),
         "cpu_vendor": _host.cpu_vendor(reader, procfs_root),
         "kernel_release": kernel_release,
+        # Proxmox names a node by its short host name (PVE::INotify::nodename, from uname -n).
+        "node_name": (reader.text(os.path.join(procfs_root, "sys", "kernel", "hostname"), warn=False) or "")
+        .split(".")[0] or None,
         "installed_kernels": _host.installed_kernels(reader, etc_root, kernel_release),
         "cmdline": (reader.text(os.path.join(procfs_root, "cmdline")) or "").split(),
         "boot_loader": _host.boot_loader(reader, sysfs_root, etc_root, pbt_status),

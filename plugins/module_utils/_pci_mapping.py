@@ -125,10 +125,11 @@ def run(pvesh: Pvesh, params: dict, check_mode: bool) -> dict:
 
     result = {"changed": action is not None, "action": action, "diff": {"before": before, "after": after},
               "mapping": after, "checks": {}}
-    if check_mode or state == "absent":
+    if state == "absent" or (check_mode and action is not None):
         if action == "delete" and not check_mode:
             pvesh.delete("%s/%s" % (API, name))
         return result
+    # An unchanged mapping is checked in check mode too: a device that changed shows before any VM start.
     if action == "create":
         pvesh.create(API, ["--id", name, *options(after, None)])
     elif action == "update":

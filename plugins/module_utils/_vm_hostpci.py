@@ -86,7 +86,18 @@ def plan(config: dict, params: dict) -> tuple[str | None, str | None, list[str]]
     return "hostpci%d" % free[0], value, []
 
 
+def vm_node(pvesh: Pvesh, vmid: int) -> str:
+    """The node a VM is configured on, from the cluster's resource list."""
+    found = [r["node"] for r in pvesh.get("/cluster/resources", ["--type", "vm"]) or []
+             if r.get("type") == "qemu" and int(r.get("vmid", -1)) == vmid]
+    if not found:
+        raise Refused("vmid: no VM %s in this cluster (pvesh get /cluster/resources --type vm)" % vmid)
+    return found[0]
+
+
 def run(pvesh: Pvesh, showcmd, params: dict, check_mode: bool) -> dict:
+    """`showcmd(vmid, node)` validates the VM where it can (the module: on this node only)."""
+    params = dict(params, node=params["node"] or vm_node(pvesh, params["vmid"]))
     path = "/nodes/%s/qemu/%s/config" % (params["node"], params["vmid"])
     try:
         config = pvesh.get(path)
@@ -99,7 +110,8 @@ def run(pvesh: Pvesh, showcmd, params: dict, check_mode: bool) -> dict:
         after.pop(key)
     if slot:
         after[slot] = value
-    result = {"changed": before != after, "slot": slot or next((k for k, v in after.items() if v == value), None),
+    result = {"changed": before != after, "node": params["node"],
+              "slot": slot or next((k for k, v in after.items() if v == value), None),
               "value": value, "removed": delete, "diff": {"before": before, "after": after},
               "applies": "at the next start of the VM" if before != after else None}
     if check_mode or before == after:
@@ -110,10 +122,10 @@ def run(pvesh: Pvesh, showcmd, params: dict, check_mode: bool) -> dict:
     if delete:
         options += ["--delete", ",".join(delete)]
     pvesh.set(path, options)
-    if params["state"] == "present" and showcmd is not None:
-        ok, message = showcmd(params["vmid"])
-        result["showcmd"] = message if ok else None
-        if not ok:
+    if params["state"] == "present":
+        ok, message = showcmd(params["vmid"], params["node"])
+        result["showcmd"] = message if ok is not False else None
+        if ok is False:
             undo = ["--%s" % slot, before[slot]] if slot in before else ["--delete", slot]
             pvesh.set(path, undo)
             result["error"] = "qm showcmd %s refuses the VM with it: %s (the line was taken out again)" % (

@@ -198,6 +198,9 @@ ansible_facts:
         kernel_release:
           description: Running kernel release.
           type: str
+        node_name:
+          description: The short host name - the name Proxmox VE knows the node by (null when unreadable).
+          type: str
         cmdline:
           description: Tokens of C(/proc/cmdline).
           type: list

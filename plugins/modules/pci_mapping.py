@@ -97,7 +97,8 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reads, validates and compares; writes nothing.
+    description: Reads, validates and compares; writes nothing. A mapping that needs no change is checked by Proxmox
+      as in a real run, so C(--check) finds a device that changed.
   diff_mode:
     support: full
     description: The mapping before and after, parsed, with sorted entries.

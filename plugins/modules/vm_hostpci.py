@@ -15,9 +15,9 @@ description:
     mapping or a raw C(host=) address, and refuses a slot that holds one.
   - Refuses O(pcie=true) on a VM whose machine type is not q35, as Proxmox would at the start.
   - A hostpci device cannot be hot-plugged - the change applies at the VM's next start (C(applies)).
-  - When the VM is on this node, C(qm showcmd) then resolves the VM's devices without starting it; if Proxmox
-    refuses (the mapping has no entry for this node, or the hardware changed), the line is taken out again and
-    the task fails with Proxmox's message.
+  - When the VM is on the node the task runs on, C(qm showcmd) then resolves the VM's devices without starting
+    it; if Proxmox refuses (the mapping has no entry for this node, or the hardware changed), the line is taken
+    out again and the task fails with Proxmox's message.
 author:
   - vfio.proxmox contributors (@vfio-proxmox)
 options:
@@ -47,7 +47,7 @@ options:
     description: Show the device's ROM to the guest (C(rombar)). Not given - Proxmox's default (shown).
     type: bool
   node:
-    description: The node the VM is configured on. Default - this node (its short host name, as Proxmox names nodes).
+    description: The node the VM is configured on. Default - where C(pvesh get /cluster/resources) says it is.
     type: str
   pvesh:
     description: The C(pvesh) command.
@@ -99,9 +99,14 @@ applies:
   type: str
   sample: at the next start of the VM
 showcmd:
-  description: The QEMU command line C(qm showcmd) printed after the change.
-  returned: when the VM is on this node and changed
+  description: The QEMU command line C(qm showcmd) printed after the change, or why it was not asked.
+  returned: when something changed
   type: str
+node:
+  description: The node the VM is configured on.
+  returned: always
+  type: str
+  sample: pve1
 """
 
 import socket
@@ -129,15 +134,14 @@ def main() -> None:
     )
     params = dict(module.params)
     here = socket.gethostname().split(".")[0]
-    params["node"] = params["node"] or here
     pvesh = Pvesh(module.run_command, module.get_bin_path(params["pvesh"], required=True))
-    showcmd = None
-    if params["node"] == here:
-        qm = module.get_bin_path(params["qm"], required=True)
 
-        def showcmd(vmid):
-            rc, out, err = module.run_command([qm, "showcmd", str(vmid)])
-            return rc == 0, (out if rc == 0 else err or out).strip()
+    def showcmd(vmid, node):
+        """qm resolves the VM's devices on the node it runs on: elsewhere there is nothing to ask (None)."""
+        if node != here:
+            return None, "not checked: VM %s is on node %s, this task runs on %s" % (vmid, node, here)
+        rc, out, err = module.run_command([module.get_bin_path(params["qm"], required=True), "showcmd", str(vmid)])
+        return rc == 0, (out if rc == 0 else err or out).strip()
     try:
         result = run(pvesh, showcmd, params, module.check_mode)
     except Refused as err:

@@ -130,7 +130,7 @@ def _write_netdev(sys: Path, directory: Path, name: str, mac: str | None, state:
             _link(directory / "upper_ovs-system", ovs_system)
 
 
-def build(profile: dict, out: Path) -> Path:
+def build(profile: dict, out: Path, hostname: str | None = None) -> Path:
     """Write the fake tree for `profile` below `out` and return `out`."""
     sys, proc, root = out / "sys", out / "proc", out / "root"
     ups = masters(profile)
@@ -189,6 +189,7 @@ def build(profile: dict, out: Path) -> Path:
     _write(proc / "cpuinfo", "processor\t: 0\nvendor_id\t: %s\nmodel name\t: simulated\n" % cpu)
     _write(proc / "cmdline", profile["cmdline"] + "\n")
     _write(proc / "sys" / "kernel" / "osrelease", profile["kernel"] + "\n")
+    _write(proc / "sys" / "kernel" / "hostname", (hostname or profile["name"]) + "\n")
     _write(proc / "modules", "".join("%s 16384 0 - Live 0x0\n" % m for m in profile.get("modules_loaded", [])))
 
     for path, text in node_files(profile).items():

@@ -177,7 +177,7 @@ def _wait_ssh(port: int, timeout: float = 30.0) -> None:
 def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path) -> dict:
     image = images.build(profile["suite"])
     shutil.rmtree(state / name, ignore_errors=True)
-    tree = fakeroot.build(profile, state / name / "tree")
+    tree = fakeroot.build(profile, state / name / "tree", hostname=name)
     podman("rm", "-f", "-t", "0", name, check=False)
     # sshd logs each session it starts (VERBOSE): the benchmark counts them with `podman logs`.
     podman("run", "-d", "--name", name, "--hostname", name, "--label", "%s=%s" % (LABEL, cluster),

@@ -10,6 +10,7 @@ Proxmox's own code, each cited where it is copied:
   pvesh delete /cluster/mapping/pci/ID                     (... delete)
   pvesh get    /nodes/NODE/hardware/pci [--pci-class-blacklist L]   (pve-manager PVE/API2/Hardware/PCI.pm)
   pvesh get    /nodes                                      (the cluster's members)
+  pvesh get    /cluster/resources [--type vm]              (pve-manager PVE/API2/Cluster.pm resources: VMs only)
   pvesh get    /nodes/NODE/qemu/VMID/config                (qemu-server PVE/API2/Qemu.pm, config)
   pvesh set    /nodes/NODE/qemu/VMID/config [--hostpciN V] [--delete hostpciN] [--digest D]
   qm showcmd VMID                                          (qemu-server: resolves hostpci, no start)
@@ -340,16 +341,27 @@ def parse_args(argv: list[str]) -> dict[str, list[str]]:
     return options
 
 
+def node_route(state: dict, parts: list[str], options: dict[str, list[str]], sysfs: str):
+    """The read-only routes outside /cluster/mapping; None when the path is not one of them."""
+    if parts == ["cluster", "resources"]:
+        return [{"id": "qemu/%s" % vmid, "vmid": int(vmid), "type": "qemu", "node": vm_["node"],
+                 "status": vm_.get("status", "stopped")} for vmid, vm_ in sorted(state.get("vms", {}).items())]
+    if parts == ["nodes"]:
+        return [{"node": node, "status": "online"} for node in state["nodes"]]
+    if len(parts) == 4 and parts[0] == "nodes" and parts[2:] == ["hardware", "pci"]:
+        if parts[1] != local_node():
+            raise ApiError("hostname lookup '%s' failed (pvesh double: only this node)" % parts[1])
+        return hardware_pci(sysfs, options.get("pci-class-blacklist", [DEFAULT_CLASS_BLACKLIST])[-1])
+    return None
+
+
 def call(command: str, path: str, options: dict[str, list[str]]) -> object:
     state = load()
     sysfs = os.environ.get("PVESH_DOUBLE_SYSFS", "/sys")
     parts = [p for p in path.split("/") if p]
-    if command == "get" and parts == ["nodes"]:
-        return [{"node": node, "status": "online"} for node in state["nodes"]]
-    if command == "get" and len(parts) == 4 and parts[0] == "nodes" and parts[2:] == ["hardware", "pci"]:
-        if parts[1] != local_node():
-            raise ApiError("hostname lookup '%s' failed (pvesh double: only this node)" % parts[1])
-        return hardware_pci(sysfs, options.get("pci-class-blacklist", [DEFAULT_CLASS_BLACKLIST])[-1])
+    routed = node_route(state, parts, options, sysfs) if command == "get" else None
+    if routed is not None:
+        return routed
     if len(parts) == 5 and parts[0] == "nodes" and parts[2] == "qemu" and parts[4] == "config" \
             and command in ("get", "set"):
         return vm_config(state, parts[1], parts[3], command, options)

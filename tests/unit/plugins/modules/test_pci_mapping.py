@@ -153,3 +153,10 @@ def test_pci_facts_proxmox_mapping_makes_a_valid_entry(cluster, capsys):
     entry = {key.replace("-", "_"): value for key, value in igc["proxmox_mapping"].items()}
     failed, result = run_captured(capsys, cluster, {"entries": [dict(entry, node="pve1")]})
     assert not failed and result["action"] == "create", result.get("msg")
+
+
+def test_check_mode_checks_an_unchanged_mapping(cluster, capsys):
+    run_captured(capsys, cluster, {"entries": [PVE1]})
+    Path(cluster["pve1"].roots["sysfs_root"], "bus", "pci", "devices", "0000:02:00.0", "device").write_text("0x125c\n")
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1], "node": "pve2"}, check=True)
+    assert failed and "pve1: Invalid configuration: 'id' does not match" in result["msg"]

@@ -71,7 +71,9 @@ def test_options_equal_to_proxmox_defaults_are_no_change(capsys, node):
     ({"vmid": 101, "pcie": True}, "pcie: true needs the q35 machine type; VM 101 has machine 'default i440fx'"),
     ({"slot": 0}, "slot: hostpci0 of VM 100 holds '0000:01:00.0,pcie=1', not this mapping; it is never touched"),
     ({"slot": 16}, "slot: 16 is not between 0 and 15"),
-    ({"vmid": 999}, "vmid: VM 999 on node pve1: Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist"),
+    ({"vmid": 999}, "vmid: no VM 999 in this cluster"),
+    ({"vmid": 999, "node": "pve1"}, "vmid: VM 999 on node pve1: Configuration file 'nodes/pve1/qemu-server/999.conf' "
+                                    "does not exist"),
     ({"mapping": "1wan"}, "mapping: '1wan' is not a Proxmox mapping ID"),
 ])
 def test_refusals_write_nothing(capsys, node, args, message):
@@ -95,3 +97,14 @@ def test_absent_removes_only_the_mappings_lines(capsys, node):
     assert not failed and result["removed"] == ["hostpci1"]
     assert config(node) == {"machine": "q35", "hostpci0": "0000:01:00.0,pcie=1"}
     assert not run(capsys, node, {"state": "absent"})[1]["changed"]
+
+
+def test_a_vm_on_another_node_is_configured_there_and_not_asked_with_qm(capsys, node):
+    state = json.loads(node["state"].read_text())
+    state["nodes"].append("pve2")
+    state["vms"]["200"] = {"node": "pve2", "config": {"machine": "pc-q35-9.2+pve1"}}
+    node["state"].write_text(json.dumps(state))
+    failed, result = run(capsys, node, {"vmid": 200, "pcie": True})
+    assert not failed and result["node"] == "pve2" and result["slot"] == "hostpci0"
+    assert result["showcmd"] == "not checked: VM 200 is on node pve2, this task runs on pve1"
+    assert config(node, "200")["hostpci0"] == "mapping=wan,pcie=1"
