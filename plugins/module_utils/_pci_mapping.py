@@ -82,6 +82,28 @@ def errors_in(checks: dict) -> list[str]:
             for c in found if c.get("severity") == "error"]
 
 
+def hardware_changes(current: dict, entries: list[dict]) -> list[str]:
+    """Entries whose node and path stay but whose IDs or IOMMU group differ from the mapping's."""
+    have = {}
+    for text in current.get("map") or []:
+        try:
+            entry = _mapping.parse_entry(text)
+        except _mapping.MappingError:
+            continue
+        have[(entry.get("node"), entry.get("path"))] = entry
+    out = []
+    for entry in entries:
+        old = have.get((entry["node"], entry["path"]))
+        if old is None:
+            continue
+        for key in _mapping.HARDWARE_KEYS:
+            # A field the old entry lacks is a fix (Proxmox demands it), not a change of hardware.
+            if old.get(key) is not None and str(old[key]).lower() != str(entry.get(key)).lower():
+                out.append("node %s path %s: %s was %s, is %s" % (entry["node"], entry["path"], key, old.get(key),
+                                                                  entry.get(key)))
+    return out
+
+
 def read(pvesh: Pvesh, name: str) -> dict | None:
     try:
         return pvesh.get("%s/%s" % (API, name))
@@ -108,6 +130,11 @@ def run(pvesh: Pvesh, params: dict, check_mode: bool) -> dict:
             raise Refused("entries for node %s do not match its hardware: %s" % (params["node"], "; ".join(problems)))
 
     current = read(pvesh, name)
+    if current is not None and not params.get("allow_hardware_change"):
+        changed = hardware_changes(current, entries)
+        if changed:
+            raise Refused("the hardware changed since the mapping was written - %s; check the device, then set "
+                          "allow_hardware_change: true to map what is there now" % "; ".join(changed))
     before = view(current)
     after = None if state == "absent" else {
         "description": params["description"], "mdev": params["mdev"],

@@ -113,7 +113,9 @@ def run(pvesh: Pvesh, showcmd, params: dict, check_mode: bool) -> dict:
     result = {"changed": before != after, "node": params["node"],
               "slot": slot or next((k for k, v in after.items() if v == value), None),
               "value": value, "removed": delete, "diff": {"before": before, "after": after},
-              "applies": "at the next start of the VM" if before != after else None}
+              "applies": "at the next start of the VM" if before != after else None,
+              "added": params["state"] == "present" and before != after
+              and not any(parse(v).get("mapping") == params["mapping"] for v in before.values())}
     if check_mode or before == after:
         return result
     options = ["--digest", config["digest"]]

@@ -79,6 +79,14 @@ options:
     description: Mark the devices as live-migratable (experimental in Proxmox VE; needs hardware and driver support).
     type: bool
     default: false
+  allow_hardware_change:
+    description:
+      - An existing entry for the same node and path whose vendor:device ID, subsystem ID or IOMMU group differ
+        from the desired one means the hardware changed (a card swapped, a firmware or kernel update that
+        renumbered the groups) - the very thing Proxmox's IDs are there to catch. By default that is refused,
+        naming the node, path, field and both values; V(true) maps what is there now.
+    type: bool
+    default: false
   check_nodes:
     description:
       - The nodes to run Proxmox's check for after a write. Default - every node that has an entry.
@@ -185,6 +193,7 @@ def main() -> None:
             "description": {"type": "str"},
             "mdev": {"type": "bool", "default": False},
             "live_migration_capable": {"type": "bool", "default": False},
+            "allow_hardware_change": {"type": "bool", "default": False},
             "check_nodes": {"type": "list", "elements": "str"},
             "node": {"type": "str"},
             "pvesh": {"type": "str", "default": "pvesh"},

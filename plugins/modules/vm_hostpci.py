@@ -102,6 +102,10 @@ showcmd:
   description: The QEMU command line C(qm showcmd) printed after the change, or why it was not asked.
   returned: when something changed
   type: str
+added:
+  description: True when the VM had no line for this mapping before and now has one.
+  returned: always
+  type: bool
 node:
   description: The node the VM is configured on.
   returned: always

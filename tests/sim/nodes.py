@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import ipaddress
+import json
 import shlex
 import shutil
 import socket
@@ -123,11 +124,28 @@ def network_script(profile: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def setup_script(profile: dict) -> str:
+# Stand in for Proxmox's pvesh and qm: tests/sim/pvesh_double.py, with the cluster's shared state.
+PVE_CLUSTER_DIR = "/var/lib/vfio-sim/pve-cluster"
+PVESH_WRAPPER = """#!/bin/sh
+# TEST DOUBLE for Proxmox VE's %%s (tests/sim/pvesh_double.py) - not Proxmox.
+PVESH_DOUBLE_STATE=%s/state.json PVESH_DOUBLE_SYSFS=%s/sys exec python3 /usr/lib/vfio-sim/pvesh_double.py %%s"$@"
+""" % (PVE_CLUSTER_DIR, FAKE)
+
+
+def pve_doubles() -> dict[str, str]:
+    return {"/usr/lib/vfio-sim/pvesh_double.py": (Path(__file__).parent / "pvesh_double.py").read_text(),
+            "/usr/bin/pvesh": PVESH_WRAPPER % ("pvesh", ""),
+            "/usr/sbin/qm": PVESH_WRAPPER % ("qm", "qm ")}
+
+
+def setup_script(profile: dict, pve_cluster: bool = False) -> str:
     """Shell run inside the node once: files, test doubles, module tree, network."""
     lines = ["set -e"]
     files = dict(fakeroot.node_files(profile))
     doubles = []
+    if pve_cluster:
+        files.update(pve_doubles())
+        doubles += ["/usr/bin/pvesh", "/usr/sbin/qm"]
     if profile.get("proxmox_boot_tool_status"):
         files["/etc/vfio-sim/proxmox-boot-tool.status"] = profile["proxmox_boot_tool_status"]
         files["/usr/sbin/proxmox-boot-tool"] = PBT_DOUBLE
@@ -174,7 +192,7 @@ def _wait_ssh(port: int, timeout: float = 30.0) -> None:
     raise SystemExit("sshd on 127.0.0.1:%d did not answer within %.0f s" % (port, timeout))
 
 
-def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path) -> dict:
+def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path, pve_cluster: bool = False) -> dict:
     image = images.build(profile["suite"])
     shutil.rmtree(state / name, ignore_errors=True)
     tree = fakeroot.build(profile, state / name / "tree", hostname=name)
@@ -184,9 +202,10 @@ def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path) -
            "--cap-add", "NET_ADMIN", "-p", "127.0.0.1::22",
            "-v", "%s:%s/sys:ro" % (tree / "sys", FAKE), "-v", "%s:%s/proc:ro" % (tree / "proc", FAKE),
            "-v", "%s:/root/.ssh/authorized_keys:ro" % key.with_suffix(".pub"),
+           *(["-v", "%s:%s" % (state / "pve-cluster", PVE_CLUSTER_DIR)] if pve_cluster else []),
            image, "/bin/sh", "-c",
            "ssh-keygen -A && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -o LogLevel=VERBOSE")
-    done = podman("exec", name, "/bin/sh", "-c", setup_script(profile), check=False)
+    done = podman("exec", name, "/bin/sh", "-c", setup_script(profile, pve_cluster), check=False)
     if done.returncode != 0:
         raise SystemExit("setting up %s (%s) failed:\n%s" % (name, profile["name"], done.stderr))
     port = _port(name)
@@ -194,7 +213,23 @@ def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path) -
     return {"ansible_host": "127.0.0.1", "ansible_port": port, "vfio_sim_profile": profile["name"]}
 
 
-def up(cluster: str, profiles: list[str], count: int) -> Path:
+def seed_pve_cluster(state: Path, hosts: list[str]) -> None:
+    """The shared cluster state of the pvesh double: the nodes, no mappings, two VMs.
+
+    VM 100 (q35) on the first node already passes a raw host device through (hostpci0, never
+    to be touched); VM 101 (default i440fx machine) is on the second node, or the first.
+    """
+    directory = state / "pve-cluster"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "state.json").write_text(json.dumps({
+        "nodes": hosts, "mapping_pci": {},
+        "vms": {"100": {"node": hosts[0], "config": {"name": "firewall", "machine": "q35",
+                                                     "hostpci0": "0000:00:14.0,pcie=1"}},
+                "101": {"node": hosts[min(1, len(hosts) - 1)], "config": {"name": "router"}}},
+    }, indent=1, sort_keys=True))
+
+
+def up(cluster: str, profiles: list[str], count: int, pve_cluster: bool = False) -> Path:
     state = CACHE / "nodes" / cluster
     state.mkdir(parents=True, exist_ok=True)
     key = ssh_key()
@@ -208,8 +243,10 @@ def up(cluster: str, profiles: list[str], count: int) -> Path:
     for suite in sorted({profile["suite"] for profile in wanted.values()}):
         images.build(suite)  # once, before the nodes start side by side
     # A node spends most of its start waiting on podman and update-grub: start a few at once.
+    if pve_cluster:
+        seed_pve_cluster(state, sorted(wanted))
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        started = {host: pool.submit(start_node, host, cluster, profile, state, key)
+        started = {host: pool.submit(start_node, host, cluster, profile, state, key, pve_cluster)
                    for host, profile in wanted.items()}
         hosts = {host: future.result() for host, future in started.items()}
     inventory = {"all": {
@@ -247,11 +284,13 @@ def main() -> int:
     start.add_argument("--profile", action="append", choices=fakeroot.profile_names(),
                        help="hardware profile; repeat to mix, nodes cycle through them")
     start.add_argument("--count", type=int, default=1)
+    start.add_argument("--pve-cluster", action="store_true",
+                       help="make the nodes one Proxmox VE cluster: pvesh and qm test doubles with shared state")
     stop = sub.add_parser("down", help="remove the cluster's containers")
     stop.add_argument("--name", default="vfio-sim")
     args = parser.parse_args()
     if args.command == "up":
-        print(up(args.name, args.profile or ["guide-intel"], args.count))
+        print(up(args.name, args.profile or ["guide-intel"], args.count, args.pve_cluster))
     else:
         print("removed: %s" % " ".join(down(args.name)))
     return 0

@@ -84,7 +84,8 @@ def names_read(paths: list[Path]) -> set[str]:
     return read - made - set_or_tag_names(yaml.safe_load((ROLE / "tasks" / "main.yml").read_text()))
 
 
-@pytest.mark.parametrize(("entry", "spec"), [("main.yml", "main"), ("verify_only.yml", "verify_only")])
+@pytest.mark.parametrize(("entry", "spec"), [("main.yml", "main"), ("verify_only.yml", "verify_only"),
+                                             ("plan_only.yml", "plan_only")])
 def test_every_variable_an_entry_point_reads_is_declared_and_nothing_declared_is_unused(entry, spec):
     shared = [ROLE / "vars" / "main.yml", *sorted((ROLE / "templates").iterdir())]
     read = names_read(task_files(entry) + shared)
@@ -92,7 +93,8 @@ def test_every_variable_an_entry_point_reads_is_declared_and_nothing_declared_is
     assert sorted(read) == sorted(options)
 
 
-def test_verify_only_options_are_the_main_entry_points_own():
+@pytest.mark.parametrize("entry", ["verify_only", "plan_only"])
+def test_other_entry_points_take_the_main_entry_points_options(entry):
     specs = load("meta/argument_specs.yml")["argument_specs"]
-    for name, spec in specs["verify_only"]["options"].items():
+    for name, spec in specs[entry]["options"].items():
         assert spec == specs["main"]["options"][name], name

@@ -160,3 +160,15 @@ def test_check_mode_checks_an_unchanged_mapping(cluster, capsys):
     Path(cluster["pve1"].roots["sysfs_root"], "bus", "pci", "devices", "0000:02:00.0", "device").write_text("0x125c\n")
     failed, result = run_captured(capsys, cluster, {"entries": [PVE1], "node": "pve2"}, check=True)
     assert failed and "pve1: Invalid configuration: 'id' does not match" in result["msg"]
+
+
+def test_an_entry_whose_hardware_changed_is_refused_unless_allowed(cluster, capsys):
+    run_captured(capsys, cluster, {"entries": [PVE1]})
+    Path(cluster["pve1"].roots["sysfs_root"], "bus", "pci", "devices", "0000:02:00.0", "device").write_text("0x125c\n")
+    swapped = dict(PVE1, id="8086:125c")  # what the node's plan says now
+    failed, result = run_captured(capsys, cluster, {"entries": [swapped]})
+    assert failed and "the hardware changed since the mapping was written - node pve1 path 0000:02:00.0: id was " \
+                      "8086:15f3, is 8086:125c" in result["msg"]
+    failed, result = run_captured(capsys, cluster, {"entries": [swapped], "allow_hardware_change": True})
+    assert not failed and result["action"] == "update"
+    assert "id=8086:125c" in mappings(cluster)["wan"]["map"][0]
