@@ -399,3 +399,24 @@ def test_a_mac_carried_by_two_functions_is_ambiguous(fake_node):
     assert plan["errors"] == ["passthrough_devices[0].mac: '00:1b:21:00:01:00' is ambiguous - 0000:01:00.0, "
                               "0000:02:00.0 all carry it (bond slaves share the bond's MAC); select by address or "
                               "interface"]
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ({"interface": "enp2s0", "mapping": "1wan"}, "passthrough_devices[0].mapping: '1wan' is not a Proxmox mapping ID"),
+    ({"interface": "enp2s0", "mapping": "wan", "vm": 99}, "passthrough_devices[0].vm: 99 is not a Proxmox VM ID"),
+    ({"interface": "enp2s0", "mapping": "wan", "vm": "abc"}, "passthrough_devices[0].vm: 'abc' is not a Proxmox VM ID"),
+    ({"interface": "enp2s0", "mapping": "wan", "vm": True}, "passthrough_devices[0].vm: True is not a Proxmox VM ID"),
+    ({"interface": "enp2s0", "vm": 100}, "passthrough_devices[0].vm: 100 needs a mapping"),
+])
+def test_mapping_and_vm_of_a_device_are_checked(fake_node, item, message):
+    plan = plan_for(fake_node, "guide-intel", [item])
+    assert any(message in e for e in plan["errors"]), plan["errors"]
+
+
+def test_the_plan_carries_mapping_vm_and_the_proxmox_entry(fake_node):
+    plan = plan_for(fake_node, "guide-intel", [{"interface": "enp2s0", "mapping": "wan", "vm": "100"}])
+    assert plan["errors"] == []
+    device = plan["devices"][0]
+    assert (device["mapping"], device["vm"]) == ("wan", 100)
+    assert device["proxmox_mapping"] == {"path": "0000:02:00.0", "id": "8086:15f3", "subsystem-id": "8086:0000",
+                                         "iommugroup": 12}
