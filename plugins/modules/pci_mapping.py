@@ -11,9 +11,11 @@ description:
   - Manages one cluster-wide PCI resource mapping (C(/etc/pve/mapping/pci.cfg), Datacenter - Resource
     Mappings in the GUI) through C(pvesh) on a cluster node, the way the GUI writes it. A VM then uses the
     device as a C(hostpciN) line with C(mapping=NAME) and starts on any node that has an entry.
-  - Compares parsed fields, not strings - the order of entries, C(0x) prefixes and letter case do not
-    count - so a second run changes nothing. Updates carry the mapping's C(digest), so a change made by
-    someone else in between is refused by Proxmox instead of overwritten.
+  - Compares parsed fields, not strings - the order of entries and of their fields do not count - so a second
+    run changes nothing. Desired IDs are written in lowercase; an existing entry with an ID in capitals is
+    rewritten, because Proxmox compares IDs as strings with what sysfs reports and would refuse the VM's start.
+    Updates carry the mapping's C(digest), so a change made by someone else in between is refused by Proxmox
+    instead of overwritten.
   - Refused before any write, with the option and the value named - a name that is not a Proxmox mapping
     ID, a malformed entry, the same node and path twice, a node that is not a member of the cluster, and an
     entry for this node whose vendor:device ID, subsystem ID or IOMMU group do not match this node's hardware
