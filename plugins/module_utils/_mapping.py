@@ -171,3 +171,25 @@ def hardware_problems(entry: dict, devices: dict, mdev: bool) -> list[str]:
             problems.append("'mdev' does not match for device '%s' (hardware %s, mapping %s)"
                             % (path, int(bool(device.get("mdev"))), int(bool(mdev))))
     return problems
+
+
+def proxmox_view_differences(devices: list[dict], proxmox: list[dict]) -> list[str]:
+    """Where pci_facts and Proxmox's own `GET /nodes/NODE/hardware/pci` (pve-common SysFSTools.pm lspci,
+    no class hidden) disagree about a function: present, vendor/device/subsystem IDs, class, IOMMU group."""
+    ours = {d["address"]: d for d in devices}
+    theirs = {d.get("id"): d for d in proxmox}
+    out = []
+    for address in sorted(set(ours) | set(theirs)):
+        mine, pve = ours.get(address), theirs.get(address)
+        if mine is None or pve is None:
+            out.append("%s: only %s sees it" % (address, "pci_facts" if pve is None else "Proxmox"))
+            continue
+        plain = {key: (pve.get(key) or "").replace("0x", "") or None
+                 for key in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")}
+        group = pve.get("iommugroup")
+        plain["iommu_group"] = None if group in (None, -1) else str(group)
+        for key, value in sorted(plain.items()):
+            have = mine.get(key)
+            if (str(have) if have is not None else None) != value:
+                out.append("%s: %s is %s for pci_facts, %s for Proxmox" % (address, key, have, value))
+    return out

@@ -61,6 +61,14 @@ options:
     type: list
     elements: path
     default: []
+  compare_proxmox:
+    description:
+      - Where C(pvesh) exists (a Proxmox VE node), also read Proxmox's own list of the node's PCI functions
+        (C(pvesh get /nodes/NODE/hardware/pci --pci-class-blacklist "")) and return every difference from this
+        module's discovery in C(vfio_proxmox_view) - the IDs, class and IOMMU groups a resource mapping is
+        checked against. The C(vfio.proxmox.verify) playbook turns it on.
+    type: bool
+    default: false
   read_files:
     description: Paths (in O(files) or not) whose text is returned in RV(files) too; each at most 1 MiB.
     type: list
@@ -176,6 +184,13 @@ ansible_facts:
               default_route: false
               management: false
               management_reasons: []
+    vfio_proxmox_view:
+      description:
+        - With O(compare_proxmox) only. C(checked) is false (with C(reason)) where there is no C(pvesh);
+          C(differences) names each function where this module and Proxmox disagree.
+      returned: when O(compare_proxmox=true)
+      type: dict
+      sample: {checked: true, reason: null, differences: []}
     vfio_iommu_groups:
       description: IOMMU group number to sorted member addresses. Empty when the IOMMU is off.
       returned: always
@@ -290,7 +305,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._files import files_state
 from ansible_collections.vfio.proxmox.plugins.module_utils._host import ssh_server_address
+from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import proxmox_view_differences
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
 
 
 def main() -> None:
@@ -303,6 +320,7 @@ def main() -> None:
             "classes": {"type": "list", "elements": "str", "default": []},
             "files": {"type": "list", "elements": "path", "default": []},
             "read_files": {"type": "list", "elements": "path", "default": []},
+            "compare_proxmox": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -322,7 +340,24 @@ def main() -> None:
         files = files_state(params["files"], params["read_files"])
     except ValueError as exc:
         module.fail_json(msg="pci_facts: %s" % exc)
+    if params["compare_proxmox"]:
+        result["ansible_facts"]["vfio_proxmox_view"] = proxmox_view(module, result["ansible_facts"])
     module.exit_json(changed=False, ansible_facts=result["ansible_facts"], files=files, check_mode=module.check_mode)
+
+
+def proxmox_view(module: AnsibleModule, facts: dict) -> dict:
+    """Proxmox's own list of this node's PCI functions, compared with ours (only where pvesh exists)."""
+    pvesh = module.get_bin_path("pvesh")
+    node = facts["vfio_host"].get("node_name")
+    if not pvesh or not node:
+        return {"checked": False, "reason": "no pvesh on this node" if not pvesh else "node name unknown",
+                "differences": []}
+    try:
+        listed = Pvesh(module.run_command, pvesh).get("/nodes/%s/hardware/pci" % node, ["--pci-class-blacklist", ""])
+    except PveshError as err:
+        module.fail_json(msg="pci_facts: Proxmox's view of the PCI devices could not be read: %s" % err)
+    return {"checked": True, "reason": None,
+            "differences": proxmox_view_differences(facts["vfio_pci_devices"], listed or [])}
 
 
 if __name__ == "__main__":

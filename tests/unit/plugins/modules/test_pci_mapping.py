@@ -7,6 +7,7 @@ each with its own fake sysfs; the double's state file is the cluster's mapping c
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -172,3 +173,23 @@ def test_an_entry_whose_hardware_changed_is_refused_unless_allowed(cluster, caps
     failed, result = run_captured(capsys, cluster, {"entries": [swapped], "allow_hardware_change": True})
     assert not failed and result["action"] == "update"
     assert "id=8086:125c" in mappings(cluster)["wan"]["map"][0]
+
+
+def test_pci_facts_compares_its_view_with_proxmoxs(cluster, capsys, monkeypatch):
+    from ansible_collections.vfio.proxmox.plugins.modules import pci_facts
+
+    monkeypatch.setenv("PATH", "%s:%s" % (Path(cluster["pvesh"]).parent, os.environ["PATH"]))
+    roots = cluster["pve1"].roots
+    hostname = Path(roots["procfs_root"], "sys", "kernel", "hostname")
+    hostname.write_text("pve1\n")
+
+    def facts() -> dict:
+        with patch_module_args(dict(roots, compare_proxmox=True)), pytest.raises(SystemExit):
+            pci_facts.main()
+        return json.loads(capsys.readouterr().out)["ansible_facts"]["vfio_proxmox_view"]
+
+    assert facts() == {"checked": True, "reason": None, "differences": []}
+    Path(roots["sysfs_root"], "bus", "pci", "devices", "0000:02:00.0", "iommu_group").unlink()
+    assert facts()["differences"] == []  # both read the same tree: both lose the group
+    monkeypatch.setenv("PVESH_DOUBLE_SYSFS", cluster["pve2"].roots["sysfs_root"])  # Proxmox reads another tree
+    assert any("only pci_facts sees it" in d for d in facts()["differences"])
