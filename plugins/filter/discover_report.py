@@ -75,6 +75,15 @@ def readiness(facts: dict) -> dict:
     }
 
 
+def handmade_lines(facts: dict) -> list[str]:
+    """Hand-made passthrough configuration, one line each, with what is wrong with it."""
+    out = []
+    for entry in (facts.get("vfio_host") or {}).get("handmade") or []:
+        line = "%s:%d: %s" % (entry["file"], entry["line"], entry["text"])
+        out.append(line + "".join("  <- %s" % p for p in entry.get("problems") or []))
+    return out
+
+
 COLUMNS = [("address", "ADDRESS"), ("id", "ID"), ("driver", "DRIVER"), ("group", "GROUP"),
            ("peers", "GROUP PEERS"), ("interfaces", "INTERFACES"), ("management", "MANAGEMENT"), ("name", "NAME")]
 
@@ -91,6 +100,9 @@ def nic_table(facts: dict) -> str:
     lines.append("")
     for key, value in readiness(facts).items():
         lines.append("%-20s %s" % (key.replace("_", " ") + ":", value))
+    handmade = handmade_lines(facts)
+    if handmade:
+        lines += ["", "configured by hand (%d lines):" % len(handmade)] + ["  " + line for line in handmade]
     return "\n".join(lines)
 
 
@@ -103,12 +115,18 @@ def fleet_report(hostvars: dict, hosts: list) -> dict:
         if "vfio_pci_devices" not in facts:
             continue
         data[host] = {"readiness": readiness(facts), "nics": nic_rows(facts),
-                      "iommu_groups": facts.get("vfio_iommu_groups", {})}
+                      "iommu_groups": facts.get("vfio_iommu_groups", {}),
+                      "handmade": (facts.get("vfio_host") or {}).get("handmade") or []}
         md += ["## %s" % host, ""]
         md += ["- **%s**: %s" % (k.replace("_", " "), v) for k, v in data[host]["readiness"].items()]
         md += ["", "| " + " | ".join(t for dummy, t in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         for row in data[host]["nics"]:
             md.append("| " + " | ".join(str(row[k]).replace("|", "\\|") for k, dummy in COLUMNS) + " |")
+        if data[host]["handmade"]:
+            md += ["", "Configured by hand:", ""]
+            md += ["- `%s:%d: %s`%s" % (e["file"], e["line"], e["text"],
+                                        "".join(" - %s" % p for p in e.get("problems") or []))
+                   for e in data[host]["handmade"]]
         md.append("")
     return {"markdown": "\n".join(md), "json": json.dumps(data, indent=2, sort_keys=True) + "\n"}
 

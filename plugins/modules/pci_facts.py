@@ -284,6 +284,21 @@ ansible_facts:
           elements: dict
           sample: [{"file": "/etc/modprobe.d/vfio.conf", "line": 1, "text": "options vfio-pci ids=8086:15f3",
                     "kind": "options", "module": "vfio_pci", "ids": ["8086:15f3"]}]
+        handmade:
+          description:
+            - Passthrough configuration made by hand (as the guide does it), the role's own files and tokens left
+              out - the C(vfio_config) lines plus passthrough kernel parameters (C(intel_iommu), C(amd_iommu),
+              C(iommu), C(vfio-pci.ids), C(pcie_acs_override), ...) in C(/etc/default/grub),
+              C(/etc/default/grub.d/*.cfg) and C(/etc/kernel/cmdline), C(kind) V(kernel_parameter).
+            - C(problems) says what is wrong with each line - a blacklisted driver that a NIC uses now (the
+              management NIC named), C(vfio_virqfd) on kernels from 6.2, C(intel_iommu) on an AMD CPU,
+              C(amd_iommu=on), C(intel_iommu=on) where every kernel has it on by default, C(pcie_acs_override),
+              a duplicate of an earlier line. Empty when the line is fine.
+          type: list
+          elements: dict
+          sample: [{"file": "/etc/modprobe.d/blacklist.conf", "line": 1, "text": "blacklist e1000e",
+                    "kind": "blacklist", "problems": ["blacklists e1000e, the driver of the management NIC 0000:00:1f.6
+                    (eno1) - the node loses its network at the next boot"]}]
 files:
   description: The state of each path in O(files) and O(read_files), keyed by path (empty when none were asked).
   returned: always

@@ -56,3 +56,17 @@ def test_fleet_report_markdown_and_json(fake_node):
     assert "unreached" not in md
     assert "| 0000:02:00.0 | 8086:15f3 | igc | 12 |" in md
     assert FilterModule().filters() == {"nic_table": nic_table, "fleet_report": fleet_report}
+
+
+def test_the_table_and_the_report_show_hand_made_configuration_with_its_problems():
+    facts = {"vfio_pci_devices": [], "vfio_iommu_groups": {}, "vfio_host": {"handmade": [
+        {"file": "/etc/modprobe.d/blacklist.conf", "line": 1, "text": "blacklist e1000e", "kind": "blacklist",
+         "problems": ["blacklists e1000e, the driver of the management NIC 0000:00:1f.6 (eno1)"]},
+        {"file": "/etc/modules", "line": 2, "text": "vfio", "kind": "load", "problems": []}]}}
+    table = nic_table(facts)
+    assert "configured by hand (2 lines):" in table
+    assert ("  /etc/modprobe.d/blacklist.conf:1: blacklist e1000e  <- blacklists e1000e, the driver of the "
+            "management NIC 0000:00:1f.6 (eno1)") in table.splitlines()
+    report = fleet_report({"pve1": {"ansible_facts": facts}}, ["pve1"])
+    assert "- `/etc/modules:2: vfio`" in report["markdown"].splitlines()
+    assert '"handmade"' in report["json"]

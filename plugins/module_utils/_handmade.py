@@ -1,0 +1,151 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Passthrough configuration made by hand (the guide's steps), file and line, and what is wrong with it.
+
+Read-only: pci_facts reports it as vfio_host.handmade so the discover table and the fleet report
+show every node that was configured by hand before the collection came. The role's own files
+(and its marked block in the initramfs module list) are not hand-made and are left out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import parse_record
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+    BLOCK_MARKER,
+    CMDLINE_RECORD,
+    GRUB_DEFAULT,
+    GRUB_DROPIN,
+    INITRAMFS_MODULES,
+    KERNEL_CMDLINE,
+    MODPROBE,
+    MODULES_LOAD,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+
+# Kernel parameters that are about passthrough (the guide's, and the ones its readers add).
+PASSTHROUGH_PARAMS = ("intel_iommu", "amd_iommu", "iommu", "vfio-pci.ids", "vfio_pci.ids", "pci-stub.ids",
+                      "pcie_acs_override", "video", "initcall_blacklist", "modprobe.blacklist",
+                      "rd.driver.blacklist", "rd.driver.pre", "vfio_iommu_type1.allow_unsafe_interrupts",
+                      "kvm.ignore_msrs")
+_GRUB_LINE = re.compile(r'^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(["\']?)(.*)\1\s*$')
+
+
+def _version(release: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", release or "")
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _param_name(token: str) -> str:
+    return token.split("=", 1)[0]
+
+
+def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
+    """Passthrough tokens in /etc/default/grub, /etc/default/grub.d/*.cfg and /etc/kernel/cmdline."""
+    found = []
+
+    def scan(shown: str, text: str, lines_of) -> None:
+        for number, tokens in lines_of(text):
+            for token in tokens:
+                if _param_name(token) in PASSTHROUGH_PARAMS:
+                    found.append({"file": shown, "line": number, "text": token, "kind": "kernel_parameter"})
+
+    def grub_lines(text: str):
+        for number, line in enumerate(text.splitlines(), start=1):
+            match = _GRUB_LINE.match(line)
+            if match:
+                yield number, [t for t in match.group(2).split() if not t.startswith("$")]
+
+    grub_files = [GRUB_DEFAULT] + sorted("/etc/default/grub.d/" + n for n in
+                                         reader.listdir(os.path.join(etc_root, "etc/default/grub.d"))
+                                         if n.endswith(".cfg"))
+    for shown in grub_files:
+        if shown == GRUB_DROPIN:
+            continue
+        path = os.path.join(etc_root, shown.lstrip("/"))
+        if os.path.isfile(path):
+            scan(shown, reader.text(path) or "", grub_lines)
+    cmdline = os.path.join(etc_root, KERNEL_CMDLINE.lstrip("/"))
+    if os.path.isfile(cmdline):
+        added = set(parse_record(reader.text(os.path.join(etc_root, CMDLINE_RECORD.lstrip("/")), warn=False) or "")[0])
+        text = reader.text(cmdline) or ""
+        scan(KERNEL_CMDLINE, text, lambda t: [(1, [x for x in t.split() if x not in added])])
+    return found
+
+
+def _role_block_lines(reader: TreeReader, etc_root: str) -> set[int]:
+    """Line numbers of the role's marked block in the initramfs module list."""
+    text = reader.text(os.path.join(etc_root, INITRAMFS_MODULES.lstrip("/")), warn=False) or ""
+    inside, numbers = False, set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip() == BLOCK_MARKER.format(mark="BEGIN"):
+            inside = True
+        if inside:
+            numbers.add(number)
+        if line.strip() == BLOCK_MARKER.format(mark="END"):
+            inside = False
+    return numbers
+
+
+def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict]) -> list[dict]:
+    """Every hand-made passthrough line with `problems` (empty when the line is fine)."""
+    block = _role_block_lines(reader, etc_root)
+    lines = [dict(e) for e in host.get("vfio_config") or [] if e["file"] not in (MODPROBE, MODULES_LOAD)
+             and not (e["file"] == INITRAMFS_MODULES and e["line"] in block)]
+    lines += kernel_parameters(reader, etc_root)
+    kernels = host.get("installed_kernels") or []
+    in_use = {}
+    for device in devices:
+        if device.get("driver"):
+            in_use.setdefault(device["driver"].replace("-", "_"), []).append(device)
+    seen: dict[tuple, str] = {}
+    for line in lines:
+        problems = []
+        key = (line["kind"], line["text"])
+        if key in seen:
+            problems.append("duplicate of %s" % seen[key])
+        else:
+            seen[key] = "%s:%d" % (line["file"], line["line"])
+        problems += _line_problems(line, host, kernels, in_use)
+        line["problems"] = problems
+    return lines
+
+
+def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> list[str]:
+    if line["kind"] == "kernel_parameter":
+        return _parameter_problems(line["text"], host.get("cpu_vendor"), kernels)
+    if line["kind"] == "blacklist":
+        words = line["text"].split()
+        module = words[1].replace("-", "_") if len(words) > 1 else ""
+        users = in_use.get(module, [])
+        managing = [d for d in users if any(n.get("management") for n in d.get("netdevs") or [])]
+        if managing:
+            return ["blacklists %s, the driver of the management NIC %s - the node loses its network at the next "
+                    "boot" % (module, ", ".join("%s (%s)" % (d["address"], ", ".join(n["name"] for n in d["netdevs"]))
+                                                for d in managing))]
+        if users:
+            return ["blacklists %s, which %s use%s now" % (module, ", ".join(d["address"] for d in users),
+                                                            "" if len(users) > 1 else "s")]
+        return []
+    if line["kind"] == "load" and line.get("module") == "vfio_virqfd":
+        newer = [k for k in kernels if _version(k) >= (6, 2)]
+        if newer:
+            return ["vfio_virqfd does not exist on %s (merged into vfio in 6.2): systemd-modules-load logs a "
+                    "failure at every boot" % ", ".join(newer)]
+    return []
+
+
+def _parameter_problems(token: str, cpu_vendor: str | None, kernels: list[str]) -> list[str]:
+    name = _param_name(token)
+    if name == "intel_iommu" and cpu_vendor in ("amd", "hygon"):
+        return ["intel_iommu on an %s CPU does nothing" % cpu_vendor.upper()]
+    if name == "amd_iommu" and token.split("=", 1)[-1] == "on":
+        return ["amd_iommu=on is not a valid value (the AMD IOMMU is on by default)"]
+    if name == "intel_iommu" and token == "intel_iommu=on" and kernels and all(_version(k) >= (6, 8) for k in kernels):
+        return ["intel_iommu=on is the default on every installed kernel (6.8 and later)"]
+    if name == "pcie_acs_override":
+        return ["pcie_acs_override splits IOMMU groups the hardware does not isolate: devices in them can reach "
+                "each other's memory"]
+    return []

@@ -1,0 +1,59 @@
+"""Hand-made passthrough configuration, as the guide leaves it - with its own mistakes - reported
+file and line with what is wrong (pci_facts vfio_host.handmade)."""
+
+from __future__ import annotations
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+
+GUIDE_GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\nGRUB_CMDLINE_LINUX=""\n'
+GUIDE_FILES = {
+    "/etc/default/grub": GUIDE_GRUB,
+    "/etc/modules": "# /etc/modules\nvfio\nvfio_iommu_type1\nvfio_pci\nvfio_virqfd\nvfio\n",
+    "/etc/modprobe.d/vfio.conf": "options vfio-pci ids=8086:15f3\n",
+    "/etc/modprobe.d/blacklist.conf": "blacklist e1000e\nblacklist igc\n",
+}
+
+
+def handmade(fake_node, profile, files, mutate=None):
+    def change(p):
+        p["files"].update(files)
+        if mutate:
+            mutate(p)
+    node = fake_node(profile, mutate=change)
+    host = gather(run=node.run, which=node.which, **node.roots)["ansible_facts"]["vfio_host"]
+    return {(e["file"], e["line"], e["text"]): e["problems"] for e in host["handmade"]}
+
+
+def test_the_guide_on_its_intel_host_with_every_mistake(fake_node):
+    found = handmade(fake_node, "guide-intel", GUIDE_FILES)
+    # The guide's host runs PVE's 6.8 kernel, where the Intel IOMMU is on by default.
+    assert found[("/etc/default/grub", 2, "intel_iommu=on")] == [
+        "intel_iommu=on is the default on every installed kernel (6.8 and later)"]
+    assert found[("/etc/default/grub", 2, "iommu=pt")] == []
+    assert found[("/etc/modprobe.d/vfio.conf", 1, "options vfio-pci ids=8086:15f3")] == []
+    assert found[("/etc/modules", 5, "vfio_virqfd")] == [
+        "vfio_virqfd does not exist on 6.8.12-4-pve (merged into vfio in 6.2): systemd-modules-load logs a failure "
+        "at every boot"]
+    assert found[("/etc/modules", 6, "vfio")] == ["duplicate of /etc/modules:2"]
+    assert found[("/etc/modprobe.d/blacklist.conf", 1, "blacklist e1000e")] == [
+        "blacklists e1000e, the driver of the management NIC 0000:00:1f.6 (eno1) - the node loses its network at "
+        "the next boot"]
+    assert found[("/etc/modprobe.d/blacklist.conf", 2, "blacklist igc")] == [
+        "blacklists igc, which 0000:02:00.0 uses now"]
+
+
+def test_intel_switches_on_an_amd_host_and_systemd_boot_cmdline(fake_node):
+    files = {"/etc/kernel/cmdline": "root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on amd_iommu=on iommu=pt\n"}
+    found = handmade(fake_node, "amd-zfs-uefi", files)
+    assert found[("/etc/kernel/cmdline", 1, "intel_iommu=on")] == ["intel_iommu on an AMD CPU does nothing"]
+    assert found[("/etc/kernel/cmdline", 1, "amd_iommu=on")] == [
+        "amd_iommu=on is not a valid value (the AMD IOMMU is on by default)"]
+    assert ("/etc/kernel/cmdline", 1, "root=ZFS=rpool/ROOT/pve-1") not in found
+
+
+def test_the_roles_own_files_and_tokens_are_not_hand_made(fake_node):
+    files = {"/etc/modprobe.d/vfio-proxmox.conf": "options vfio-pci ids=8086:15f3\n",
+             "/etc/modules-load.d/vfio-proxmox.conf": "vfio\nvfio_pci\n",
+             "/etc/kernel/cmdline": "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n",
+             "/etc/vfio-proxmox/cmdline-added": "# written by vfio.proxmox.kernel_cmdline\niommu=pt\n"}
+    assert handmade(fake_node, "amd-zfs-uefi", files) == {}
