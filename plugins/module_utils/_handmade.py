@@ -110,6 +110,7 @@ def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict])
             seen[key] = "%s:%d" % (line["file"], line["line"])
         problems += _line_problems(line, host, kernels, in_use)
         line["problems"] = problems
+        line["lockout"] = any("the driver of the management NIC" in p for p in problems)
     return lines
 
 

@@ -472,6 +472,19 @@ class Planner:
                                    "driverctl unset-override %s" % (where, entry["address"], entry["text"],
                                                                     entry["address"]))
 
+    def check_handmade_lockout(self, acts: bool, reboot: str) -> None:
+        """A hand-made blacklist of the management NIC's driver takes the node off the network at its next
+        boot; a reboot by the role would be that boot."""
+        for entry in self.host.get("handmade") or []:
+            if not entry.get("lockout"):
+                continue
+            where = "hand-made %s:%d (%r): %s" % (entry["file"], entry["line"], entry["text"], entry["problems"][0])
+            if acts and reboot == "if_needed":
+                self.errors.append("%s - a reboot by the role would lock you out: remove that line first (or set "
+                                   "passthrough_reboot: never and deal with it yourself)" % where)
+            else:
+                self.warnings.append(where)
+
     def check_in_use(self, releases: list[dict]) -> None:
         """Taking a device back from vfio-pci while a VM holds its group would take it from that VM."""
         users = self.host.get("vfio_users") or {}
@@ -540,6 +553,7 @@ class Planner:
             plan["softdeps"] = sorted({d["native_driver"] for d in selected
                                        if d["native_driver"] and d["id"] in plan["ids"]})
             plan["boot_loader"] = self.boot_loader()
+        self.check_handmade_lockout(bool(selected) or state == "absent", plan["reboot"])
         plan["record"] = self.new_record
         # Removal needs no boot loader decision: it removes what the node's records name.
         plan.update(desired(plan, self.seen, self.host))

@@ -57,3 +57,19 @@ def test_the_roles_own_files_and_tokens_are_not_hand_made(fake_node):
              "/etc/kernel/cmdline": "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n",
              "/etc/vfio-proxmox/cmdline-added": "# written by vfio.proxmox.kernel_cmdline\niommu=pt\n"}
     assert handmade(fake_node, "amd-zfs-uefi", files) == {}
+
+
+def test_the_role_will_not_reboot_a_node_into_a_blacklisted_management_nic(fake_node):
+    from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
+
+    node = fake_node("guide-intel", mutate=lambda p: p["files"].update(
+        {"/etc/modprobe.d/blacklist.conf": "blacklist e1000e\n"}))
+    facts = gather(run=node.run, which=node.which, **node.roots)["ansible_facts"]
+    devices = [{"interface": "enp2s0"}]
+    refused = make_plan(facts, {"devices": devices, "reboot": "if_needed"})
+    assert any(e.startswith("hand-made /etc/modprobe.d/blacklist.conf:1 ('blacklist e1000e'): blacklists e1000e, "
+                            "the driver of the management NIC") and "a reboot by the role would lock you out" in e
+               for e in refused["errors"]), refused["errors"]
+    warned = make_plan(facts, {"devices": devices, "reboot": "never"})
+    assert not [e for e in warned["errors"] if "hand-made" in e]
+    assert any(w.startswith("hand-made /etc/modprobe.d/blacklist.conf:1") for w in warned["warnings"])
