@@ -127,8 +127,8 @@ def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> 
                     "boot" % (module, ", ".join("%s (%s)" % (d["address"], ", ".join(n["name"] for n in d["netdevs"]))
                                                 for d in managing))]
         if users:
-            return ["blacklists %s, which %s use%s now" % (module, ", ".join(d["address"] for d in users),
-                                                            "" if len(users) > 1 else "s")]
+            return ["blacklists %s, which %s use%s now - fine only if all of them go to VMs"
+                    % (module, ", ".join(d["address"] for d in users), "" if len(users) > 1 else "s")]
         return []
     if line["kind"] == "load" and line.get("module") == "vfio_virqfd":
         newer = [k for k in kernels if _version(k) >= (6, 2)]

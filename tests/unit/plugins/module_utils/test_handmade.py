@@ -39,7 +39,7 @@ def test_the_guide_on_its_intel_host_with_every_mistake(fake_node):
         "blacklists e1000e, the driver of the management NIC 0000:00:1f.6 (eno1) - the node loses its network at "
         "the next boot"]
     assert found[("/etc/modprobe.d/blacklist.conf", 2, "blacklist igc")] == [
-        "blacklists igc, which 0000:02:00.0 uses now"]
+        "blacklists igc, which 0000:02:00.0 uses now - fine only if all of them go to VMs"]
 
 
 def test_intel_switches_on_an_amd_host_and_systemd_boot_cmdline(fake_node):
