@@ -92,14 +92,19 @@ def cmdline_record(seen: dict) -> tuple[list[str], list[str]]:
 _GRUB_VAR = re.compile(r'^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(["\']?)(.*)\1\s*$')
 
 
-def grub_tokens(text: str | None) -> list[str]:
-    """Tokens of the GRUB_CMDLINE_LINUX(_DEFAULT) lines, with ${...} references dropped."""
-    tokens = []
-    for line in (text or "").splitlines():
+def grub_token_lines(text: str | None) -> list[tuple[int, list[str]]]:
+    """(line number, tokens) of each GRUB_CMDLINE_LINUX(_DEFAULT) line, with ${...} references dropped."""
+    found = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
         match = _GRUB_VAR.match(line)
         if match:
-            tokens += [t for t in match.group(2).split() if not t.startswith("$")]
-    return tokens
+            found.append((number, [t for t in match.group(2).split() if not t.startswith("$")]))
+    return found
+
+
+def grub_tokens(text: str | None) -> list[str]:
+    """Tokens of the GRUB_CMDLINE_LINUX(_DEFAULT) lines, with ${...} references dropped."""
+    return [token for _number, tokens in grub_token_lines(text) for token in tokens]
 
 
 def satisfied(token: str, have: list[str]) -> bool:

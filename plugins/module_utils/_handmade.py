@@ -10,7 +10,6 @@ show every node that was configured by hand before the collection came. The role
 from __future__ import annotations
 
 import os
-import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import parse_record
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
@@ -22,7 +21,9 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
     KERNEL_CMDLINE,
     MODPROBE,
     MODULES_LOAD,
+    grub_token_lines,
 )
+from ansible_collections.vfio.proxmox.plugins.module_utils._plan import kernel_version
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
 
 # Kernel parameters that are about passthrough (the guide's, and the ones its readers add).
@@ -30,12 +31,6 @@ PASSTHROUGH_PARAMS = ("intel_iommu", "amd_iommu", "iommu", "vfio-pci.ids", "vfio
                       "pcie_acs_override", "video", "initcall_blacklist", "modprobe.blacklist",
                       "rd.driver.blacklist", "rd.driver.pre", "vfio_iommu_type1.allow_unsafe_interrupts",
                       "kvm.ignore_msrs")
-_GRUB_LINE = re.compile(r'^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(["\']?)(.*)\1\s*$')
-
-
-def _version(release: str) -> tuple[int, int]:
-    match = re.match(r"(\d+)\.(\d+)", release or "")
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 def _param_name(token: str) -> str:
@@ -52,12 +47,6 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
                 if _param_name(token) in PASSTHROUGH_PARAMS:
                     found.append({"file": shown, "line": number, "text": token, "kind": "kernel_parameter"})
 
-    def grub_lines(text: str):
-        for number, line in enumerate(text.splitlines(), start=1):
-            match = _GRUB_LINE.match(line)
-            if match:
-                yield number, [t for t in match.group(2).split() if not t.startswith("$")]
-
     grub_files = [GRUB_DEFAULT] + sorted("/etc/default/grub.d/" + n for n in
                                          reader.listdir(os.path.join(etc_root, "etc/default/grub.d"))
                                          if n.endswith(".cfg"))
@@ -66,7 +55,7 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
             continue
         path = os.path.join(etc_root, shown.lstrip("/"))
         if os.path.isfile(path):
-            scan(shown, reader.text(path) or "", grub_lines)
+            scan(shown, reader.text(path) or "", grub_token_lines)
     cmdline = os.path.join(etc_root, KERNEL_CMDLINE.lstrip("/"))
     if os.path.isfile(cmdline):
         added = set(parse_record(reader.text(os.path.join(etc_root, CMDLINE_RECORD.lstrip("/")), warn=False) or "")[0])
@@ -131,7 +120,7 @@ def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> 
                     % (module, ", ".join(d["address"] for d in users), "" if len(users) > 1 else "s")]
         return []
     if line["kind"] == "load" and line.get("module") == "vfio_virqfd":
-        newer = [k for k in kernels if _version(k) >= (6, 2)]
+        newer = [k for k in kernels if kernel_version(k) >= (6, 2)]
         if newer:
             return ["vfio_virqfd does not exist on %s (merged into vfio in 6.2): systemd-modules-load logs a "
                     "failure at every boot" % ", ".join(newer)]
@@ -144,7 +133,7 @@ def _parameter_problems(token: str, cpu_vendor: str | None, kernels: list[str]) 
         return ["intel_iommu on an %s CPU does nothing" % cpu_vendor.upper()]
     if name == "amd_iommu" and token.split("=", 1)[-1] == "on":
         return ["amd_iommu=on is not a valid value (the AMD IOMMU is on by default)"]
-    if name == "intel_iommu" and token == "intel_iommu=on" and kernels and all(_version(k) >= (6, 8) for k in kernels):
+    if token == "intel_iommu=on" and kernels and all(kernel_version(k) >= (6, 8) for k in kernels):
         return ["intel_iommu=on is the default on every installed kernel (6.8 and later)"]
     if name == "pcie_acs_override":
         return ["pcie_acs_override splits IOMMU groups the hardware does not isolate: devices in them can reach "

@@ -173,23 +173,29 @@ def hardware_problems(entry: dict, devices: dict, mdev: bool) -> list[str]:
     return problems
 
 
+def from_proxmox(dev: dict) -> dict:
+    """One entry of Proxmox's `GET /nodes/NODE/hardware/pci` (pve-common SysFSTools.pm lspci) in
+    pci_facts' shape: hex without 0x, no IOMMU group as None (Proxmox says -1)."""
+    group = dev.get("iommugroup")
+    return dict({key: (dev.get(key) or "").replace("0x", "") or None
+                 for key in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")},
+                address=dev.get("id"), iommu_group=None if group in (None, -1) else str(group),
+                mdev=bool(dev.get("mdev")))
+
+
 def proxmox_view_differences(devices: list[dict], proxmox: list[dict]) -> list[str]:
-    """Where pci_facts and Proxmox's own `GET /nodes/NODE/hardware/pci` (pve-common SysFSTools.pm lspci,
-    no class hidden) disagree about a function: present, vendor/device/subsystem IDs, class, IOMMU group."""
+    """Where pci_facts and Proxmox's own `GET /nodes/NODE/hardware/pci` (no class hidden) disagree about a
+    function: present, vendor/device/subsystem IDs, class, IOMMU group."""
     ours = {d["address"]: d for d in devices}
-    theirs = {d.get("id"): d for d in proxmox}
+    theirs = {d.get("id"): from_proxmox(d) for d in proxmox}
     out = []
     for address in sorted(set(ours) | set(theirs)):
         mine, pve = ours.get(address), theirs.get(address)
         if mine is None or pve is None:
             out.append("%s: only %s sees it" % (address, "pci_facts" if pve is None else "Proxmox"))
             continue
-        plain = {key: (pve.get(key) or "").replace("0x", "") or None
-                 for key in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")}
-        group = pve.get("iommugroup")
-        plain["iommu_group"] = None if group in (None, -1) else str(group)
-        for key, value in sorted(plain.items()):
+        for key in ("class", "device", "iommu_group", "subsystem_device", "subsystem_vendor", "vendor"):
             have = mine.get(key)
-            if (str(have) if have is not None else None) != value:
-                out.append("%s: %s is %s for pci_facts, %s for Proxmox" % (address, key, have, value))
+            if (str(have) if have is not None else None) != pve[key]:
+                out.append("%s: %s is %s for pci_facts, %s for Proxmox" % (address, key, have, pve[key]))
     return out

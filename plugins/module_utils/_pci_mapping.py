@@ -57,14 +57,8 @@ def options(state: dict, previous: dict | None) -> list:
 
 def node_hardware(pvesh: Pvesh, node: str) -> dict:
     """pci_facts-shaped devices of this node, from Proxmox's own view (`hardware/pci`, no class hidden)."""
-    devices = {}
-    for dev in pvesh.get("/nodes/%s/hardware/pci" % node, ["--pci-class-blacklist", ""]) or []:
-        group = dev.get("iommugroup")
-        devices[dev["id"]] = dict(
-            {key: (dev.get(key) or "").replace("0x", "") or None
-             for key in ("vendor", "device", "subsystem_vendor", "subsystem_device")},
-            address=dev["id"], iommu_group=None if group in (None, -1) else group, mdev=bool(dev.get("mdev")))
-    return devices
+    listed = pvesh.get("/nodes/%s/hardware/pci" % node, ["--pci-class-blacklist", ""]) or []
+    return {dev["id"]: _mapping.from_proxmox(dev) for dev in listed}
 
 
 def check(pvesh: Pvesh, name: str, nodes: list[str]) -> dict:
