@@ -42,12 +42,16 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
     if not plan.get("act"):
         return {"write": [], "remove": [], "backup": [], "restore": [], "dirs": [], "remove_dirs": [],
                 "block": False, "cmdline": False, "rebuild": [], "remove_state_dir": False, "any": False,
-                "files": [], "finish": {"remove": [], "remove_empty_dirs": []}}
+                "files": [], "copies": [], "adopt": [], "give_back": [],
+                "finish": {"remove": [], "remove_empty_dirs": []}}
     templated = [f for f in plan["files"] if f["template"]]
     if len(templated) != len(rendered):
         raise ValueError("%d templates but %d rendered texts" % (len(templated), len(rendered)))
     texts = {f["path"]: text for f, text in zip(templated, rendered)}
-    write, remove, rebuild = [], [], set(plan["pending"])
+    write, remove, rebuild = [], [], set(plan["pending"]) | set(plan["adopt"]["rebuild"])
+    rebuild |= {r["rebuild"] for r in plan["give_back"] if r["rebuild"]}
+    # Adoption edits hand-made files in the same call, before the block and the command line are edited.
+    adopted = {f["path"]: f["content"] for f in plan["adopt"]["files"]}
     for item in plan["files"]:
         have = seen.get(item["path"]) or {"exists": False}
         if item["template"] and not _same_file(have, texts[item["path"]], item["mode"]):
@@ -60,7 +64,7 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
             rebuild.add(item["rebuild"])
 
     block = plan["block"]
-    text = (seen.get(block["path"]) or {}).get("content")
+    text = adopted.get(block["path"], (seen.get(block["path"]) or {}).get("content"))
     marker_line = block["marker"].replace("{mark}", "BEGIN")
     block_change = (not holds_block(text, block["marker"], block["lines"]) if block["lines"] is not None
                     else marker_line in (text or ""))
@@ -71,7 +75,7 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
     if plan["cmdline"] and plan["cmdline"]["remove_recorded"]:
         cmdline_change = True  # the record exists (desired() checked): the module removes it at least
     elif plan["cmdline"]:
-        current = (seen.get(KERNEL_CMDLINE) or {}).get("content") or ""
+        current = adopted.get(KERNEL_CMDLINE, (seen.get(KERNEL_CMDLINE) or {}).get("content") or "")
         cmdline_change = edit(current, plan["cmdline"]["present"], [])["content"] != current
     if cmdline_change:
         rebuild.add("refresh")
@@ -80,23 +84,29 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
     backup = [f["path"] for f in plan["files"] if f.get("backup") and f["path"] in write]
     restore = [r for r in plan["restore_backups"] if r["backup"] in exists]
     ordered = [r for r in REBUILD_ORDER if r in rebuild]
-    dirs = [d for d in plan["dirs"] if d not in exists]
+    dirs = [d for d in plan["dirs"] + plan["adopt"]["dirs"] if d not in exists]
     if ordered and plan["state_dir"] not in exists and plan["state_dir"] not in dirs:
         dirs.insert(0, plan["state_dir"])  # the pending-rebuild mark lives there
     remove_dirs = [d for d in plan["remove_dirs"] if d in exists]
     remove_state_dir = plan["state_record"] is None and (plan["state_dir"] in exists or plan["state_dir"] in dirs)
     # What owned_files writes, in order: the pending mark before anything else, then the owned files.
     mark = [{"path": plan["pending_path"], "content": "\n".join(ordered) + "\n", "mode": "0644"}] if ordered else []
-    files = mark + [{"path": f["path"], "content": texts[f["path"]], "mode": f["mode"]}
-                    for f in templated if f["path"] in write]
-    # After the last rebuild: the mark goes, then the directories the role made, when empty.
-    finish = {"remove": [plan["pending_path"]] if ordered else [],
-              "remove_empty_dirs": remove_dirs + ([plan["state_dir"]] if remove_state_dir else [])}
+    files = mark + plan["adopt"]["files"] + [{"path": f["path"], "content": texts[f["path"]], "mode": f["mode"]}
+                                             for f in templated if f["path"] in write]
+    # After the last rebuild: the mark goes, then the adoption manifest and copies' directories (given
+    # back by then), then the directories the role made, when empty.
+    cleanup = plan["adopt_cleanup"]
+    finish = {"remove": ([plan["pending_path"]] if ordered else []) + [p for p in cleanup["remove"] if p in exists],
+              "remove_empty_dirs": cleanup["remove_empty_dirs"] + remove_dirs
+              + ([plan["state_dir"]] if remove_state_dir else [])}
+    adopt = [f["path"] for f in plan["adopt"]["files"]]
     return {"write": write, "remove": remove, "backup": backup, "restore": restore, "dirs": dirs,
             "remove_dirs": remove_dirs, "block": block_change, "cmdline": cmdline_change, "rebuild": ordered,
             "remove_state_dir": remove_state_dir, "files": files, "finish": finish,
+            "copies": plan["adopt"]["copies"], "adopt": adopt,
+            "give_back": [{"path": r["path"], "backup": r["backup"]} for r in plan["give_back"]],
             "any": bool(write or remove or restore or dirs or remove_dirs or block_change or cmdline_change
-                        or ordered or remove_state_dir)}
+                        or ordered or remove_state_dir or adopt or plan["give_back"] or finish["remove"])}
 
 
 def verify(plan: dict, facts: dict) -> list[str]:

@@ -33,6 +33,9 @@ MODULES_LOAD = "/etc/modules-load.d/vfio-proxmox.conf"
 # Every owned file carries this in its header; a file at an owned path without it is someone else's.
 OWN_MARK = "vfio.proxmox:"
 BACKUP_SUFFIX = ".vfio-proxmox-backup"
+# Hand-made files taken over by passthrough_adopt: exact copies below ADOPT_DIR, listed in the manifest.
+ADOPT_DIR = STATE_DIR + "/adopted"
+ADOPT_MANIFEST = STATE_DIR + "/adopted.json"
 
 # path, mode, template, what must be rebuilt when it changes
 OWNED_FILES = (
@@ -59,7 +62,7 @@ def watched_paths() -> dict[str, list[str]]:
     owned = [f[0] for f in OWNED_FILES]
     dirs = sorted({_dirname(p) for p in owned})
     backups = [p + BACKUP_SUFFIX for p in owned]
-    read = owned + [CMDLINE_RECORD, PENDING, INITRAMFS_MODULES, KERNEL_CMDLINE, GRUB_DEFAULT]
+    read = owned + [CMDLINE_RECORD, PENDING, INITRAMFS_MODULES, KERNEL_CMDLINE, GRUB_DEFAULT, ADOPT_MANIFEST]
     return {"paths": sorted(set(dirs + backups + read)), "read": read}
 
 
@@ -92,11 +95,16 @@ def cmdline_record(seen: dict) -> tuple[list[str], list[str]]:
 _GRUB_VAR = re.compile(r'^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(["\']?)(.*)\1\s*$')
 
 
+def grub_line_match(line: str):
+    """The match of a GRUB_CMDLINE_LINUX(_DEFAULT) assignment (group 2: its value), or None."""
+    return _GRUB_VAR.match(line)
+
+
 def grub_token_lines(text: str | None) -> list[tuple[int, list[str]]]:
     """(line number, tokens) of each GRUB_CMDLINE_LINUX(_DEFAULT) line, with ${...} references dropped."""
     found = []
     for number, line in enumerate((text or "").splitlines(), start=1):
-        match = _GRUB_VAR.match(line)
+        match = grub_line_match(line)
         if match:
             found.append((number, [t for t in match.group(2).split() if not t.startswith("$")]))
     return found
@@ -157,9 +165,12 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         d for d in dirs if not _exists(seen, d) and d != STATE_DIR})
 
     added, restore = cmdline_record(seen)
+    adoption = plan.get("adoption") if present else None
     if present:
-        # A token the file already satisfies (intel_iommu=on,igfx_off for intel_iommu=on) is left alone.
-        own = (_content(seen, KERNEL_CMDLINE) or "").split("\n", 1)[0].split()
+        # A token the file already satisfies (intel_iommu=on,igfx_off for intel_iommu=on) is left alone;
+        # adoption takes hand-made tokens out first.
+        own = ((adoption or {}).get("texts", {}).get(KERNEL_CMDLINE) or _content(seen, KERNEL_CMDLINE)
+               or "").split("\n", 1)[0].split()
         cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, own)],
                    "remove_recorded": False} if loader == "systemd-boot" else None
         reboot_why = [t for t in plan["cmdline_tokens"] if not satisfied(t, running)]
@@ -172,6 +183,9 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         reboot_why = [t for t in removed if t in running]
     # Devices an earlier run bound that this plan no longer selects go back to their drivers.
     selected = {d["address"] for d in plan["targets"]} if present else set()
+    # On removal, what the given-back hand-made configuration binds stays on vfio-pci.
+    adopted = plan.get("adopted") or {"files": {}, "targets": []}
+    selected |= set() if present else {t["address"] for t in adopted["targets"]}
     release = [{"address": t["address"], "id": t["id"], "state": "absent"} for t in record.get("targets") or []
                if t.get("address") and t.get("id") and t["address"] not in selected]
 

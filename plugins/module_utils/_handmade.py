@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import read_manifest
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import parse_record
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+    ADOPT_MANIFEST,
     BLOCK_MARKER,
     CMDLINE_RECORD,
     GRUB_DEFAULT,
@@ -23,6 +25,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
     MODULES_LOAD,
     grub_token_lines,
 )
+from ansible_collections.vfio.proxmox.plugins.module_utils._files import MAX_READ_BYTES, file_state
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import kernel_version
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
 
@@ -139,3 +142,35 @@ def _parameter_problems(token: str, cpu_vendor: str | None, kernels: list[str]) 
         return ["pcie_acs_override splits IOMMU groups the hardware does not isolate: devices in them can reach "
                 "each other's memory"]
     return []
+
+
+def handmade_files(reader: TreeReader, etc_root: str, lines: list[dict]) -> dict[str, dict]:
+    """State and exact text of every file below /etc holding a hand-made line, and of every file (and its
+    copy) an earlier adoption took over: what passthrough_adopt edits and what a rollback gives back."""
+    manifest, problem = read_manifest(reader.text(os.path.join(etc_root, ADOPT_MANIFEST.lstrip("/")), warn=False))
+    if problem:
+        reader.warn(problem)
+    paths = {e["file"] for e in lines if e["file"].startswith("/etc/")}
+    for path, known in manifest["files"].items():
+        paths |= {path, known.get("copy") or path}
+    found = {}
+    for shown in sorted(paths):
+        full = os.path.join(etc_root, shown.lstrip("/"))
+        try:
+            state = dict(file_state(full), path=shown)
+            if state.get("type") == "file":
+                with open(full, "rb") as handle:
+                    data = handle.read(MAX_READ_BYTES + 1)
+                state["content"] = _utf8(data) if len(data) <= MAX_READ_BYTES else None
+        except OSError as exc:
+            state = {"path": shown, "exists": True, "type": "file", "error": exc.strerror or str(exc)}
+        found[shown] = state
+    return found
+
+
+def _utf8(data: bytes) -> str | None:
+    """The text, or None when the bytes are not UTF-8 (adoption must not rewrite what it cannot read exactly)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

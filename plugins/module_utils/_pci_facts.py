@@ -8,7 +8,7 @@ import os
 from typing import Callable, Optional, Tuple
 
 from ansible_collections.vfio.proxmox.plugins.module_utils import _host, _modconf, _ovs, _pci, _storage
-from ansible_collections.vfio.proxmox.plugins.module_utils._handmade import handmade
+from ansible_collections.vfio.proxmox.plugins.module_utils._handmade import handmade, handmade_files
 from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import (
     NetTopology,
     interface_holding,
@@ -183,6 +183,7 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "modules_alias_found": aliases is not None,
     }
     host["handmade"] = handmade(reader, etc_root, host, devices)
+    host["handmade_files"] = handmade_files(reader, etc_root, host["handmade"])
     return {
         "ansible_facts": {
             "vfio_pci_devices": sorted(devices, key=lambda d: d["address"]),

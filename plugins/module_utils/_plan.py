@@ -12,9 +12,19 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import (
+    Adoption,
+    copy_dirs,
+    give_back,
+    hand_made_ids,
+    read_manifest,
+    writes,
+)
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+    ADOPT_MANIFEST,
     MODPROBE,
     MODULES_LOAD,
+    cmdline_record,
     desired,
     read_record,
     satisfied,
@@ -91,10 +101,18 @@ class Planner:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.reasons: list[str] = []
+        self.labels: dict[int, str] = {}
+        self.adoption: Adoption | None = None
+        self.manifest: dict = {"files": {}, "targets": [], "lines": [], "selection": []}
+        self.selection: list[dict] = []
+
+    def where(self, index: int) -> str:
+        """How an item is named in messages: passthrough_devices[N], or the hand-made line it came from."""
+        return self.labels.get(index) or "passthrough_devices[%d]" % index
 
     # --- selection -------------------------------------------------------
     def _resolve(self, index: int, entry) -> list[str]:
-        where = "passthrough_devices[%d]" % index
+        where = self.where(index)
         if not isinstance(entry, dict):
             self.errors.append("%s: %r is not a mapping with one of %s" % (where, entry, ", ".join(SELECTOR_KEYS)))
             return []
@@ -202,7 +220,7 @@ class Planner:
 
     def mapping_of(self, index: int, entry: dict) -> tuple[str | None, int | None]:
         """The item's Proxmox mapping name and VM (vfio.proxmox.mappings publishes and attaches them)."""
-        where = "passthrough_devices[%d]" % index
+        where = self.where(index)
         name, vmid = entry.get("mapping"), entry.get("vm")
         if name is not None and (not isinstance(name, str) or not CONFIGID_RE.match(name)):
             self.errors.append("%s.mapping: %r is not a Proxmox mapping ID (a letter, then letters, digits, _ or -)"
@@ -229,10 +247,40 @@ class Planner:
             return default
         return value
 
-    def select(self) -> list[dict]:
+    def adopted_entries(self, loader: str | None) -> list[dict]:
+        """passthrough_adopt without passthrough_devices: the hand-made ids become id: selections."""
+        first: dict[str, str] = {}
+        # An earlier adoption commented the ids out; its manifest keeps them, so a re-run selects the same.
+        for pci_id, where in hand_made_ids(self.host.get("handmade") or [], loader) + [
+                (i["id"], i["where"]) for i in self.manifest["selection"]]:
+            first.setdefault(pci_id, where)
+        known = {"%s:%s" % (d["vendor"], d["device"]) for d in self.devices.values()}
+        entries = []
+        for pci_id, where in first.items():
+            if pci_id not in known:
+                self.reasons.append("hand-made ids %s (%s): no device with this ID on this node - not in the plan"
+                                    % (pci_id, where))
+                continue
+            self.labels[len(entries)] = "hand-made ids %s (%s)" % (pci_id, where)
+            entries.append({"id": pci_id})
+            self.selection.append({"id": pci_id, "where": where})
+        if entries:
+            self.reasons.append("passthrough_adopt selected by the hand-made ids - to keep this selection without "
+                                "passthrough_adopt, set passthrough_devices: %s" % [{"id": e["id"]} for e in entries])
+        return entries
+
+    def handmade_targets(self, loader: str | None) -> list[dict]:
+        """The devices the hand-made configuration binds at boot: a rollback leaves them on vfio-pci."""
+        ids = {i for i, _where in hand_made_ids(self.host.get("handmade") or [], loader)}
+        return [{"address": a, "id": "%s:%s" % (d["vendor"], d["device"])} for a, d in sorted(self.devices.items())
+                if "%s:%s" % (d["vendor"], d["device"]) in ids]
+
+    def select(self, loader: str | None = None) -> list[dict]:
         chosen: dict[str, dict] = {}
         self.new_record: dict[str, dict] = {}
         entries = self.inputs.get("devices") or []
+        if self.adoption is not None and not entries:
+            entries = self.adopted_entries(loader)
         if not isinstance(entries, list):
             kind = "a string" if isinstance(entries, str) else "a mapping" if isinstance(entries, dict) else "a %s" % (
                 type(entries).__name__)
@@ -251,18 +299,18 @@ class Planner:
                         "address": addresses[0], "id": "%s:%s" % (device["vendor"], device["device"])}
             for address in addresses:
                 if address in chosen:
-                    self.errors.append("passthrough_devices[%d] selects %s, already selected by %s" % (
-                        index, address, chosen[address]["selected_by"]))
+                    self.errors.append("%s selects %s, already selected by %s" % (
+                        self.where(index), address, chosen[address]["selected_by"]))
                     continue
                 device = self.devices[address]
                 if device["is_bridge"]:
-                    self.errors.append("passthrough_devices[%d] selects %s, a PCI bridge (class %s): bridges are "
-                                       "not passed through" % (index, address, device["class"]))
+                    self.errors.append("%s selects %s, a PCI bridge (class %s): bridges are "
+                                       "not passed through" % (self.where(index), address, device["class"]))
                     continue
                 if device.get("sriov") and device["sriov"].get("num_vfs"):
-                    self.errors.append("passthrough_devices[%d] selects %s, an SR-IOV physical function with %d "
+                    self.errors.append("%s selects %s, an SR-IOV physical function with %d "
                                        "VFs enabled: pass the VFs instead"
-                                       % (index, address, device["sriov"]["num_vfs"]))
+                                       % (self.where(index), address, device["sriov"]["num_vfs"]))
                     continue
                 chosen[address] = {
                     "address": address,
@@ -272,11 +320,12 @@ class Planner:
                     else (device["modules"][0] if device["modules"] else None),
                     "iommu_group": device["iommu_group"],
                     "interfaces": [n["name"] for n in device["netdevs"]],
-                    "selected_by": "passthrough_devices[%d]" % index,
-                    "force": self.flag("passthrough_devices[%d].force" % index, entry.get("force")),
-                    "allow_group": self.flag("passthrough_devices[%d].allow_group" % index, entry.get("allow_group")),
+                    "selected_by": self.where(index),
+                    "force": self.flag(self.where(index) + ".force", entry.get("force")),
+                    "allow_group": self.flag(self.where(index) + ".allow_group", entry.get("allow_group")),
                     "class": device["class"],
                     "class_name": device.get("class_name"),
+                    "modules": device.get("modules") or [],
                     "storage": device.get("storage") or [],
                 }
                 chosen[address].update(mapping=mapping, vm=vmid, proxmox_mapping=device.get("proxmox_mapping"))
@@ -448,11 +497,11 @@ class Planner:
                                 "loads it as a dependency")
         return list(BASE_MODULES)
 
-    def check_foreign_config(self, selected: list[dict], ids: list[str]) -> None:
-        """Module configuration the role does not own that decides bindings next to it."""
+    def check_foreign_config(self, selected: list[dict], ids: list[str], taken: set) -> None:
+        """Module configuration the role does not own that decides bindings next to it (adopted lines aside)."""
         picked = {d["address"] for d in selected}
         for entry in self.host.get("vfio_config") or []:
-            if entry["file"] in OWNED_PATHS:
+            if entry["file"] in OWNED_PATHS or (entry["file"], entry["line"]) in taken:
                 continue
             where = "%s:%d (%r)" % (entry["file"], entry["line"], entry["text"])
             if entry["kind"] == "options" and entry.get("ids"):
@@ -460,8 +509,8 @@ class Planner:
                                and "%s:%s" % (d["vendor"], d["device"]) in entry["ids"])
                 if ids or taken:
                     self.errors.append(
-                        "foreign vfio-pci ids at %s: %s - remove that line (adopting hand-made configuration is not "
-                        "supported yet)" % (where, "kmod joins option lines and the kernel keeps only the last ids=, "
+                        "foreign vfio-pci ids at %s: %s - remove that line, or set passthrough_adopt: true to take "
+                        "it over" % (where, "kmod joins option lines and the kernel keeps only the last ids=, "
                                             "so it overrides the role's ids= or is overridden by it" if ids else
                                             "it binds %s, which is not selected" % ", ".join(taken)))
             elif entry["kind"] in ("install", "remove"):
@@ -472,16 +521,17 @@ class Planner:
                                    "driverctl unset-override %s" % (where, entry["address"], entry["text"],
                                                                     entry["address"]))
 
-    def check_handmade_lockout(self, acts: bool, reboot: str) -> None:
+    def check_handmade_lockout(self, acts: bool, reboot: str, taken: set) -> None:
         """A hand-made blacklist of the management NIC's driver takes the node off the network at its next
-        boot; a reboot by the role would be that boot."""
+        boot; a reboot by the role would be that boot. Adoption comments such a line out."""
         for entry in self.host.get("handmade") or []:
-            if not entry.get("lockout"):
+            if not entry.get("lockout") or (entry["file"], entry["line"]) in taken:
                 continue
             where = "hand-made %s:%d (%r): %s" % (entry["file"], entry["line"], entry["text"], entry["problems"][0])
             if acts and reboot == "if_needed":
-                self.errors.append("%s - a reboot by the role would lock you out: remove that line first (or set "
-                                   "passthrough_reboot: never and deal with it yourself)" % where)
+                self.errors.append("%s - a reboot by the role would lock you out: remove that line first, set "
+                                   "passthrough_adopt: true to drop it, or set passthrough_reboot: never and deal "
+                                   "with it yourself" % where)
             else:
                 self.warnings.append(where)
 
@@ -532,9 +582,55 @@ class Planner:
                            "systemd-boot" % (found.get("source") or "nothing recognised"))
         return None
 
+    def start_adoption(self, state: str) -> str | None:
+        """passthrough_adopt: read the manifest of earlier adoptions; the boot loader decides which kernel
+        parameters count, so it is decided first. Returns the boot loader (None without adoption)."""
+        text = (self.seen.get(ADOPT_MANIFEST) or {}).get("content")
+        self.manifest, problem = read_manifest(text if (self.seen.get(ADOPT_MANIFEST) or {}).get("exists") else None)
+        if problem:
+            self.errors.append(problem + " - the record of adopted files is unusable: move it away only after "
+                               "comparing the files below it with their originals")
+        if not (self.flag("passthrough_adopt", self.inputs.get("adopt")) and state == "present"):
+            return None
+        self.adoption = Adoption(self.host, self.manifest)
+        return self.boot_loader()
+
+    def adopt(self, selected: list[dict], tokens: list[str], loader: str | None) -> set:
+        """Decide what adoption takes over; (file, line) of each taken line (the guards skip them)."""
+        if self.adoption is None:
+            return set()
+        self.adoption.decide(selected, tokens, loader)
+        self.adoption.texts = self.adoption.edits(cmdline_record(self.seen)[0])
+        self.errors += self.adoption.errors
+        for item in self.adoption.take:
+            self.reasons.append("adopting %s:%d %r - %s" % (item["file"], item["line"], item["text"], item["reason"]))
+        for item in self.adoption.leave:
+            self.reasons.append("not adopting %s:%d %r - %s" % (item["file"], item["line"], item["text"],
+                                                               item["reason"]))
+        picked = {d["address"] for d in selected}
+        for target in self.handmade_targets(loader):
+            if target["address"] not in picked:
+                self.warnings.append("the hand-made configuration binds %s (%s), which this plan does not select: "
+                                     "it goes back to its driver at the next boot" % (target["address"], target["id"]))
+        return {(i["file"], i["line"]) for i in self.adoption.take}
+
+    def adoption_state(self, plan: dict) -> dict:
+        """owned_files' part of adopting (present) or of giving the adopted files back (absent)."""
+        files = self.host.get("handmade_files") or {}
+        nothing = {"files": [], "copies": [], "dirs": [], "rebuild": []}
+        if plan["state"] == "present":
+            return {"adopt": writes(plan["adoption"], self.manifest, files) if plan["adoption"] and plan["act"]
+                    else nothing, "give_back": [], "adopt_cleanup": {"remove": [], "remove_empty_dirs": []}}
+        restores, errors = give_back(self.manifest, files)
+        self.errors += errors
+        return {"adopt": nothing, "give_back": restores,
+                "adopt_cleanup": {"remove": [ADOPT_MANIFEST] if self.manifest["files"] else [],
+                                  "remove_empty_dirs": copy_dirs(list(self.manifest["files"]))[::-1]}}
+
     def plan(self) -> dict:
         state = self.choice("passthrough_state", self.inputs.get("state"), ("present", "absent"), "present")
-        selected = self.select()
+        loader = self.start_adoption(state)
+        selected = self.select(loader)
         tokens = self.cmdline_tokens()
         plan = {"state": state, "devices": selected,
                 "targets": [{"address": d["address"], "id": d["id"]} for d in selected],
@@ -542,6 +638,7 @@ class Planner:
                 "softdeps": [], "blacklist": [], "boot_loader": None,
                 "bind_now": self.flag("passthrough_bind_now", self.inputs.get("bind_now"), default=True),
                 "reboot": self.choice("passthrough_reboot", self.inputs.get("reboot"), ("never", "if_needed"), "never")}
+        taken: set = set()
         if selected and state == "present":
             self.check_iommu(tokens)
             self.check_groups(selected)
@@ -549,14 +646,24 @@ class Planner:
             self.check_lockout(selected)
             plan["blacklist"] = self.check_blacklist(selected)
             plan["ids"], plan["address_binds"] = self.bind_split(selected)
-            self.check_foreign_config(selected, plan["ids"])
+            plan["boot_loader"] = loader if self.adoption is not None else self.boot_loader()
+            taken = self.adopt(selected, tokens, plan["boot_loader"])
+            self.check_foreign_config(selected, plan["ids"], taken)
             plan["softdeps"] = sorted({d["native_driver"] for d in selected
                                        if d["native_driver"] and d["id"] in plan["ids"]})
-            plan["boot_loader"] = self.boot_loader()
-        self.check_handmade_lockout(bool(selected) or state == "absent", plan["reboot"])
+        elif self.adoption is not None and self.host.get("handmade"):
+            self.errors.append("passthrough_adopt: nothing to adopt into - the hand-made configuration selects no "
+                               "device on this node and passthrough_devices is empty: name the devices in "
+                               "passthrough_devices, or remove the hand-made lines by hand")
+        self.check_handmade_lockout(bool(selected) or state == "absent", plan["reboot"], taken)
+        plan["adoption"] = {"take": self.adoption.take, "leave": self.adoption.leave, "texts": self.adoption.texts,
+                            "targets": self.handmade_targets(loader), "selection": self.selection} \
+            if self.adoption is not None and taken else None
+        plan["adopted"] = self.manifest
         plan["record"] = self.new_record
         # Removal needs no boot loader decision: it removes what the node's records name.
         plan.update(desired(plan, self.seen, self.host))
+        plan.update(self.adoption_state(plan))
         plan["bind_drivers"] = {t["address"]: self.devices.get(t["address"], {}).get("driver")
                                 for t in plan["bind_targets"]}
         moves = [t for t in plan["bind_targets"]

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Writes, removes and restores a set of files in one go, in a fixed order, for owned_files.
 
-Order: create directories, keep aside foreign files, write files (atomically: a temporary
+Order: create directories, keep exact copies, keep aside foreign files, write files (atomically: a temporary
 file in the same directory, then rename), remove files, put kept files back, remove
 directories that are empty. Each step compares first, so a second run changes nothing;
 in check mode nothing is touched and the result says what would change.
@@ -67,11 +67,19 @@ def _write(path: str, content: str, mode: int) -> None:
         raise
 
 
+def _keep(path: str, kept: str) -> None:
+    """An exact copy: bytes, mode, owner and times."""
+    shutil.copy2(path, kept)
+    info = os.lstat(path)
+    if os.geteuid() == 0:
+        os.chown(kept, info.st_uid, info.st_gid)
+
+
 def apply(directories: list[str], files: list[dict], backup: list[str], remove: list[str], restore: list[dict],
-          remove_empty_dirs: list[str], check: bool) -> dict:
+          remove_empty_dirs: list[str], check: bool, copies: list[dict] | None = None) -> dict:
     """Do (or, with `check`, only report) every step; return what changed and a diff per file."""
-    done: dict[str, list] = {"created_dirs": [], "backed_up": [], "written": [], "removed": [], "restored": [],
-                             "removed_dirs": []}
+    done: dict[str, list] = {"created_dirs": [], "copied": [], "backed_up": [], "written": [], "removed": [],
+                             "restored": [], "removed_dirs": []}
     diff: list[dict] = []
     try:
         for directory in directories:
@@ -81,15 +89,19 @@ def apply(directories: list[str], files: list[dict], backup: list[str], remove: 
                     os.makedirs(directory, mode=0o755)
                     os.chmod(directory, 0o755)
                     _owner(directory)
+        for entry in copies or []:
+            if not _regular(entry["path"]):
+                raise WriteError("%s cannot be copied: it is gone" % entry["path"])
+            if not os.path.lexists(entry["copy"]):
+                done["copied"].append(entry["path"])
+                if not check:
+                    _keep(entry["path"], entry["copy"])
         for path in backup:
             kept = path + ".vfio-proxmox-backup"
             if _regular(path) and not os.path.lexists(kept):
                 done["backed_up"].append(path)
                 if not check:
-                    shutil.copy2(path, kept)
-                    info = os.lstat(path)
-                    if os.geteuid() == 0:
-                        os.chown(kept, info.st_uid, info.st_gid)
+                    _keep(path, kept)
         for entry in files:
             mode = int(entry["mode"], 8)
             if _same(entry["path"], entry["content"], mode):

@@ -8,9 +8,9 @@ module: owned_files
 short_description: Write, remove and restore the files a role owns, in one round trip
 version_added: "0.2.0"
 description:
-  - Creates directories, keeps aside foreign files found at owned paths, writes files with the given
-    content and mode, removes files, puts kept-aside files back and removes directories that are
-    empty - in that order, in one call.
+  - Creates directories, keeps exact copies of files, keeps aside foreign files found at owned paths,
+    writes files with the given content and mode, removes files, puts kept-aside files back and removes
+    directories that are empty - in that order, in one call.
   - The passthrough role renders its templates on the controller (they stay the one place each file's
     format is written) and hands the texts here, so a run that changes its files makes one round trip
     for all of them instead of several per file.
@@ -25,6 +25,26 @@ options:
     type: list
     elements: path
     default: []
+  copies:
+    description:
+      - Files to copy before anything is written - bytes, mode, owner and times - to a path of your choice,
+        for example below a state directory. An existing copy is never overwritten, so the first copy
+        stays the original; a file that is gone fails the task before anything is written.
+      - The passthrough role keeps the original of every hand-made file it adopts this way, and puts it back
+        with O(restore).
+    type: list
+    elements: dict
+    default: []
+    version_added: "0.3.0"
+    suboptions:
+      path:
+        description: The file to copy.
+        type: path
+        required: true
+      copy:
+        description: Where the copy goes; its directory must exist (see O(directories)).
+        type: path
+        required: true
   backup:
     description:
       - Files to keep aside before they are overwritten, as C(<path>.vfio-proxmox-backup) with their mode,
@@ -109,6 +129,12 @@ created_dirs:
   returned: always
   type: list
   elements: str
+copied:
+  description: Files copied (by their path, not the copy's).
+  returned: always
+  type: list
+  elements: str
+  version_added: "0.3.0"
 backed_up:
   description: Files kept aside.
   returned: always
@@ -148,6 +174,10 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "directories": {"type": "list", "elements": "path", "default": []},
+            "copies": {"type": "list", "elements": "dict", "default": [], "options": {
+                "path": {"type": "path", "required": True},
+                "copy": {"type": "path", "required": True},
+            }},
             "backup": {"type": "list", "elements": "path", "default": []},
             "files": {"type": "list", "elements": "dict", "default": [], "options": {
                 "path": {"type": "path", "required": True},
@@ -164,7 +194,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    paths = (params["directories"] + params["backup"] + [f["path"] for f in params["files"]] + params["remove"]
+    paths = (params["directories"] + [p for c in params["copies"] for p in (c["path"], c["copy"])] + params["backup"]
+             + [f["path"] for f in params["files"]] + params["remove"]
              + [p for r in params["restore"] for p in (r["path"], r["backup"])] + params["remove_empty_dirs"])
     relative = [p for p in paths if not os.path.isabs(p)]
     if relative:
@@ -179,7 +210,7 @@ def main() -> None:
                 entry["mode"], entry["path"]))
     try:
         result = apply(params["directories"], params["files"], params["backup"], params["remove"],
-                       params["restore"], params["remove_empty_dirs"], module.check_mode)
+                       params["restore"], params["remove_empty_dirs"], module.check_mode, params["copies"])
     except WriteError as exc:
         module.fail_json(msg="owned_files: %s" % exc)
     if not module._diff:

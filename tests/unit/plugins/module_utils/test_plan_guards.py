@@ -320,7 +320,7 @@ def test_a_foreign_ids_line_is_refused_with_file_and_line(fake_node):
     assert plan["errors"] == [
         "foreign vfio-pci ids at /etc/modprobe.d/vfio.conf:2 ('options vfio-pci ids=8086:15f3'): kmod joins option "
         "lines and the kernel keeps only the last ids=, so it overrides the role's ids= or is overridden by it - "
-        "remove that line (adopting hand-made configuration is not supported yet)"]
+        "remove that line, or set passthrough_adopt: true to take it over"]
 
 
 def test_a_foreign_ids_line_that_takes_an_unselected_device_is_refused_with_address_binding(fake_node):
@@ -329,8 +329,8 @@ def test_a_foreign_ids_line_that_takes_an_unselected_device_is_refused_with_addr
     assert plan["address_binds"] and plan["ids"] == []
     assert plan["errors"] == [
         "foreign vfio-pci ids at /etc/modprobe.d/vfio.conf:1 ('options vfio_pci ids=8086:1521 disable_vga=1'): it "
-        "binds 0000:01:00.0, which is not selected - remove that line (adopting hand-made configuration is not "
-        "supported yet)"]
+        "binds 0000:01:00.0, which is not selected - remove that line, or set passthrough_adopt: true to take it "
+        "over"]
 
 
 def test_harmless_foreign_lines_are_reported_not_refused(fake_node):
