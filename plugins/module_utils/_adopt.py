@@ -19,6 +19,7 @@ import json
 import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit as edit_cmdline
+from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import remove_recorded
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
     ADOPT_DIR,
     ADOPT_MANIFEST,
@@ -172,7 +173,7 @@ class Adoption:
         return None, "left alone: the role's plan does not write %s" % token
 
     # --- the edits --------------------------------------------------------
-    def edits(self, record_tokens: list[str]) -> dict[str, str]:
+    def edits(self, recorded: tuple[list[str], list[str]]) -> dict[str, str]:
         """{path: new text} of every file with a line taken over; problems go to self.errors."""
         by_file: dict[str, list[dict]] = {}
         for item in self.take:
@@ -180,7 +181,7 @@ class Adoption:
         texts = {}
         for path, items in sorted(by_file.items()):
             state = self.files.get(path) or {}
-            problem = self._uneditable(path, state, record_tokens)
+            problem = self._uneditable(path, state, recorded)
             if problem:
                 self.errors.append("passthrough_adopt: cannot take over %s:%d (%r): %s" % (
                     path, items[0]["line"], items[0]["text"], problem))
@@ -192,21 +193,23 @@ class Adoption:
                 texts[path] = new
         return texts
 
-    def _uneditable(self, path: str, state: dict, record_tokens: list[str]) -> str | None:
+    def _uneditable(self, path: str, state: dict, recorded: tuple[list[str], list[str]]) -> str | None:
         known = self.manifest["files"].get(path)
         content = state.get("content") or ""
+        # An adopted file holds the role's own lines since; a new hand-made line may be adopted next to them.
+        as_adopted = sha1(without_role(path, content, recorded)) if state.get("content") is not None else None
         problems = (
             (state.get("error"), lambda: "it cannot be read (%s)" % state["error"]),
             (not state.get("exists"), lambda: "pci_facts did not report the file (older version?)"),
             (state.get("type") != "file", lambda: "it is a %s, not a regular file - adoption would replace it; edit "
                                                   "it by hand" % state.get("type")),
             (state.get("content") is None, lambda: "it is not UTF-8 text - edit it by hand"),
-            (known and state.get("checksum") != known.get("adopted"),
+            (known and as_adopted != known.get("adopted"),
              lambda: "it changed since it was adopted (its original is %s) - roll back first, or remove the line by "
                      "hand" % known.get("copy")),
-            (path == INITRAMFS_MODULES and BLOCK_MARKER.format(mark="BEGIN") in content,
+            (not known and path == INITRAMFS_MODULES and BLOCK_MARKER.format(mark="BEGIN") in content,
              lambda: "it already holds the role's block - roll back (passthrough_state: absent) first, then adopt"),
-            (path == KERNEL_CMDLINE and bool(record_tokens),
+            (not known and path == KERNEL_CMDLINE and bool(recorded[0] or recorded[1]),
              lambda: "the role added tokens to it before (%s) - roll back (passthrough_state: absent) first, then "
                      "adopt" % CMDLINE_RECORD),
         )
@@ -263,8 +266,9 @@ def _drop(path: str, raw: str, items: list[dict]) -> list[str]:
     return [COMMENT + body + newline, line + newline]
 
 
-def writes(adoption: dict, manifest: dict, files: dict) -> dict:
-    """What owned_files does to adopt: {files (manifest first), copies, dirs, rebuild}."""
+def writes(adoption: dict, manifest: dict, files: dict, recorded: tuple[list[str], list[str]]) -> dict:
+    """What owned_files does to adopt: {files (manifest first), copies, dirs, rebuild}. The checksum kept as
+    `adopted` is of the text without the role's own lines, which the role adds to two of these files."""
     texts = adoption["texts"]
     if not texts:
         return {"files": [], "copies": [], "dirs": [], "rebuild": []}
@@ -275,7 +279,7 @@ def writes(adoption: dict, manifest: dict, files: dict) -> dict:
         if not known:
             copies.append({"path": path, "copy": copy_of(path)})
         known_files[path] = {"copy": copy_of(path), "original": known["original"] if known else files[path]["checksum"],
-                             "adopted": sha1(text), "rebuild": rebuild_for(path)}
+                             "adopted": sha1(without_role(path, text, recorded)), "rebuild": rebuild_for(path)}
         written.append({"path": path, "content": text, "mode": files[path]["mode"]})
     targets = {t["address"]: t for t in manifest["targets"] + adoption["targets"]}
     lines = manifest["lines"] + [{k: i[k] for k in ("file", "line", "text", "reason")} for i in adoption["take"]]
@@ -287,21 +291,42 @@ def writes(adoption: dict, manifest: dict, files: dict) -> dict:
             "rebuild": sorted({rebuild_for(p) for p in texts} - {None})}
 
 
-def give_back(manifest: dict, files: dict) -> tuple[list[dict], list[str]]:
-    """([{path, backup, rebuild}], errors): every adopted file whose copy goes back, or why it cannot."""
+def without_role(path: str, text: str, recorded: tuple[list[str], list[str]]) -> str:
+    """The text as adoption left it: the role's block (initramfs module list) or the tokens it recorded
+    (/etc/kernel/cmdline) are edited into these two files after adoption, and taken out before the give-back."""
+    if path == INITRAMFS_MODULES:
+        lines, inside = [], False
+        for line in text.splitlines(keepends=True):
+            if line.strip() == BLOCK_MARKER.format(mark="BEGIN"):
+                inside = True
+            elif line.strip() == BLOCK_MARKER.format(mark="END") and inside:
+                inside = False
+            elif not inside:
+                lines.append(line)
+        return "".join(lines)
+    if path == KERNEL_CMDLINE and (recorded[0] or recorded[1]):
+        return remove_recorded(text, recorded[0], recorded[1])["content"]
+    return text
+
+
+def give_back(manifest: dict, files: dict, recorded: tuple[list[str], list[str]]) -> tuple[list[dict], list[str]]:
+    """([{path, backup, rebuild}], errors): every adopted file whose copy goes back, or why it cannot.
+    `recorded`: the command line tokens the role added (and replaced), from kernel_cmdline's record."""
     restores, errors = [], []
     for path, known in sorted(manifest["files"].items()):
         state = files.get(path) or {}
         copy = files.get(known.get("copy")) or {}
+        checksum = (sha1(without_role(path, state["content"], recorded)) if state.get("content") is not None
+                    else state.get("checksum"))
         if not copy.get("exists") and state.get("checksum") == known.get("original"):
             continue  # given back already (a rollback stopped before it removed the manifest)
         if not copy.get("exists"):
             errors.append("passthrough_state: absent cannot give back %s - its original copy %s is missing" % (
                 path, known.get("copy")))
-        elif not state.get("exists") or state.get("checksum") not in (known.get("adopted"), known.get("original")):
+        elif not state.get("exists") or checksum not in (known.get("adopted"), known.get("original")):
             errors.append("passthrough_state: absent would overwrite %s, which changed since it was adopted (sha1 "
-                          "%s, adoption left %s) - compare it with its original %s and put that back by hand, "
-                          "or undo the change" % (path, state.get("checksum") if state.get("exists") else
+                          "%s without the role's own lines, adoption left %s) - compare it with its original %s and "
+                          "put that back by hand, or undo the change" % (path, checksum if state.get("exists") else
                                                   "none: removed", known.get("adopted"), known.get("copy")))
         else:
             restores.append({"path": path, "backup": known["copy"],

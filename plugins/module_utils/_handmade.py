@@ -26,6 +26,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
     grub_token_lines,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._files import MAX_READ_BYTES, file_state
+from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import normalize_module
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import kernel_version
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
 
@@ -84,8 +85,9 @@ def _role_block_lines(reader: TreeReader, etc_root: str) -> set[int]:
 def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict]) -> list[dict]:
     """Every hand-made passthrough line with `problems` (empty when the line is fine)."""
     block = _role_block_lines(reader, etc_root)
+    drivers = {normalize_module(m) for d in devices for m in [d.get("driver")] + list(d.get("modules") or []) if m}
     lines = [dict(e) for e in host.get("vfio_config") or [] if e["file"] not in (MODPROBE, MODULES_LOAD)
-             and not (e["file"] == INITRAMFS_MODULES and e["line"] in block)]
+             and not (e["file"] == INITRAMFS_MODULES and e["line"] in block) and _about_passthrough(e, drivers)]
     lines += kernel_parameters(reader, etc_root)
     kernels = host.get("installed_kernels") or []
     in_use = {}
@@ -104,6 +106,20 @@ def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict])
         line["problems"] = problems
         line["lockout"] = any("the driver of the management NIC" in p for p in problems)
     return lines
+
+
+def _about_passthrough(entry: dict, drivers: set) -> bool:
+    """Whether a module configuration line is the admin's passthrough work: below /etc (files below /usr/lib
+    and /run are a package's or the running system's), and for blacklist and softdep lines, about a driver of
+    a PCI device on this node or about vfio (Proxmox's own `blacklist nvidiafb`, Debian's framebuffer
+    blacklists and USB softdeps are not)."""
+    if not entry["file"].startswith("/etc/"):
+        return False
+    if entry["kind"] == "blacklist":
+        return entry.get("module") in drivers
+    if entry["kind"] == "softdep":
+        return "vfio" in entry["text"]
+    return True
 
 
 def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> list[str]:

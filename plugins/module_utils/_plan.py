@@ -266,7 +266,8 @@ class Planner:
             self.selection.append({"id": pci_id, "where": where})
         if entries:
             self.reasons.append("passthrough_adopt selected by the hand-made ids - to keep this selection without "
-                                "passthrough_adopt, set passthrough_devices: %s" % [{"id": e["id"]} for e in entries])
+                                "passthrough_adopt, set passthrough_devices: [%s]" % ", ".join(
+                                    "{id: '%s'}" % e["id"] for e in entries))
         return entries
 
     def handmade_targets(self, loader: str | None) -> list[dict]:
@@ -600,7 +601,7 @@ class Planner:
         if self.adoption is None:
             return set()
         self.adoption.decide(selected, tokens, loader)
-        self.adoption.texts = self.adoption.edits(cmdline_record(self.seen)[0])
+        self.adoption.texts = self.adoption.edits(cmdline_record(self.seen))
         self.errors += self.adoption.errors
         for item in self.adoption.take:
             self.reasons.append("adopting %s:%d %r - %s" % (item["file"], item["line"], item["text"], item["reason"]))
@@ -619,9 +620,10 @@ class Planner:
         files = self.host.get("handmade_files") or {}
         nothing = {"files": [], "copies": [], "dirs": [], "rebuild": []}
         if plan["state"] == "present":
-            return {"adopt": writes(plan["adoption"], self.manifest, files) if plan["adoption"] and plan["act"]
+            return {"adopt": writes(plan["adoption"], self.manifest, files, cmdline_record(self.seen))
+                    if plan["adoption"] and plan["act"]
                     else nothing, "give_back": [], "adopt_cleanup": {"remove": [], "remove_empty_dirs": []}}
-        restores, errors = give_back(self.manifest, files)
+        restores, errors = give_back(self.manifest, files, cmdline_record(self.seen))
         self.errors += errors
         return {"adopt": nothing, "give_back": restores,
                 "adopt_cleanup": {"remove": [ADOPT_MANIFEST] if self.manifest["files"] else [],

@@ -299,6 +299,19 @@ ansible_facts:
           sample: [{"file": "/etc/modprobe.d/blacklist.conf", "line": 1, "text": "blacklist e1000e",
                     "kind": "blacklist", "problems": ["blacklists e1000e, the driver of the management NIC 0000:00:1f.6
                     (eno1) - the node loses its network at the next boot"]}]
+        handmade_files:
+          description:
+            - State and exact text of every file below C(/etc) that holds a C(handmade) line, and of every file an
+              earlier adoption took over (with the copy of its original), keyed by path - what
+              C(passthrough_adopt) edits and what a rollback gives back.
+            - Each has C(exists), C(type), C(mode), C(uid), C(gid), C(checksum) (SHA-1) and C(content); C(content)
+              is null when the file is not UTF-8 text (adoption refuses to rewrite it), C(error) says why a file
+              could not be read.
+          type: dict
+          version_added: "0.3.0"
+          sample: {"/etc/modprobe.d/vfio.conf": {"exists": true, "type": "file", "mode": "0644", "uid": 0, "gid": 0,
+                   "checksum": "6f1ed002ab5595859014ebf0951522d9e3d6a5b1",
+                   "content": "options vfio-pci ids=8086:15f3\n"}}
 files:
   description: The state of each path in O(files) and O(read_files), keyed by path (empty when none were asked).
   returned: always

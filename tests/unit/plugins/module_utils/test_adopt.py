@@ -99,10 +99,9 @@ def test_the_guide_is_adopted_its_ids_become_the_selection_and_its_mistakes_are_
     assert take[("/etc/default/grub", 3, "iommu=pt")] == "the role's plan writes iommu=pt itself"
     left = {(i["file"], i["line"], i["text"]): i["reason"] for i in plan["adoption"]["leave"]}
     # 6.8 has the Intel IOMMU on by default, so the plan does not write it: the hand-made one stays.
+    # blacklist pcspkr is not about passthrough: not reported, not touched.
     assert left == {("/etc/default/grub", 3, "intel_iommu=on"): "left alone: the role's plan does not write "
-                    "intel_iommu=on",
-                    ("/etc/modprobe.d/blacklist.conf", 3, "blacklist pcspkr"): "left alone: pcspkr drives no "
-                    "selected device"}
+                    "intel_iommu=on"}
     texts = plan["adoption"]["texts"]
     assert texts["/etc/modprobe.d/vfio.conf"] == COMMENT + "options vfio-pci ids=8086:15f3\n"
     assert texts["/etc/modprobe.d/blacklist.conf"] == (
@@ -130,7 +129,7 @@ def test_adoption_is_idempotent_and_the_rollback_gives_every_file_back_byte_for_
     # Nothing left to take over; the selection came from the manifest, the lines left alone stay hand-made.
     assert again["adoption"] is None and again["errors"] == []
     assert [d["address"] for d in again["devices"]] == ["0000:02:00.0"]
-    assert [e["text"] for e in node.facts()["vfio_host"]["handmade"]] == ["blacklist pcspkr", "intel_iommu=on"]
+    assert [e["text"] for e in node.facts()["vfio_host"]["handmade"]] == ["intel_iommu=on"]
     plan, change = node.run(state="absent")
     assert [r["path"] for r in change["give_back"]] == sorted(GUIDE)
     assert {"grub", "initramfs"} <= set(change["rebuild"])
@@ -145,9 +144,9 @@ def test_a_file_changed_since_adoption_stops_the_rollback_before_any_write(fake_
     node.write("/etc/modules", node.read("/etc/modules") + b"nvme\n")
     plan, _seen = node.plan(state="absent")
     assert plan["errors"] == [
-        "passthrough_state: absent would overwrite /etc/modules, which changed since it was adopted (sha1 %s, "
-        "adoption left %s) - compare it with its original /etc/vfio-proxmox/adopted/etc/modules and put that back "
-        "by hand, or undo the change" % (
+        "passthrough_state: absent would overwrite /etc/modules, which changed since it was adopted (sha1 %s "
+        "without the role's own lines, adoption left %s) - compare it with its original "
+        "/etc/vfio-proxmox/adopted/etc/modules and put that back by hand, or undo the change" % (
             files_state([node.real("/etc/modules")], [])[node.real("/etc/modules")]["checksum"],
             plan["adopted"]["files"]["/etc/modules"]["adopted"])]
 
@@ -247,3 +246,19 @@ def test_without_adopt_a_hand_made_ids_line_is_still_refused(fake_node):
     plan, _seen = node.plan(devices=[{"interface": "enp2s0"}])
     assert any(e.startswith("foreign vfio-pci ids at /etc/modprobe.d/vfio.conf:1") for e in plan["errors"])
     assert plan["adoption"] is None and plan["adopt"]["files"] == []
+
+
+def test_the_roles_block_added_after_adoption_is_not_a_change_but_a_hand_edit_beside_it_is(fake_node):
+    modules = "# List of modules for the initramfs\nvfio\nvfio_pci\n"
+    node = Node(fake_node, "guide-intel", dict(GUIDE, **{"/etc/initramfs-tools/modules": modules}))
+    node.run(adopt=True)
+    block = ("# BEGIN vfio.proxmox: vfio modules for the initramfs\nvfio\nvfio_iommu_type1\nvfio_pci\n"
+             "# END vfio.proxmox: vfio modules for the initramfs\n")
+    node.write("/etc/initramfs-tools/modules", node.read("/etc/initramfs-tools/modules") + block.encode())
+    plan, _seen = node.plan(state="absent")
+    assert plan["errors"] == []
+    assert "/etc/initramfs-tools/modules" in [r["path"] for r in plan["give_back"]]
+    node.write("/etc/initramfs-tools/modules", node.read("/etc/initramfs-tools/modules") + b"nvme\n")
+    plan, _seen = node.plan(state="absent")
+    assert [e.split(",")[0] for e in plan["errors"]] == [
+        "passthrough_state: absent would overwrite /etc/initramfs-tools/modules"]

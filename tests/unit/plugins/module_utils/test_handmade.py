@@ -73,3 +73,13 @@ def test_the_role_will_not_reboot_a_node_into_a_blacklisted_management_nic(fake_
     warned = make_plan(facts, {"devices": devices, "reboot": "never"})
     assert not [e for e in warned["errors"] if "hand-made" in e]
     assert any(w.startswith("hand-made /etc/modprobe.d/blacklist.conf:1") for w in warned["warnings"])
+
+
+def test_package_files_and_blacklists_of_drivers_no_device_uses_are_not_hand_made(fake_node):
+    files = {"/usr/lib/modprobe.d/aliases.conf": "softdep uhci-hcd pre: ehci-hcd\n",
+             "/usr/lib/modprobe.d/fbdev-blacklist.conf": "blacklist radeonfb\nblacklist igc\n",
+             # Shipped by Proxmox VE's kernel package on every node.
+             "/etc/modprobe.d/pve-blacklist.conf": "# not supported by Proxmox VE\nblacklist nvidiafb\n",
+             "/etc/modprobe.d/vfio.conf": "softdep igc pre: vfio-pci\nsoftdep drm pre: i2c_core\n"}
+    assert handmade(fake_node, "guide-intel", files) == {
+        ("/etc/modprobe.d/vfio.conf", 1, "softdep igc pre: vfio-pci"): []}

@@ -114,3 +114,32 @@ def test_a_directory_at_a_file_path_fails_naming_it(capsys, tree):
     (tree / "etc" / "adir").mkdir()
     code, out = run(capsys, files=[{"path": str(tree / "etc" / "adir"), "content": "x", "mode": "0644"}])
     assert code == 1 and out["msg"] == "owned_files: %s exists and is not a regular file" % (tree / "etc" / "adir")
+
+
+def test_copies_keep_bytes_mode_and_times_before_the_write_and_the_first_copy_stays(capsys, tree):
+    conf = tree / "etc" / "modprobe.d" / "foreign.conf"
+    conf.write_bytes(b"options vfio-pci ids=8086:15f3 \t\r\n# no newline at the end")
+    os.chmod(conf, 0o600)
+    os.utime(conf, (1_000_000_000, 1_000_000_000))
+    before = conf.read_bytes()
+    kept = tree / "etc" / "vfio-proxmox" / "adopted" / "foreign.conf"
+    args = {"directories": [str(kept.parent)], "copies": [{"path": str(conf), "copy": str(kept)}],
+            "files": [{"path": str(conf), "content": "#adopted\n", "mode": "0600"}]}
+    code, out = run(capsys, **args)
+    assert out["copied"] == [str(conf)] and out["written"] == [str(conf)]
+    assert kept.read_bytes() == before
+    assert (stat.S_IMODE(kept.stat().st_mode), kept.stat().st_mtime) == (0o600, 1_000_000_000)
+    conf.write_text("edited again\n")
+    code, out = run(capsys, **args)
+    assert out["copied"] == [] and kept.read_bytes() == before
+    code, out = run(capsys, restore=[{"path": str(conf), "backup": str(kept)}])
+    assert conf.read_bytes() == before and stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert not kept.exists()
+
+
+def test_a_copy_of_a_file_that_is_gone_fails_before_any_write(capsys, tree):
+    before = snapshot(tree)
+    code, out = run(capsys, copies=[{"path": str(tree / "etc" / "gone"), "copy": str(tree / "etc" / "gone.copy")}],
+                    files=[{"path": str(tree / "etc" / "new"), "content": "x\n", "mode": "0644"}])
+    assert code == 1 and out["msg"] == "owned_files: %s cannot be copied: it is gone" % (tree / "etc" / "gone")
+    assert snapshot(tree) == before
