@@ -123,6 +123,18 @@ def satisfied(token: str, have: list[str]) -> bool:
     return any(t.split("=", 1)[0] == key and value in t.split("=", 1)[1].split(",") for t in have if "=" in t)
 
 
+def given_back_tokens(adopted: dict, files: dict) -> set[str]:
+    """Kernel parameters in the originals of adopted GRUB files and /etc/kernel/cmdline (their copies)."""
+    tokens: set[str] = set()
+    for path, known in (adopted.get("files") or {}).items():
+        text = (files.get(known.get("copy")) or {}).get("content") or ""
+        if path == KERNEL_CMDLINE:
+            tokens |= set(text.split("\n", 1)[0].split())
+        elif path == GRUB_DEFAULT or path.startswith("/etc/default/grub.d/"):
+            tokens |= set(grub_tokens(text))
+    return tokens
+
+
 def desired(plan: dict, seen: dict, host: dict) -> dict:
     """Extend the planner's decisions with the node's whole desired state (see module docstring).
 
@@ -180,7 +192,9 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         own_grub = grub_tokens(_content(seen, GRUB_DEFAULT))
         dropin = grub_tokens(_content(seen, GRUB_DROPIN)) if _exists(seen, GRUB_DROPIN) else []
         removed = [t for t in added if t not in restore] + [t for t in dropin if t not in own_grub]
-        reboot_why = [t for t in removed if t in running]
+        # Tokens that hand-made files given back (passthrough_adopt) hold again need no reboot.
+        back = given_back_tokens(plan.get("adopted") or {}, host.get("handmade_files") or {})
+        reboot_why = [t for t in removed if t in running and t not in back]
     # Devices an earlier run bound that this plan no longer selects go back to their drivers.
     selected = {d["address"] for d in plan["targets"]} if present else set()
     # On removal, what the given-back hand-made configuration binds stays on vfio-pci.

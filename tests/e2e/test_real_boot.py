@@ -14,13 +14,20 @@ each reboot proves several things at once:
   5b a port dropped from the selection goes back to e1000e live, no reboot
   6a rollback is refused while a process (a stand-in for QEMU) holds a port's group open
   6  rollback and its reboot give the ports back; 7 a second rollback changes nothing
+  8  the guide done by hand (bench/baseline/guide.yml, blacklisting e1000e) binds both ports
+     at boot; 8b adopted with no reboot needed, then booted on the role's configuration:
+     ports on vfio-pci, the management NIC up; 8c the rollback gives the guide's files
+     back byte for byte, the ports stay on vfio-pci and the guide's configuration boots
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 PORT_A, PORT_B, MGMT = "0000:00:04.0", "0000:00:05.0", "0000:00:03.0"
 PAIR_0, PAIR_1 = "0000:00:06.0", "0000:00:06.1"
@@ -218,3 +225,53 @@ def test_7_rollback_again_changes_nothing(node):
     out = node.playbook("vfio.proxmox.rollback", {"passthrough_devices": [{"address": PORT_A}, {"address": PORT_B}],
                                                   "passthrough_reboot": "if_needed"})
     assert (recap_changed(out), reboots(out)) == (0, 0)
+
+
+GUIDE_FILES = "/etc/default/grub /etc/modules /etc/modprobe.d/vfio.conf /etc/modprobe.d/blacklist.conf"
+GUIDE = {"guide_ids": PORT_ID, "guide_driver": "e1000e"}
+
+
+@pytest.fixture(scope="module")
+def guide(node):
+    """The guide's files as the guide left them (filled by test 8)."""
+    return {}
+
+
+def test_8_the_guide_done_by_hand_binds_both_ports_at_boot(node, guide):
+    node.playbook(str(REPO / "bench" / "baseline" / "guide.yml"), GUIDE)
+    guide["sha256"] = node.sh("sha256sum %s" % GUIDE_FILES)
+    node.reboot()
+    assert (node.driver(PORT_A), node.driver(PORT_B)) == ("vfio-pci", "vfio-pci")
+    assert {"intel_iommu=on", "iommu=pt"} <= set(node.sh("cat /proc/cmdline").split())
+
+
+def test_8b_adopted_without_a_reboot_then_booted_on_the_roles_configuration(node):
+    out = node.playbook("vfio.proxmox.passthrough", {"passthrough_adopt": True, "passthrough_reboot": "if_needed"})
+    # Same command line, devices already on vfio-pci: nothing needs a reboot.
+    assert reboots(out) == 0 and "Reboot required" not in out
+    assert "adopting /etc/modprobe.d/vfio.conf:1 'options vfio-pci ids=8086:10d3'" in out
+    assert node.sh("grep -c '^#vfio.proxmox adopted# ' /etc/modprobe.d/vfio.conf").strip() == "1"
+    node.reboot()
+    assert (node.driver(PORT_A), node.driver(PORT_B)) == ("vfio-pci", "vfio-pci")
+    assert node.driver(MGMT) == "virtio-pci"
+    assert "UP" in json.loads(node.sh("ip -j link show %s" % IFACE_MGMT))[0]["flags"]
+    assert {"intel_iommu=on", "iommu=pt"} <= set(node.sh("cat /proc/cmdline").split())
+    # The hand-made blacklist is gone from the running kernel's configuration, the role's ids are there.
+    config = node.sh("modprobe -c").splitlines()
+    assert "blacklist e1000e" not in config and "options vfio_pci ids=8086:10d3" in config
+    out = node.playbook("vfio.proxmox.verify", {"passthrough_devices": [{"id": PORT_ID}]})
+    assert task_result(out, READY_TASK).startswith("ok:")
+    out = node.playbook("vfio.proxmox.passthrough", {"passthrough_adopt": True, "passthrough_reboot": "if_needed"})
+    assert (recap_changed(out), reboots(out)) == (0, 0)
+
+
+def test_8c_rollback_gives_the_guide_back_byte_for_byte_and_it_boots_as_before(node, guide):
+    out = node.playbook("vfio.proxmox.rollback", {"passthrough_devices": [], "passthrough_reboot": "if_needed"})
+    # The guide's configuration binds the ports again: they stay, and its command line needs no reboot.
+    assert reboots(out) == 0
+    assert (node.driver(PORT_A), node.driver(PORT_B)) == ("vfio-pci", "vfio-pci")
+    assert node.sh("sha256sum %s" % GUIDE_FILES) == guide["sha256"]
+    assert node.sh("ls -d %s 2>/dev/null || true" % " ".join(OWNED)).strip() == ""
+    node.reboot()
+    assert (node.driver(PORT_A), node.driver(PORT_B)) == ("vfio-pci", "vfio-pci")
+    assert "blacklist e1000e" in node.sh("modprobe -c").splitlines()

@@ -10,7 +10,12 @@ import pytest
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import COMMENT
 from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import ADOPT_MANIFEST, STATE_RECORD, watched_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+    ADOPT_MANIFEST,
+    GRUB_DROPIN,
+    STATE_RECORD,
+    watched_paths,
+)
 from ansible_collections.vfio.proxmox.plugins.module_utils._files import files_state
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
@@ -30,9 +35,10 @@ GUIDE = {
 class Node:
     """A fake node: pci_facts and file_state read its tree; owned_files' code writes there."""
 
-    def __init__(self, fake_node, profile: str, files: dict) -> None:
+    def __init__(self, fake_node, profile: str, files: dict, cmdline: str | None = None) -> None:
         def mutate(p):
             p["files"].update(files)
+            p["cmdline"] = cmdline or p["cmdline"]
         self.node = fake_node(profile, mutate=mutate)
         self.etc = self.node.roots["etc_root"]
 
@@ -61,11 +67,14 @@ class Node:
         return plan, seen
 
     def run(self, **inputs) -> tuple[dict, dict]:
-        """The role's owned_files calls for this plan (the templates stand in as a line, the record as JSON)."""
+        """The role's owned_files calls for this plan (templates stand in as a line; the record and the GRUB
+        drop-in as the role writes them)."""
         plan, seen = self.plan(**inputs)
         assert plan["errors"] == []
-        rendered = [json.dumps(dict(plan["state_record"], _comment="vfio.proxmox: record")) if f["path"] == STATE_RECORD
-                    else "# vfio.proxmox: %s\n" % f["path"] for f in plan["files"] if f["template"]]
+        stand_in = {STATE_RECORD: json.dumps(dict(plan["state_record"] or {}, _comment="vfio.proxmox: record")),
+                    GRUB_DROPIN: '# vfio.proxmox:\nGRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} %s"\n' % " ".join(
+                        plan["cmdline_tokens"])}
+        rendered = [stand_in.get(f["path"], "# vfio.proxmox: %s\n" % f["path"]) for f in plan["files"] if f["template"]]
         change = changes(plan, seen, rendered)
         if not change["any"]:
             return plan, change
@@ -117,7 +126,9 @@ def test_the_guide_is_adopted_its_ids_become_the_selection_and_its_mistakes_are_
 
 
 def test_adoption_is_idempotent_and_the_rollback_gives_every_file_back_byte_for_byte(fake_node):
-    node = Node(fake_node, "guide-intel", GUIDE)
+    # Booted with the guide's command line, as after the guide's reboot.
+    booted = "BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt"
+    node = Node(fake_node, "guide-intel", GUIDE, cmdline=booted)
     before = {p: node.read(p) for p in GUIDE}
     modes = {p: os.stat(node.real(p)).st_mode for p in GUIDE}
     _plan, change = node.run(adopt=True)
@@ -132,6 +143,8 @@ def test_adoption_is_idempotent_and_the_rollback_gives_every_file_back_byte_for_
     assert [e["text"] for e in node.facts()["vfio_host"]["handmade"]] == ["intel_iommu=on"]
     plan, change = node.run(state="absent")
     assert [r["path"] for r in change["give_back"]] == sorted(GUIDE)
+    # The guide's GRUB line comes back with the tokens: no reboot for them.
+    assert plan["reboot_tokens"] == []
     assert {"grub", "initramfs"} <= set(change["rebuild"])
     assert {p: node.read(p) for p in GUIDE} == before
     assert {p: os.stat(node.real(p)).st_mode for p in GUIDE} == modes
