@@ -324,10 +324,11 @@ def give_back(manifest: dict, files: dict, recorded: tuple[list[str], list[str]]
             errors.append("passthrough_state: absent cannot give back %s - its original copy %s is missing" % (
                 path, known.get("copy")))
         elif not state.get("exists") or checksum not in (known.get("adopted"), known.get("original")):
+            found = checksum if state.get("exists") else "none: removed"
+            values = (path, found, known.get("adopted"), known.get("copy"))
             errors.append("passthrough_state: absent would overwrite %s, which changed since it was adopted (sha1 "
                           "%s without the role's own lines, adoption left %s) - compare it with its original %s and "
-                          "put that back by hand, or undo the change" % (path, checksum if state.get("exists") else
-                                                  "none: removed", known.get("adopted"), known.get("copy")))
+                          "put that back by hand, or undo the change" % values)
         else:
             restores.append({"path": path, "backup": known["copy"],
                              "rebuild": rebuild_for(path) if state.get("checksum") != known.get("original") else None})

@@ -606,8 +606,8 @@ class Planner:
         for item in self.adoption.take:
             self.reasons.append("adopting %s:%d %r - %s" % (item["file"], item["line"], item["text"], item["reason"]))
         for item in self.adoption.leave:
-            self.reasons.append("not adopting %s:%d %r - %s" % (item["file"], item["line"], item["text"],
-                                                               item["reason"]))
+            self.reasons.append("not adopting %s:%d %r - %s" % (
+                item["file"], item["line"], item["text"], item["reason"]))
         picked = {d["address"] for d in selected}
         for target in self.handmade_targets(loader):
             if target["address"] not in picked:
