@@ -254,7 +254,7 @@ def _drop(path: str, raw: str, items: list[dict]) -> list[str]:
     """A line without the taken-over words; a comment names them. An options line left empty is commented."""
     body, newline = (raw[:-1], "\n") if raw.endswith("\n") else (raw, "")
     if path.startswith("/etc/modprobe.d/"):
-        words = body.split()
+        words = body.split("#", 1)[0].split()  # a trailing comment goes with the original line
         kept = [w for w in words if not w.startswith("ids=")]
         if len(kept) <= 2:
             return [COMMENT + raw]

@@ -275,3 +275,14 @@ def test_the_roles_block_added_after_adoption_is_not_a_change_but_a_hand_edit_be
     plan, _seen = node.plan(state="absent")
     assert [e.split(",")[0] for e in plan["errors"]] == [
         "passthrough_state: absent would overwrite /etc/initramfs-tools/modules"]
+
+
+@pytest.mark.parametrize(("line", "after"), [
+    ("options vfio-pci ids=8086:15f3  # the 2.5G card\n", ""),
+    ("options vfio_pci disable_vga=1 ids=8086:15f3 # card\r\n", "options vfio_pci disable_vga=1\r\n"),
+])
+def test_an_ids_line_with_a_comment_or_crlf_keeps_only_what_is_not_ids(fake_node, line, after):
+    node = Node(fake_node, "guide-intel", {"/etc/modprobe.d/vfio.conf": line})
+    plan, _seen = node.plan(adopt=True)
+    assert plan["errors"] == []
+    assert plan["adoption"]["texts"]["/etc/modprobe.d/vfio.conf"] == COMMENT + line + after.replace("\r\n", "\n")
