@@ -66,14 +66,34 @@ def _ids(words: list[str]) -> list[str]:
     return []
 
 
+def _real(path: str, etc_root: str) -> str:
+    """Where a path leads inside the node's tree (an absolute link target is below etc_root too)."""
+    for _hop in range(8):
+        if not os.path.islink(path):
+            break
+        target = os.readlink(path)
+        path = os.path.normpath(os.path.join(etc_root, target.lstrip("/")) if os.path.isabs(target)
+                                else os.path.join(os.path.dirname(path), target))
+    return os.path.normpath(path)
+
+
 def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
-    """[{file, line, text, kind, module, ids}] in file order; paths as the node sees them."""
+    """[{file, line, text, kind, module, ids}] in file order; paths as the node sees them. A link to a file
+    read already (Debian's /etc/modules-load.d/modules.conf -> ../modules) is not read twice."""
     entries = []
+    read: set[str] = set()
 
     def shown(path: str) -> str:
         return "/" + os.path.relpath(path, etc_root)
 
-    for path in _conf_files(reader, etc_root, MODPROBE_DIRS):
+    def first_time(path: str) -> bool:
+        real = _real(path, etc_root)
+        if real in read:
+            return False
+        read.add(real)
+        return True
+
+    for path in [p for p in _conf_files(reader, etc_root, MODPROBE_DIRS) if first_time(p)]:
         for number, line, words in modprobe_lines(reader.text(path, warn=True) or ""):
             kind = _relevant(words)
             if kind:
@@ -82,7 +102,7 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
                                 "ids": _ids(words) if kind == "options" else []})
     load_files = [os.path.join(etc_root, f) for f in LOAD_FILES] + _conf_files(reader, etc_root, LOAD_DIRS)
     for path in load_files:
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) or not first_time(path):
             continue
         for number, raw in enumerate((reader.text(path) or "").splitlines(), start=1):
             words = raw.split("#", 1)[0].split()

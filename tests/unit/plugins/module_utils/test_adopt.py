@@ -286,3 +286,16 @@ def test_an_ids_line_with_a_comment_or_crlf_keeps_only_what_is_not_ids(fake_node
     plan, _seen = node.plan(adopt=True)
     assert plan["errors"] == []
     assert plan["adoption"]["texts"]["/etc/modprobe.d/vfio.conf"] == COMMENT + line + after.replace("\r\n", "\n")
+
+
+def test_debians_modules_load_link_to_etc_modules_is_one_file_not_a_duplicate(fake_node):
+    # On Debian, /etc/modules-load.d/modules.conf -> ../modules (seen in the real-boot guest).
+    node = Node(fake_node, "guide-intel", GUIDE)
+    os.makedirs(node.real("/etc/modules-load.d"), exist_ok=True)
+    os.symlink("../modules", node.real("/etc/modules-load.d/modules.conf"))
+    handmade = node.facts()["vfio_host"]["handmade"]
+    assert [e["file"] for e in handmade if e["kind"] == "load"] == ["/etc/modules"] * 5
+    plan, _seen = node.plan(adopt=True)
+    assert plan["errors"] == []
+    assert "/etc/modules" in plan["adoption"]["texts"]
+    assert os.path.islink(node.real("/etc/modules-load.d/modules.conf"))
