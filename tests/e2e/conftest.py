@@ -16,6 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from tests.e2e import qemu10  # noqa: E402
 from tests.e2e import vm as vmlib  # noqa: E402
 from tests.sim.nodes import ssh_key  # noqa: E402
 from tests.sim.podman import CACHE  # noqa: E402
@@ -33,13 +34,17 @@ SSH_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogL
 class Guest:
     """A running guest plus helpers to run the collection's playbooks against it."""
 
-    def __init__(self, name: str, base: Path) -> None:
+    def __init__(self, name: str, base: Path, qemu_root: Path | None = None, extra: list[str] | None = None) -> None:
+        """qemu_root: run Debian 13's QEMU from that chroot (tests/e2e/qemu10.py), with `extra` devices."""
         self.name = name
-        self.dir = ARTEFACTS / name
+        self.dir = (qemu_root / "work" / name) if qemu_root else ARTEFACTS / name
         shutil.rmtree(self.dir, ignore_errors=True)  # the logs of an earlier run would mix with this one's
         self.dir.mkdir(parents=True)
-        disk = vmlib.overlay(base, self.dir / "disk.qcow2")
-        self.vm = vmlib.VM(disk, self.dir)
+        if qemu_root:
+            disk = qemu10.guest_disk(qemu_root, base, name, vmlib.DISK_SIZE_MB)
+        else:
+            disk = vmlib.overlay(base, self.dir / "disk.qcow2")
+        self.vm = vmlib.VM(disk, self.dir, root=qemu_root, extra=extra)
         self.inventory = self.dir / "inventory.yml"
         self.runs = 0
         self.boot_seconds: list[float] = []
@@ -141,8 +146,8 @@ def base_image() -> Path:
 def guest_factory(base_image, request):
     guests: list[Guest] = []
 
-    def make(name: str) -> Guest:
-        guest = Guest(name, base_image)
+    def make(name: str, qemu_root: Path | None = None, extra: list[str] | None = None) -> Guest:
+        guest = Guest(name, base_image, qemu_root, extra)
         guests.append(guest)
         guest.boot()
         return guest

@@ -158,25 +158,34 @@ class VM:
     """One QEMU process: started, reached over SSH on a loopback port, stopped by its PID."""
 
     def __init__(self, disk: Path, workdir: Path, kernel: Path | None = None, initrd: Path | None = None,
-                 append: str | None = None) -> None:
+                 append: str | None = None, root: Path | None = None, extra: list[str] | None = None) -> None:
+        """root: run QEMU chrooted there (tests/e2e/qemu10.py; disk and workdir are below it);
+        extra: further QEMU arguments (devices)."""
         self.disk, self.workdir = disk, workdir
         self.kernel, self.initrd, self.append = kernel, initrd, append
+        self.root, self.extra = root, list(extra or [])
         self.port = free_port()
         self.console = workdir / "console.log"
         self.process: subprocess.Popen | None = None
         self.restarting = False
         self.watch = Console(self)
 
+    def seen(self, path: Path) -> str:
+        """A path as QEMU sees it (inside its chroot, when it has one)."""
+        return "/" + str(path.relative_to(self.root)) if self.root else str(path)
+
     def argv(self) -> list[str]:
-        argv = [
+        argv = ["chroot", str(self.root)] if self.root else []
+        argv += [
             "qemu-system-x86_64", "-machine", "q35,kernel-irqchip=split", "-accel", "tcg",
             "-cpu", "max", "-smp", "2", "-m", "2048",
             "-device", "intel-iommu,intremap=on",
-            "-drive", "file=%s,if=virtio,format=%s" % (self.disk, "raw" if self.disk.suffix == ".raw" else "qcow2"),
+            "-drive", "file=%s,if=virtio,format=%s" % (self.seen(self.disk),
+                                                       "raw" if self.disk.suffix == ".raw" else "qcow2"),
             "-netdev", "user,id=mgmt,hostfwd=tcp:127.0.0.1:%d-:22" % self.port,
             "-device", "virtio-net-pci,netdev=mgmt,addr=0x%x" % MGMT_SLOT,
             # Appended, so a restart after a panic keeps the evidence.
-            "-chardev", "file,id=serial0,path=%s,append=on" % self.console, "-serial", "chardev:serial0",
+            "-chardev", "file,id=serial0,path=%s,append=on" % self.seen(self.console), "-serial", "chardev:serial0",
             "-display", "none", "-monitor", "none",
         ]
         for index, slot in enumerate(PORT_SLOTS):
@@ -189,7 +198,7 @@ class VM:
                          function, PAIR_SLOT, function, ",multifunction=on" if function == 0 else "")]
         if self.kernel:
             argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append]
-        return argv
+        return argv + self.extra
 
     def _launch(self) -> None:
         with open(self.workdir / "qemu.stderr", "a") as stderr:

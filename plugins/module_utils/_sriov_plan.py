@@ -1,0 +1,277 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SR-IOV virtual functions from inventory (passthrough_sriov): validation, MACs, guards.
+
+Pure: from pci_facts results, what each physical function (PF) should carry - how many VFs,
+which driver may take them, and each VF's MAC, VLAN, trust, spoof check and link state -
+or why not. vfio.proxmox.sriov_vfs applies it on the node (and checks again there).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import boolean
+
+PF_SELECTORS = ("address", "interface", "mac")
+PF_OPTIONS = ("id", "vfs", "vf_driver", "vf_macs", "vf")
+VF_KEYS = ("index", "mac", "vlan", "trust", "spoofchk", "state")
+VF_DRIVERS = ("none", "vfio-pci", "host")
+LINK_STATES = ("auto", "enable", "disable")
+MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+PCI_ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
+ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
+
+
+def derived_mac(pf_mac: str, index: int) -> str:
+    """A stable, locally administered unicast MAC for VF `index`: 02, the PF's last three bytes, the
+    index in two bytes - the same at every boot, unique per PF port and VF (index below 65536)."""
+    tail = pf_mac.lower().split(":")[3:]
+    return ":".join(["02"] + tail + ["%02x" % (index >> 8), "%02x" % (index & 0xFF)])
+
+
+def _is_unicast(mac: str) -> bool:
+    return not int(mac.split(":", maxsplit=1)[0], 16) & 1 and mac != "00:00:00:00:00:00"
+
+
+class SriovPlanner:
+    """Builds the per-PF plan; collects every problem instead of stopping at the first."""
+
+    def __init__(self, facts: dict, selected: set[str]) -> None:
+        self.devices = {d["address"]: d for d in facts.get("vfio_pci_devices") or []}
+        self.host = facts.get("vfio_host") or {}
+        self.selected = selected
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.reasons: list[str] = []
+        self.macs: dict[str, str] = {}
+
+    def plan(self, entries) -> list[dict]:
+        if entries in (None, ""):
+            return []
+        if not isinstance(entries, list):
+            self.errors.append("passthrough_sriov: %r is not a list of mappings, for example [{interface: enp1s0, "
+                               "vfs: 4}]" % (entries,))
+            return []
+        pfs, seen = [], {}
+        for index, entry in enumerate(entries):
+            where = "passthrough_sriov[%d]" % index
+            pf = self._pf(where, entry)
+            if pf is None:
+                continue
+            if pf["address"] in seen:
+                self.errors.append("%s selects %s, already selected by %s" % (
+                    where, pf["address"], seen[pf["address"]]))
+                continue
+            seen[pf["address"]] = where
+            pfs.append(pf)
+        return pfs
+
+    # --- the physical function ---------------------------------------------
+    def _resolve(self, where: str, entry: dict) -> str | None:
+        given = [k for k in PF_SELECTORS if entry.get(k) not in (None, "")]
+        unknown = sorted(set(entry) - set(PF_SELECTORS) - set(PF_OPTIONS))
+        if unknown:
+            self.errors.append("%s: unknown key(s) %s (allowed: %s)" % (
+                where, ", ".join(unknown), ", ".join(PF_SELECTORS + PF_OPTIONS)))
+            return None
+        if len(given) != 1:
+            self.errors.append("%s: needs exactly one of %s to name the physical function, got %s" % (
+                where, ", ".join(PF_SELECTORS), ", ".join(given) or "none"))
+            return None
+        key, value = given[0], str(entry[given[0]]).strip()
+        label = "%s.%s: %r" % (where, key, entry[key])
+        if key == "address":
+            match = ADDRESS.match(value.lower())
+            address = "%s:%s:%s.%s" % (match.group(1) or "0000", match.group(2), match.group(3),
+                                       match.group(4)) if match else None
+            found = [address] if address in self.devices else []
+            problem = "is not a PCI address (expected 0000:01:00.0)" if not match else "- no such PCI device"
+        elif key == "interface":
+            found = [a for a, d in self.devices.items() for n in d["netdevs"] if n["name"] == value]
+            problem = "- no PCI network function has this interface"
+        else:
+            wanted = value.lower()
+            found = sorted({a for a, d in self.devices.items() for n in d["netdevs"]
+                            if wanted in ((n.get("permanent_mac") or "").lower(), (n.get("mac") or "").lower())})
+            problem = ("is not a MAC address (expected aa:bb:cc:dd:ee:ff)" if not MAC.match(wanted)
+                       else "- no PCI network function has this MAC")
+        if len(found) != 1:
+            self.errors.append("%s %s" % (label, problem if not found else "matches %s: select by address"
+                                          % ", ".join(found)))
+            return None
+        return found[0]
+
+    def _pf(self, where: str, entry) -> dict | None:
+        if not isinstance(entry, dict):
+            self.errors.append("%s: %r is not a mapping with one of %s" % (where, entry, ", ".join(PF_SELECTORS)))
+            return None
+        before = len(self.errors)
+        address = self._resolve(where, entry)
+        if address is None:
+            return None
+        device = self.devices[address]
+        pci_id = "%s:%s" % (device["vendor"], device["device"])
+        sriov = device.get("sriov") or {}
+        problems = []
+        if entry.get("id") not in (None, "") and str(entry["id"]).strip().lower() != pci_id:
+            problems.append("%s.id: %r, but %s is %s - another card is in that slot" % (
+                where, entry["id"], address, pci_id))
+        if sriov.get("physfn"):
+            problems.append("%s: %s is itself a virtual function of %s" % (where, address, sriov["physfn"]))
+        elif sriov.get("total_vfs") is None:
+            problems.append("%s: %s (%s, %s) does not support SR-IOV - it has no sriov_totalvfs (the card, its "
+                            "firmware or its driver %s cannot create VFs)" % (
+                                where, address, pci_id, device.get("class_name") or device["class"],
+                                device.get("driver")))
+        if address in self.selected:
+            problems.append("%s: %s is also in passthrough_devices - a physical function with VFs stays on the host; "
+                            "pass its VFs instead" % (where, address))
+        vfs = self._count(where, entry.get("vfs"), sriov.get("total_vfs"), address)
+        driver = entry.get("vf_driver") or "none"
+        if driver not in VF_DRIVERS:
+            problems.append("%s.vf_driver: %r is not one of %s" % (where, driver, ", ".join(VF_DRIVERS)))
+        elif driver == "vfio-pci" and vfs and not self.host.get("iommu_active"):
+            problems.append("%s.vf_driver: vfio-pci, but the IOMMU is not active - VFs cannot go to VMs; enable "
+                            "VT-d/AMD-Vi first" % where)
+        macs = entry.get("vf_macs") or "derive"
+        if macs not in ("derive", "keep"):
+            problems.append("%s.vf_macs: %r is not one of derive, keep" % (where, macs))
+        self.errors += problems
+        if problems or vfs is None:
+            return None
+        netdevs = device.get("netdevs") or []
+        interface = netdevs[0]["name"] if netdevs else None
+        pf_mac = (netdevs[0].get("permanent_mac") or netdevs[0].get("mac")) if netdevs else None
+        settings = self._settings(where, entry.get("vf"), vfs, macs, pf_mac)
+        current = sriov.get("num_vfs") or 0
+        plan = {"address": address, "id": pci_id, "interface": interface, "total_vfs": sriov["total_vfs"],
+                "vfs": vfs, "current_vfs": current, "vf_driver": driver, "settings": settings,
+                "count_changes": current != vfs, "selected_by": where}
+        self._guards(plan, device)
+        return plan if len(self.errors) == before else None
+
+    def _count(self, where: str, value, total, address: str) -> int | None:
+        if isinstance(value, bool) or not str(value).strip().isdigit():
+            self.errors.append("%s.vfs: %r is not a number of VFs (0 to disable)" % (where, value))
+            return None
+        count = int(str(value).strip())
+        if total is not None and count > total:
+            self.errors.append("%s.vfs: %d is more than the %d VFs %s supports (sriov_totalvfs)" % (
+                where, count, total, address))
+            return None
+        return count
+
+    # --- each virtual function ---------------------------------------------
+    def _settings(self, where: str, raw, vfs: int, macs: str, pf_mac: str | None) -> list[dict]:
+        given: dict[int, dict] = {}
+        if raw not in (None, ""):
+            if not isinstance(raw, list):
+                self.errors.append("%s.vf: %r is not a list of per-VF settings, for example [{index: 0, vlan: 10}]"
+                                   % (where, raw))
+                raw = []
+            for number, item in enumerate(raw):
+                label = "%s.vf[%d]" % (where, number)
+                vf = self._vf(label, item, vfs)
+                if vf is None:
+                    continue
+                if vf["index"] in given:
+                    self.errors.append("%s: index %d is already set by an earlier item" % (label, vf["index"]))
+                    continue
+                given[vf["index"]] = vf
+        settings = []
+        for index in range(vfs):
+            vf = given.get(index, {"index": index})
+            if vf.get("mac") is None and macs == "derive":
+                if not pf_mac or not MAC.match(pf_mac.lower()):
+                    self.errors.append("%s.vf_macs: derive, but the physical function has no MAC to derive from - "
+                                       "give each VF a mac, or set vf_macs: keep" % where)
+                    return []
+                vf = dict(vf, mac=derived_mac(pf_mac, index))
+            if vf.get("mac"):
+                other = self.macs.get(vf["mac"])
+                if other:
+                    self.errors.append("%s: VF %d would get MAC %s, already given to %s" % (
+                        where, index, vf["mac"], other))
+                self.macs[vf["mac"]] = "%s VF %d" % (where, index)
+            settings.append(vf)
+        return settings
+
+    def _vf(self, label: str, item, vfs: int) -> dict | None:
+        if not isinstance(item, dict):
+            self.errors.append("%s: %r is not a mapping" % (label, item))
+            return None
+        unknown = sorted(set(item) - set(VF_KEYS))
+        if unknown:
+            self.errors.append("%s: unknown key(s) %s (allowed: %s)" % (label, ", ".join(unknown), ", ".join(VF_KEYS)))
+            return None
+        index = item.get("index")
+        if isinstance(index, bool) or not str(index).strip().isdigit() or int(str(index)) >= vfs:
+            self.errors.append("%s.index: %r is not a VF index below vfs (%d)" % (label, index, vfs))
+            return None
+        vf = {"index": int(str(index))}
+        problems = []
+        if item.get("mac") not in (None, ""):
+            mac = str(item["mac"]).strip().lower()
+            if not MAC.match(mac) or not _is_unicast(mac):
+                problems.append("%s.mac: %r is not a unicast MAC address (aa:bb:cc:dd:ee:ff, not all zero, lowest "
+                                "bit of the first byte clear)" % (label, item["mac"]))
+            vf["mac"] = mac
+        if item.get("vlan") not in (None, ""):
+            vlan = item["vlan"]
+            if isinstance(vlan, bool) or not str(vlan).strip().isdigit() or int(str(vlan)) > 4094:
+                problems.append("%s.vlan: %r is not a VLAN ID (1 to 4094, 0 for none)" % (label, vlan))
+            else:
+                vf["vlan"] = int(str(vlan))
+        for key in ("trust", "spoofchk"):
+            if item.get(key) not in (None, ""):
+                value, problem = boolean(item[key])
+                if problem:
+                    problems.append("%s.%s: %s" % (label, key, problem))
+                else:
+                    vf[key] = bool(value)
+        if item.get("state") not in (None, ""):
+            if item["state"] not in LINK_STATES:
+                problems.append("%s.state: %r is not one of %s" % (label, item["state"], ", ".join(LINK_STATES)))
+            else:
+                vf["state"] = item["state"]
+        self.errors += problems
+        return None if problems else vf
+
+    # --- what the node must not lose -------------------------------------
+    def _guards(self, plan: dict, device: dict) -> None:
+        """A count change destroys every VF of the PF: refused while one is in use. The PF's own
+        management path stays (its link is brought up, its addresses are never touched)."""
+        where = plan["selected_by"]
+        if any(n.get("management") for n in device.get("netdevs") or []):
+            self.reasons.append("%s: %s carries the management path - it keeps its link and addresses; only VFs "
+                                "are added" % (where, plan["address"]))
+            if plan["count_changes"]:
+                self.warnings.append("%s: changing the VF count of %s, which carries the management path - some "
+                                     "drivers reset the port for a moment while VFs are created" % (
+                                         where, plan["address"]))
+        if not plan["count_changes"] or not plan["current_vfs"]:
+            return
+        users = self.host.get("vfio_users") or {}
+        busy = []
+        for vf in sorted((d for d in self.devices.values() if (d.get("sriov") or {}).get("physfn") == plan["address"]),
+                         key=lambda d: d["address"]):
+            if vf["driver"] == "vfio-pci" and users.get(vf["iommu_group"]):
+                busy.append("%s is on vfio-pci and IOMMU group %s is in use by %s" % (
+                    vf["address"], vf["iommu_group"], ", ".join(users[vf["iommu_group"]])))
+            for netdev in vf.get("netdevs") or []:
+                held = [a["address"] for a in netdev.get("addresses") or [] if a.get("scope", "global") == "global"]
+                if held or netdev.get("management") or netdev.get("uppers"):
+                    busy.append("%s (%s) carries %s" % (vf["address"], netdev["name"], ", ".join(
+                        held + list(netdev.get("uppers") or [])) or "the management path"))
+        if busy:
+            self.errors.append("%s: changing the VF count of %s from %d to %d destroys every VF, and %s - stop that "
+                               "VM or move that address first" % (where, plan["address"], plan["current_vfs"],
+                                                                  plan["vfs"], "; ".join(busy)))
+
+
+def sriov_plan(facts: dict, entries, selected: set[str] | None = None) -> dict:
+    """{pfs, errors, warnings, reasons} for passthrough_sriov."""
+    planner = SriovPlanner(facts, selected or set())
+    pfs = planner.plan(entries)
+    return {"pfs": pfs, "errors": planner.errors, "warnings": planner.warnings, "reasons": planner.reasons}
