@@ -7,8 +7,9 @@ from __future__ import annotations
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import sriov_plan
 
 
-def sriov_plan_filter(facts: dict, entries, passthrough_devices=None) -> dict:
-    return sriov_plan(facts, entries, set(passthrough_devices or []))
+def sriov_plan_filter(facts: dict, entries, passthrough_devices=None, state: str = "present",
+                      record: str | None = None) -> dict:
+    return sriov_plan(facts, entries, set(passthrough_devices or []), state, record)
 
 
 class FilterModule:

@@ -226,8 +226,8 @@ class Applier:
                              os.path.join(self.sysfs, "bus", "pci", "drivers", d, "unbind"), a))
                 driver = None if not self.check else driver
             group = pf.reader.link_name(os.path.join(vf_dir, "iommu_group"), warn=False)
-            peers = sorted(p for p in pf.reader.listdir(os.path.join(self.sysfs, "kernel", "iommu_groups", group or "-",
-                                                                    "devices")) if p != address)
+            members = os.path.join(self.sysfs, "kernel", "iommu_groups", group or "-", "devices")
+            peers = sorted(p for p in pf.reader.listdir(members) if p != address)
             result["vfs"].append({"index": index, "address": address, "id": vf_id, "driver": driver,
                                   "iommu_group": group, "group_peers": peers})
             if group is None:

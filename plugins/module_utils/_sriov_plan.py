@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import boolean
+from ansible_collections.vfio.proxmox.plugins.module_utils._sriov import vf_arguments
 
 PF_SELECTORS = ("address", "interface", "mac")
 PF_OPTIONS = ("id", "vfs", "vf_driver", "vf_macs", "vf")
@@ -270,8 +271,41 @@ class SriovPlanner:
                                                                   plan["vfs"], "; ".join(busy)))
 
 
-def sriov_plan(facts: dict, entries, selected: set[str] | None = None) -> dict:
-    """{pfs, errors, warnings, reasons} for passthrough_sriov."""
+def recorded_pfs(text: str | None) -> list[dict]:
+    """The PFs the boot configuration (/etc/vfio-proxmox/sriov.conf) names: {address, id, vfs}."""
+    found = []
+    for line in (text or "").splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[0] == "pf" and words[3].isdigit():
+            found.append({"address": words[1], "id": words[2], "vfs": int(words[3])})
+    return found
+
+
+def _module_args(pf: dict) -> dict:
+    """What vfio.proxmox.sriov_vfs takes for one PF."""
+    return {"address": pf["address"], "id": pf["id"], "vfs": pf["vfs"], "vf_driver": pf["vf_driver"],
+            "settings": pf["settings"]}
+
+
+def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: str = "present",
+               record: str | None = None) -> dict:
+    """{pfs, apply, boot, errors, warnings, reasons} for passthrough_sriov.
+
+    apply: sriov_vfs' `pfs` - the planned PFs, and with 0 VFs every PF the boot configuration
+    (`record`) names that is no longer planned (state absent: all of them). pfs[].boot: each VF's
+    `ip link set PF vf N` arguments for the boot script.
+    """
     planner = SriovPlanner(facts, selected or set())
-    pfs = planner.plan(entries)
-    return {"pfs": pfs, "errors": planner.errors, "warnings": planner.warnings, "reasons": planner.reasons}
+    pfs = planner.plan(entries) if state == "present" else []
+    if state not in ("present", "absent"):
+        planner.errors.append("passthrough_state: %r is not one of present, absent" % (state,))
+    for pf in pfs:
+        pf["boot"] = [{"index": s["index"], "args": vf_arguments(s, {})} for s in pf["settings"]
+                      if vf_arguments(s, {})]
+    planned = {pf["address"] for pf in pfs}
+    released = [{"address": r["address"], "id": r["id"], "vfs": 0, "vf_driver": "none", "settings": []}
+                for r in recorded_pfs(record) if r["address"] not in planned]
+    for pf in released:
+        planner.reasons.append("%s: no longer in passthrough_sriov - its VFs are removed" % pf["address"])
+    return {"pfs": pfs, "apply": [_module_args(pf) for pf in pfs] + released, "errors": planner.errors,
+            "warnings": planner.warnings, "reasons": planner.reasons}

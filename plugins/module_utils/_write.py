@@ -113,7 +113,7 @@ def apply(directories: list[str], files: list[dict], backup: list[str], remove: 
             if not check:
                 _write(entry["path"], entry["content"], mode)
         for path in remove:
-            if _regular(path) or os.path.islink(path):
+            if os.path.islink(path) or _regular(path):
                 done["removed"].append(path)
                 diff.append({"before_header": path, "after_header": path,
                              "before": "" if os.path.islink(path) else _text(path), "after": ""})

@@ -7,6 +7,9 @@ IOMMU; the guest's own kernel creates the VFs. The tests run in order on one gue
   3  2 -> 4: 0 is written first (the kernel refuses 4 over 2), the 4 VFs come up
   4  a count change while a process holds a VF's IOMMU group open is refused, nothing changes
   5  0 removes every VF
+  6  the sriov playbook makes 3 VFs now and its unit makes them again at boot (same derived MACs,
+     the VLAN, on vfio-pci, the PF up); a second run changes nothing
+  7  its rollback removes the VFs, the unit, its script and its configuration
 """
 
 from __future__ import annotations
@@ -97,3 +100,37 @@ def test_5_zero_removes_every_vf(node, pf):
     assert result["changes"] == ["sriov_numvfs 0 (from 4)"]
     assert numvfs(node, pf) == 0
     assert node.sh("ls /sys/bus/pci/devices/%s | grep -c virtfn || true" % pf["address"]).strip() == "0"
+
+
+def vfinfo(node, interface: str) -> dict:
+    return {v["vf"]: v for v in json.loads(node.sh("ip -j -d link show dev %s" % interface))[0]["vfinfo_list"]}
+
+
+def test_6_the_playbook_makes_them_now_and_again_at_every_boot(node, pf):
+    wanted = {"passthrough_sriov": [{"address": pf["address"], "id": PF_ID, "vfs": 3, "vf_driver": "vfio-pci",
+                                     "vf": [{"index": 0, "vlan": 10}]}]}
+    node.playbook("vfio.proxmox.sriov", wanted)
+    interface = pf["netdevs"][0]["name"]
+    assert numvfs(node, pf) == 3
+    macs = [vfinfo(node, interface)[i]["address"] for i in range(3)]
+    assert len(set(macs)) == 3 and all(m.startswith("02:") for m in macs)
+    node.reboot()
+    # Made again by vfio-proxmox-sriov.service, with the same derived MACs, the VLAN, on vfio-pci.
+    assert node.sh("systemctl is-active vfio-proxmox-sriov.service").strip() == "active"
+    assert numvfs(node, pf) == 3
+    after = vfinfo(node, interface)
+    assert [after[i]["address"] for i in range(3)] == macs
+    assert after[0]["vlan_list"][0]["vlan"] == 10
+    vfs = node.sh("for v in /sys/bus/pci/devices/%s/virtfn*; do basename $(readlink $v/driver); done" % pf["address"])
+    assert vfs.split() == ["vfio-pci"] * 3
+    assert "UP" in json.loads(node.sh("ip -j link show %s" % interface))[0]["flags"]
+    out = node.playbook("vfio.proxmox.sriov", wanted)
+    assert "changed=0" in out.split("PLAY RECAP", 1)[1]
+
+
+def test_7_rollback_removes_the_vfs_the_unit_and_its_files(node, pf):
+    node.playbook("vfio.proxmox.sriov", {"passthrough_state": "absent"})
+    assert numvfs(node, pf) == 0
+    files = ("/etc/vfio-proxmox/sriov.conf /usr/local/sbin/vfio-proxmox-sriov /etc/systemd/system/vfio-proxmox-sriov"
+             ".service /etc/systemd/system/multi-user.target.wants/vfio-proxmox-sriov.service")
+    assert node.sh("ls -d %s 2>/dev/null || true" % files).strip() == ""

@@ -143,3 +143,12 @@ def test_a_copy_of_a_file_that_is_gone_fails_before_any_write(capsys, tree):
                     files=[{"path": str(tree / "etc" / "new"), "content": "x\n", "mode": "0644"}])
     assert code == 1 and out["msg"] == "owned_files: %s cannot be copied: it is gone" % (tree / "etc" / "gone")
     assert snapshot(tree) == before
+
+
+def test_a_symbolic_link_is_removed_not_followed(capsys, tree):
+    target = tree / "etc" / "old"
+    link = tree / "etc" / "enabled.service"
+    link.symlink_to("old")
+    code, out = run(capsys, remove=[str(link)])
+    assert (code, out["removed"]) == (0, [str(link)])
+    assert not os.path.lexists(link) and target.read_text() == "stale\n"
