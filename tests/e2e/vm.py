@@ -177,8 +177,7 @@ class VM:
     def argv(self) -> list[str]:
         argv = ["chroot", str(self.root)] if self.root else []
         argv += [
-            # thread=single: no vCPU runs code another one is patching (the Oops: int3 race, PLATFORM.md).
-            "qemu-system-x86_64", "-machine", "q35,kernel-irqchip=split", "-accel", "tcg,thread=single",
+            "qemu-system-x86_64", "-machine", "q35,kernel-irqchip=split", "-accel", "tcg",
             "-cpu", "max", "-smp", "2", "-m", "2048",
             "-device", "intel-iommu,intremap=on",
             "-drive", "file=%s,if=virtio,format=%s" % (self.seen(self.disk),
