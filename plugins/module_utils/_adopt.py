@@ -14,7 +14,6 @@ and refuses, before any write, when a file changed since.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
@@ -30,6 +29,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
     KERNEL_CMDLINE,
     grub_line_match,
 )
+from ansible_collections.vfio.proxmox.plugins.module_utils._files import text_checksum
 from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import normalize_module
 
 # Put in front of a line adoption comments out, so the admin sees who did it and why.
@@ -63,10 +63,6 @@ def rebuild_for(path: str) -> str | None:
     if path.startswith("/etc/modprobe.d/") or path == INITRAMFS_MODULES:
         return "initramfs"
     return None
-
-
-def sha1(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
 def read_manifest(text: str | None) -> tuple[dict, str | None]:
@@ -197,7 +193,7 @@ class Adoption:
         known = self.manifest["files"].get(path)
         content = state.get("content") or ""
         # An adopted file holds the role's own lines since; a new hand-made line may be adopted next to them.
-        as_adopted = sha1(without_role(path, content, recorded)) if state.get("content") is not None else None
+        as_adopted = text_checksum(without_role(path, content, recorded)) if state.get("content") is not None else None
         problems = (
             (state.get("error"), lambda: "it cannot be read (%s)" % state["error"]),
             (not state.get("exists"), lambda: "pci_facts did not report the file (older version?)"),
@@ -279,7 +275,7 @@ def writes(adoption: dict, manifest: dict, files: dict, recorded: tuple[list[str
         if not known:
             copies.append({"path": path, "copy": copy_of(path)})
         known_files[path] = {"copy": copy_of(path), "original": known["original"] if known else files[path]["checksum"],
-                             "adopted": sha1(without_role(path, text, recorded)), "rebuild": rebuild_for(path)}
+                             "adopted": text_checksum(without_role(path, text, recorded)), "rebuild": rebuild_for(path)}
         written.append({"path": path, "content": text, "mode": files[path]["mode"]})
     targets = {t["address"]: t for t in manifest["targets"] + adoption["targets"]}
     lines = manifest["lines"] + [{k: i[k] for k in ("file", "line", "text", "reason")} for i in adoption["take"]]
@@ -316,7 +312,7 @@ def give_back(manifest: dict, files: dict, recorded: tuple[list[str], list[str]]
     for path, known in sorted(manifest["files"].items()):
         state = files.get(path) or {}
         copy = files.get(known.get("copy")) or {}
-        checksum = (sha1(without_role(path, state["content"], recorded)) if state.get("content") is not None
+        checksum = (text_checksum(without_role(path, state["content"], recorded)) if state.get("content") is not None
                     else state.get("checksum"))
         if not copy.get("exists") and state.get("checksum") == known.get("original"):
             continue  # given back already (a rollback stopped before it removed the manifest)

@@ -10,14 +10,9 @@ interrupted run left pending.
 
 from __future__ import annotations
 
-import hashlib
-
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import KERNEL_CMDLINE, REBUILD_ORDER, satisfied
-
-
-def _sha1(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()  # what file_state reports
+from ansible_collections.vfio.proxmox.plugins.module_utils._files import text_checksum
 
 
 def holds_block(text: str | None, marker: str, lines: list[str]) -> bool:
@@ -30,7 +25,7 @@ def holds_block(text: str | None, marker: str, lines: list[str]) -> bool:
 
 def _same_file(have: dict, content: str, mode: str) -> bool:
     return (have.get("type"), have.get("checksum"), have.get("mode"), have.get("uid"), have.get("gid")) == (
-        "file", _sha1(content), mode, 0, 0)
+        "file", text_checksum(content), mode, 0, 0)
 
 
 def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:

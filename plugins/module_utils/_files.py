@@ -14,6 +14,11 @@ MAX_READ_BYTES = 1024 * 1024
 _TYPES = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "link"))
 
 
+def text_checksum(text: str) -> str:
+    """The checksum file_state reports for a file holding exactly `text`."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
 def file_state(path: str, read: bool = False) -> dict:
     """exists, type, mode ("0644"), uid, gid, and for a regular file its sha1 checksum and,
     when `read`, its text. Symbolic links are reported, not followed. Raises OSError when

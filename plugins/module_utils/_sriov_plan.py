@@ -9,9 +9,8 @@ or why not. vfio.proxmox.sriov_vfs applies it on the node (and checks again ther
 
 from __future__ import annotations
 
-import re
-
 from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import boolean
+from ansible_collections.vfio.proxmox.plugins.module_utils._plan import ADDRESS, MAC
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov import vf_arguments
 
 PF_SELECTORS = ("address", "interface", "mac")
@@ -19,9 +18,6 @@ PF_OPTIONS = ("id", "vfs", "vf_driver", "vf_macs", "vf")
 VF_KEYS = ("index", "mac", "vlan", "trust", "spoofchk", "state")
 VF_DRIVERS = ("none", "vfio-pci", "host")
 LINK_STATES = ("auto", "enable", "disable")
-MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
-PCI_ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
-ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 
 
 def derived_mac(pf_mac: str, index: int) -> str:

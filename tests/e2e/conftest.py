@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -40,10 +41,7 @@ class Guest:
         self.dir = (qemu_root / "work" / name) if qemu_root else ARTEFACTS / name
         shutil.rmtree(self.dir, ignore_errors=True)  # the logs of an earlier run would mix with this one's
         self.dir.mkdir(parents=True)
-        if qemu_root:
-            disk = qemu10.guest_disk(qemu_root, base, name, vmlib.DISK_SIZE_MB)
-        else:
-            disk = vmlib.overlay(base, self.dir / "disk.qcow2")
+        disk = qemu10.guest_disk(qemu_root, base, name) if qemu_root else vmlib.overlay(base, self.dir / "disk.qcow2")
         self.vm = vmlib.VM(disk, self.dir, root=qemu_root, extra=extra)
         self.inventory = self.dir / "inventory.yml"
         self.runs = 0
@@ -131,6 +129,18 @@ class Guest:
                 return
         raise RuntimeError("the guest did not come back within 600 s; %s ends with:\n%s" % (
             self.vm.console, vmlib.tail(self.vm.console)))
+
+    @contextlib.contextmanager
+    def holding_group(self, group: str):
+        """A stand-in for a running VM's QEMU: a process holding /dev/vfio/<group> open; yields its PID."""
+        pid = self.sh("nohup python3 -c 'import os, time; os.open(\"/dev/vfio/%s\", os.O_RDWR); time.sleep(900)' "
+                      ">/dev/null 2>&1 & echo $!" % group).strip()
+        try:
+            self.sh("for i in $(seq 50); do ls -l /proc/%s/fd | grep -q /dev/vfio/%s && exit 0; sleep 0.2; done; "
+                    "exit 1" % (pid, group))
+            yield pid
+        finally:
+            self.sh("kill %s; while kill -0 %s 2>/dev/null; do sleep 0.2; done" % (pid, pid))
 
     def driver(self, address: str) -> str | None:
         out = self.sh("readlink /sys/bus/pci/devices/%s/driver || true" % address).strip()

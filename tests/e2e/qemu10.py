@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.e2e.vm import MIRROR, VM_CACHE  # noqa: E402
+from tests.e2e.vm import MIRROR, VM_CACHE, overlay  # noqa: E402
 
 SUITE = "trixie"
 PACKAGES = ["qemu-system-x86", "qemu-utils"]
@@ -50,7 +50,7 @@ def build() -> Path:
     return root
 
 
-def guest_disk(root: Path, base: Path, name: str, size_mb: int) -> Path:
+def guest_disk(root: Path, base: Path, name: str) -> Path:
     """A qcow2 overlay on the base image, both inside the chroot (the base hard-linked, not copied)."""
     inside = root / "work"
     linked = inside / "base.qcow2"
@@ -58,14 +58,7 @@ def guest_disk(root: Path, base: Path, name: str, size_mb: int) -> Path:
         if linked.exists():
             linked.unlink()
         os.link(base, linked)
-    disk = inside / name / "disk.qcow2"
-    disk.parent.mkdir(parents=True, exist_ok=True)
-    if disk.exists():
-        disk.unlink()
-    # -u: the backing path is the chroot's view; this machine's qemu-img need not open it.
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "/work/base.qcow2", "-F", "qcow2",
-                    str(disk), "%dM" % size_mb], check=True)
-    return disk
+    return overlay(base, inside / name / "disk.qcow2", backing="/work/base.qcow2")
 
 
 if __name__ == "__main__":

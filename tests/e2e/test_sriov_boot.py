@@ -83,16 +83,10 @@ def test_3_two_to_four_writes_zero_first(node, pf):
 def test_4_a_count_change_is_refused_while_a_vf_is_held_open(node, pf):
     vf0 = node.sh("basename $(readlink /sys/bus/pci/devices/%s/virtfn0)" % pf["address"]).strip()
     group = node.sh("basename $(readlink /sys/bus/pci/devices/%s/iommu_group)" % vf0).strip()
-    pid = node.sh("nohup python3 -c 'import os, time; os.open(\"/dev/vfio/%s\", os.O_RDWR); time.sleep(900)' "
-                  ">/dev/null 2>&1 & echo $!" % group).strip()
-    try:
-        node.sh("for i in $(seq 50); do ls -l /proc/%s/fd | grep -q /dev/vfio/%s && exit 0; sleep 0.2; done; exit 1"
-                % (pid, group))
+    with node.holding_group(group) as pid:
         result = sriov(node, pf, expect_failed=True, vfs=2, vf_driver="vfio-pci")
         assert "%s is on vfio-pci and IOMMU group %s is in use by %s (python3 -c" % (vf0, group, pid) in result["msg"]
         assert numvfs(node, pf) == 4
-    finally:
-        node.sh("kill %s; while kill -0 %s 2>/dev/null; do sleep 0.2; done" % (pid, pid))
 
 
 def test_5_zero_removes_every_vf(node, pf):

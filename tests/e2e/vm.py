@@ -329,12 +329,17 @@ def build() -> Path:
     return target
 
 
-def overlay(base: Path, path: Path) -> Path:
-    """A fresh node: a qcow2 overlay on the base image."""
+def overlay(base: Path, path: Path, backing: str | None = None) -> Path:
+    """A fresh node: a qcow2 overlay on the base image. `backing`: the base's path as the QEMU that
+    runs the node sees it (a chroot's); this machine's qemu-img then does not open it (-u)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
-    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(path))
+    if backing is None:
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(path))
+    else:
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "qcow2", str(path),
+            "%dM" % DISK_SIZE_MB)
     return path
 
 
