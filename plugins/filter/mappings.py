@@ -4,15 +4,14 @@
 
 from __future__ import annotations
 
-import json
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import (
     MappingsError,
     attachments,
     mapping_plan,
-    record_after,
+    parse_record,
+    union,
 )
 
 
@@ -32,20 +31,12 @@ def mapping_attachments(plan: list) -> list:
     return attachments(plan)
 
 
-def mapping_record(seen: list, mapping_results: list | None = None, attach_results: list | None = None) -> dict:
+def mapping_record(seen: list) -> dict:
     """seen: the record file's state on each node, as vfio.proxmox.file_state reports it (content read)."""
-    records = []
-    for state in seen or []:
-        text = (state or {}).get("content")
-        if not text:
-            continue
-        try:
-            record = json.loads(text)
-        except ValueError:
-            raise AnsibleFilterError("mapping_record: %s is not JSON - fix or remove it (it lists what the "
-                                     "mappings playbook made)" % state.get("path")) from None
-        records.append(record)
-    return record_after(records, mapping_results or [], attach_results or [])
+    try:
+        return union([parse_record((state or {}).get("content"), (state or {}).get("path")) for state in seen or []])
+    except MappingsError as err:
+        raise AnsibleFilterError("mapping_record: %s" % err) from None
 
 
 class FilterModule:

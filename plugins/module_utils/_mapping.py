@@ -50,12 +50,20 @@ def entry_for(device: dict) -> dict | None:
 
 
 def parse_entry(text: str) -> dict:
-    """A `map` property string (`node=pve1,path=0000:02:00.0,id=8086:15f3,...`) as a dict."""
+    """A `map` property string (`node=pve1,path=0000:02:00.0,id=8086:15f3,...`) as a dict.
+
+    As pve-common JSONSchema.pm parse_property_string reads it: empty fields (and so a
+    trailing comma) are skipped, an empty value is refused.
+    """
     entry: dict = {}
     for part in text.split(","):
+        if part == "":
+            continue
         key, sep, value = part.partition("=")
         if not sep or not key:
             raise MappingError("map entry %r: %r is not key=value" % (text, part))
+        if value == "":
+            raise MappingError("map entry %r: %s has an empty value" % (text, key))
         if key in entry:
             raise MappingError("map entry %r: %s given twice" % (text, key))
         entry[key] = value
@@ -93,6 +101,60 @@ def normalize(entry: dict, where: str = "", fold_case: bool = True) -> dict:
     return out
 
 
+def description_problem(text: str | None, in_entry: bool) -> str | None:
+    """Why Proxmox would refuse (or never keep) this description, or None.
+
+    pve-guest-common Mapping/PCI.pm: descriptions are at most 4096 characters; an entry's is a
+    field of the `map` property string, where a comma ends the value (pve-common JSONSchema.pm);
+    pve-common SectionConfig.pm refuses a line break in any value. pmxcfs hands the parser raw
+    bytes (pve-cluster IPCC.xs), so text above U+00FF reads back double-encoded: it would be
+    rewritten on every run, so it is refused too.
+    """
+    if text is None:
+        return None
+    if len(text) > 4096:
+        return "is %d characters long; Proxmox takes at most 4096" % len(text)
+    if "\n" in text or "\r" in text:
+        return "holds a line break, which Proxmox's configuration file cannot store"
+    if in_entry and "," in text:
+        return "holds a comma, which ends the field in Proxmox's map entry format"
+    wide = sorted({char for char in text if ord(char) > 0xFF})
+    if wide:
+        return ("holds %s (above U+00FF): Proxmox's cluster file system hands it back double-encoded, so it "
+                "would differ on every run" % ", ".join("U+%04X" % ord(char) for char in wide))
+    return None
+
+
+def merged(current: list[str], entries: list[dict], nodes: list[str]) -> list[str]:
+    """The `map` after a write that decides the entries of `nodes` only.
+
+    Entries of every other node are kept as Proxmox holds them (the same text), so a run that
+    covers part of a cluster (`--limit`, a node unreachable) never drops what it did not plan.
+    """
+    kept = []
+    for text in current:
+        try:
+            node = parse_entry(text).get("node")
+        except MappingError:
+            node = None  # an entry we cannot read is not ours to judge: kept as it is
+        if node not in nodes:
+            kept.append(text)
+    return kept + [format_entry(entry) for entry in entries]
+
+
+def entry_nodes(texts: list[str]) -> list[str]:
+    """The nodes that have an entry in a `map` (entries we cannot read name none)."""
+    out = []
+    for text in texts:
+        try:
+            node = parse_entry(text).get("node")
+        except MappingError:
+            continue
+        if node and node not in out:
+            out.append(node)
+    return out
+
+
 def format_entry(entry: dict) -> str:
     return ",".join("%s=%s" % (key, entry[key]) for key in KEYS if key in entry)
 
@@ -115,6 +177,9 @@ def validate(name: str, entries: list[dict], nodes: list[str] | None) -> list[di
         if nodes is not None and entry["node"] not in nodes:
             raise MappingError("%s: node %r is not a member of this cluster (members: %s)"
                                % (where, entry["node"], ", ".join(sorted(nodes)) or "none"))
+        problem = description_problem(entry.get("description"), in_entry=True)
+        if problem:
+            raise MappingError("%s: description %r %s" % (where, _short(entry["description"]), problem))
         if not PATH_RE.match(entry["path"]):
             raise MappingError("%s: path %r is not a PCI address such as 0000:02:00.0" % (where, entry["path"]))
         for key in ("id", "subsystem-id"):
@@ -126,6 +191,10 @@ def validate(name: str, entries: list[dict], nodes: list[str] | None) -> list[di
         seen[key] = index
         out.append(entry)
     return out
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def same_entries(current: list[str], desired: list[dict]) -> bool:

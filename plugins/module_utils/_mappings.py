@@ -1,15 +1,20 @@
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The cluster's mappings from the inventory, and the record of what the collection made.
+"""The cluster's mappings from the inventory, and the record of what the collection did.
 
 Each node's passthrough plan names, per selected device, a `mapping` and maybe a `vm`
 (passthrough_devices items). mapping_plan() gathers them across the play's hosts into one
-desired mapping per name, an entry per node and device; record_after() keeps what this
-collection created (mappings it made, hostpci lines it added), so a rollback removes that
-and nothing else - a mapping that existed before is only ever updated, never deleted.
+desired mapping per name, an entry per node and device. The record (mappings.json on every
+node) keeps what the collection created, the former state of each mapping it changed, and the
+hostpci lines it added, so a rollback undoes exactly that: pci_mapping and vm_hostpci note each
+write in it right after the write succeeds.
 """
 
 from __future__ import annotations
+
+import json
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._write import write_text
 
 
 class MappingsError(ValueError):
@@ -52,20 +57,93 @@ def attachments(plan: list[dict]) -> list[dict]:
     return [{"vmid": vmid, "mapping": m["name"]} for m in plan for vmid in m["vms"]]
 
 
-def record_after(records: list[dict], mapping_results: list[dict], attach_results: list[dict]) -> dict:
-    """The record after a run: the union of the nodes' records, plus what this run created.
+def parse_record(text: str | None, where: str) -> dict:
+    """A record's text (None or empty: nothing recorded) in its full shape.
 
-    records: the record as each node keeps it (every node of the play keeps the same one, so any
-    node that is left can tell a rollback what to remove); mapping_results / attach_results: the
-    registered loop results of pci_mapping / vm_hostpci.
+    `mappings`: names this collection created; `changed`: name -> {"nodes": the nodes whose
+    entries it decided, "before": the mapping as it was before the first change}; `attached`:
+    the hostpci lines it added ({vmid, mapping}).
     """
-    mappings = {name for record in records for name in record.get("mappings") or []}
-    attached = {(a["vmid"], a["mapping"]) for record in records for a in record.get("attached") or []}
-    for result in mapping_results:
-        if result.get("action") == "create":
-            mappings.add(result["item"]["name"])
-    for result in attach_results:
-        if result.get("added"):
-            attached.add((result["item"]["vmid"], result["item"]["mapping"]))
-    return {"mappings": sorted(mappings),
-            "attached": [{"vmid": v, "mapping": m} for v, m in sorted(attached)]}
+    if not text or not text.strip():
+        return {"mappings": [], "changed": {}, "attached": []}
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise MappingsError("%s is not JSON - fix or remove it (it lists what the mappings playbook made)"
+                            % where) from None
+    if not isinstance(record, dict):
+        raise MappingsError("%s is not a JSON object - fix or remove it" % where)
+    return {"mappings": sorted(set(record.get("mappings") or [])),
+            "changed": dict(record.get("changed") or {}),
+            "attached": sorted((dict(a) for a in record.get("attached") or []),
+                               key=lambda a: (a["vmid"], a["mapping"]))}
+
+
+def record_text(record: dict) -> str:
+    return json.dumps(record, indent=2, sort_keys=True) + "\n"
+
+
+def union(records: list[dict]) -> dict:
+    """Every node keeps the same record; where copies differ (a run stopped before it copied its
+    record everywhere), nothing any of them names is forgotten. For a mapping changed twice in
+    different copies, the oldest `before` cannot be told apart: the first copy that has one wins,
+    and its node list is the union."""
+    out = {"mappings": set(), "changed": {}, "attached": set()}
+    for record in records:
+        out["mappings"].update(record.get("mappings") or [])
+        for name, change in sorted((record.get("changed") or {}).items()):
+            kept = out["changed"].setdefault(name, {"nodes": [], "before": change.get("before")})
+            kept["nodes"] = sorted(set(kept["nodes"]) | set(change.get("nodes") or []))
+        out["attached"].update((a["vmid"], a["mapping"]) for a in record.get("attached") or [])
+    return {"mappings": sorted(out["mappings"]), "changed": out["changed"],
+            "attached": [{"vmid": v, "mapping": m} for v, m in sorted(out["attached"])]}
+
+
+def noted_write(record: dict, name: str, action: str, before: dict | None, nodes: list[str]) -> dict:
+    """The record after pci_mapping created or updated `name` (deciding the entries of `nodes`)."""
+    record = json.loads(json.dumps(record))
+    if action == "create":
+        if name not in record["mappings"]:
+            record["mappings"] = sorted(record["mappings"] + [name])
+        record["changed"].pop(name, None)
+    elif action == "update" and name not in record["mappings"]:
+        change = record["changed"].setdefault(name, {"nodes": [], "before": before})
+        change["nodes"] = sorted(set(change["nodes"]) | set(nodes))
+    return record
+
+
+def noted_undo(record: dict, name: str) -> dict:
+    """The record after the mapping `name` was deleted or put back as it was."""
+    record = json.loads(json.dumps(record))
+    record["mappings"] = [m for m in record["mappings"] if m != name]
+    record["changed"].pop(name, None)
+    return record
+
+
+def noted_attachment(record: dict, vmid: int, mapping: str, added: bool) -> dict:
+    """The record after a hostpci line for `mapping` was added to VM `vmid` (added) or removed."""
+    record = json.loads(json.dumps(record))
+    pairs = {(a["vmid"], a["mapping"]) for a in record["attached"]}
+    pairs = pairs | {(vmid, mapping)} if added else pairs - {(vmid, mapping)}
+    record["attached"] = [{"vmid": v, "mapping": m} for v, m in sorted(pairs)]
+    return record
+
+
+class RecordFile:
+    """The record on the node a module runs on, or no record (path None). Check mode writes nothing."""
+
+    def __init__(self, path: str | None, check_mode: bool) -> None:
+        self.path, self.check_mode = path, check_mode
+        self.record = {"mappings": [], "changed": {}, "attached": []}
+        if path:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+            except FileNotFoundError:
+                text = None
+            self.record = parse_record(text, path)
+
+    def save(self, record: dict) -> None:
+        self.record = record
+        if self.path and not self.check_mode:
+            write_text(self.path, record_text(record), 0o600)

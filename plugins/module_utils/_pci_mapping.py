@@ -3,18 +3,23 @@
 """What vfio.proxmox.pci_mapping does: read the mapping, compare, write once, check, undo on error.
 
 Everything that can be refused is refused before the write: the mapping ID, each entry's
-format, duplicate node+path, nodes outside the cluster, and entries for this node whose
-IDs or IOMMU group do not match its hardware. After a write Proxmox's own check
-(`check-node`, pve-manager PVE/API2/Cluster/Mapping/PCI.pm) runs for every node of the
-mapping; an error there undoes the write, so a run leaves the old mapping or a valid new one.
+format and description, duplicate node+path, nodes outside the cluster, and entries for this
+node whose IDs or IOMMU group do not match its hardware. A write decides the entries of the
+task's `nodes` only; every other node's entries are kept as Proxmox holds them. After a write
+Proxmox's own check (`check-node`, pve-manager PVE/API2/Cluster/Mapping/PCI.pm) runs for the
+nodes written; an error there undoes the write, so a run leaves the old mapping or a valid new
+one. Each write is noted in the record right after it succeeds; `state=undone` reads the record
+and undoes what it names. A mapping a VM uses is never deleted.
 """
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils import _mapping
+from ansible_collections.vfio.proxmox.plugins.module_utils import _mapping, _mappings
 from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils._vm_hostpci import vms_using
 
 API = "/cluster/mapping/pci"
+FLAGS = ("mdev", "live-migration-capable")
 
 
 class Refused(Exception):
@@ -31,25 +36,44 @@ def desired_entries(params: dict) -> list[dict]:
     return out
 
 
+def canonical(text: str) -> str:
+    """A map entry as compared: parsed and formatted; one we cannot parse stays as it is."""
+    try:
+        return _mapping.format_entry(_mapping.parse_entry(text))
+    except _mapping.MappingError:
+        return text
+
+
+def flag(mapping: dict, key: str) -> bool:
+    return str(mapping.get(key) or 0).lower() in ("1", "on", "yes", "true")
+
+
 def view(mapping: dict | None) -> dict | None:
     """A mapping as compared and shown in the diff: parsed, canonical, order-free."""
     if mapping is None:
         return None
-    return {
-        "description": mapping.get("description"),
-        "mdev": bool(int(mapping.get("mdev") or 0)),
-        "live-migration-capable": bool(int(mapping.get("live-migration-capable") or 0)),
-        "map": sorted(_mapping.format_entry(_mapping.parse_entry(text)) for text in mapping.get("map") or []),
-    }
+    return dict({key: flag(mapping, key) for key in FLAGS}, description=mapping.get("description"),
+                map=sorted(canonical(text) for text in mapping.get("map") or []))
+
+
+def raw(mapping: dict) -> dict:
+    """A mapping as Proxmox holds it, to put back exactly: map texts in their order, flags, description."""
+    return {"map": list(mapping.get("map") or []), "description": mapping.get("description"),
+            **{key: int(flag(mapping, key)) for key in FLAGS}}
 
 
 def options(state: dict, previous: dict | None) -> list:
+    """pvesh options that turn `previous` (None: a new mapping) into `state`; unchanged flags and
+    description are not sent, so a value Proxmox holds in its own encoding is never written back."""
     argv = []
     for text in state["map"]:
         argv += ["--map", text]
-    argv += ["--mdev", str(int(state["mdev"])), "--live-migration-capable", str(int(state["live-migration-capable"]))]
+    for key in FLAGS:
+        if previous is None or bool(previous.get(key)) != bool(state[key]):
+            argv += ["--%s" % key, str(int(bool(state[key])))]
     if state["description"] is not None:
-        argv += ["--description", state["description"]]
+        if previous is None or previous.get("description") != state["description"]:
+            argv += ["--description", state["description"]]
     elif previous is not None and previous.get("description") is not None:
         argv += ["--delete", "description"]
     return argv
@@ -107,57 +131,84 @@ def read(pvesh: Pvesh, name: str) -> dict | None:
         raise  # anything else: we cannot tell what is there, so nothing is written
 
 
-def run(pvesh: Pvesh, params: dict, check_mode: bool) -> dict:
-    name, state = params["name"], params["state"]
-    nodes = [n["node"] for n in pvesh.get("/nodes") or []]
+def owned_nodes(params: dict, entries: list[dict]) -> list[str]:
+    """The nodes whose entries this task decides: `nodes`, or the nodes the entries name."""
+    named = sorted({entry["node"] for entry in entries})
+    if params.get("nodes") is None:
+        return named
+    outside = [node for node in named if node not in params["nodes"]]
+    if outside:
+        raise Refused("entries: node %s is not in nodes (%s): an entry is written only for a node this task "
+                      "decides" % (", ".join(outside), ", ".join(params["nodes"]) or "none"))
+    return sorted(set(params["nodes"]))
+
+
+def plan_present(pvesh: Pvesh, params: dict, current: dict | None, cluster_nodes: list[str]) -> tuple[list, dict]:
+    """(the nodes decided, the mapping as it must be after the run) - or Refused."""
+    name = params["name"]
     try:
-        entries = _mapping.validate(name, desired_entries(params), nodes) if state == "present" else []
+        entries = _mapping.validate(name, desired_entries(params), cluster_nodes)
     except _mapping.MappingError as err:
         raise Refused("name/entries: %s" % err) from None
-    if state == "present" and not entries:
+    problem = _mapping.description_problem(params.get("description"), in_entry=False)
+    if problem:
+        raise Refused("description: %r %s" % (params["description"][:60], problem))
+    nodes = owned_nodes(params, entries)
+    if not nodes:
         raise Refused("entries: a mapping needs at least one entry (state=absent removes it)")
     local = [e for e in entries if e["node"] == params["node"]]
     if local:
         hardware = node_hardware(pvesh, params["node"])
-        problems = [p for e in local for p in _mapping.hardware_problems(e, hardware, params["mdev"])]
+        problems = [p for e in local for p in _mapping.hardware_problems(e, hardware, bool(params["mdev"]))]
         if problems:
             raise Refused("entries for node %s do not match its hardware: %s" % (params["node"], "; ".join(problems)))
-
-    current = read(pvesh, name)
     if current is not None and not params.get("allow_hardware_change"):
         changed = hardware_changes(current, entries)
         if changed:
             raise Refused("the hardware changed since the mapping was written - %s; check the device, then set "
                           "allow_hardware_change: true to map what is there now" % "; ".join(changed))
-    before = view(current)
-    after = None if state == "absent" else {
-        "description": params["description"], "mdev": params["mdev"],
-        "live-migration-capable": params["live_migration_capable"],
-        "map": sorted(_mapping.format_entry(e) for e in entries)}
-    if after is not None and params["description"] is None and before is not None:
-        after["description"] = before["description"]  # not given: left as it is
-    action = None
-    if state == "absent" and current is not None:
-        action = "delete"
-    elif state == "present" and current is None:
-        action = "create"
-    elif state == "present" and before != after:
-        action = "update"
+    new_map = _mapping.merged((current or {}).get("map") or [], entries, nodes)
+    if not new_map:
+        raise Refused("entries: the mapping would have no entry left (nodes %s decided with no entries); "
+                      "state=absent removes it" % ", ".join(nodes))
+    before = view(current) or {}
+    after = {"map": new_map, "description": params["description"]}
+    if after["description"] is None:
+        after["description"] = before.get("description")  # not given: left as it is
+    for key, param in (("mdev", "mdev"), ("live-migration-capable", "live_migration_capable")):
+        after[key] = bool(params[param]) if params[param] is not None else bool(before.get(key))
+    return nodes, after
 
-    result = {"changed": action is not None, "action": action, "diff": {"before": before, "after": after},
-              "mapping": after, "checks": {}}
-    if state == "absent" or (check_mode and action is not None):
-        if action == "delete" and not check_mode:
-            pvesh.delete("%s/%s" % (API, name))
-        return result
-    # An unchanged mapping is checked in check mode too: a device that changed shows before any VM start.
+
+def compared(state: dict | None) -> dict | None:
+    return None if state is None else dict(state, map=sorted(canonical(text) for text in state["map"]))
+
+
+def write(pvesh: Pvesh, name: str, action: str, after: dict, current: dict | None) -> None:
     if action == "create":
         pvesh.create(API, ["--id", name, *options(after, None)])
-    elif action == "update":
-        pvesh.set("%s/%s" % (API, name), [*options(after, before), "--digest", current["digest"]])
+    else:
+        pvesh.set("%s/%s" % (API, name), [*options(after, raw(current)), "--digest", current["digest"]])
 
-    check_nodes = params["check_nodes"] if params["check_nodes"] is not None else sorted({e["node"] for e in entries})
-    result["checks"] = check(pvesh, name, check_nodes)
+
+def present(pvesh: Pvesh, params: dict, check_mode: bool, record: _mappings.RecordFile) -> dict:
+    name = params["name"]
+    cluster_nodes = [n["node"] for n in pvesh.get("/nodes") or []]
+    current = read(pvesh, name)
+    nodes, after = plan_present(pvesh, params, current, cluster_nodes)
+    before = view(current)
+    action = "create" if current is None else "update" if compared(after) != before else None
+    kept = [text for text in after["map"] if (_mapping.entry_nodes([text]) or [None])[0] not in nodes]
+    result = {"changed": action is not None, "action": action, "nodes": nodes, "kept_entries": kept,
+              "diff": {"before": before, "after": compared(after)}, "mapping": compared(after), "checks": {}}
+    if check_mode and action is not None:
+        return result  # a mapping that needs no change is checked in check mode too
+    noted = record.record
+    if action is not None:
+        write(pvesh, name, action, after, current)
+        record.save(_mappings.noted_write(noted, name, action, raw(current) if current else None, nodes))
+    check_nodes = params["check_nodes"] if params["check_nodes"] is not None else nodes
+    result["checks"] = check(pvesh, name, [n for n in check_nodes if n in cluster_nodes or n == params["node"]])
     errors = errors_in(result["checks"])
     if errors:
         undone = None
@@ -165,8 +216,67 @@ def run(pvesh: Pvesh, params: dict, check_mode: bool) -> dict:
             pvesh.delete("%s/%s" % (API, name))
             undone = "created mapping deleted again"
         elif action == "update":
-            pvesh.set("%s/%s" % (API, name), options(before, after))
+            written = read(pvesh, name)
+            pvesh.set("%s/%s" % (API, name), [*options(raw(current), raw(written)), "--digest", written["digest"]])
             undone = "previous mapping restored"
+        if action is not None:
+            record.save(noted)
         result["undone"] = undone
         result["errors"] = errors
+    return result
+
+
+def delete_unless_used(pvesh: Pvesh, name: str, check_mode: bool) -> dict:
+    """Delete the mapping - unless a VM of the cluster uses it: it then stays, and the result names the VMs."""
+    users = vms_using(pvesh, name)
+    if users:
+        return {"changed": False, "action": None, "used_by": users,
+                "warning": "mapping %s is kept: %s use%s it (take the lines out first)"
+                % (name, ", ".join(users), "s" if len(users) == 1 else "")}
+    if not check_mode:
+        pvesh.delete("%s/%s" % (API, name))
+    return {"changed": True, "action": "delete", "used_by": []}
+
+
+def restore(pvesh: Pvesh, name: str, current: dict, change: dict, check_mode: bool) -> dict:
+    """Put back a mapping this collection changed: the recorded nodes' entries as they were, every other
+    node's entries as they are now, flags and description as they were. When no other node's entries
+    changed meanwhile, that is the former mapping exactly, entry order included."""
+    before, nodes = change["before"], change.get("nodes") or []
+
+    def others(texts):
+        return sorted(t for t in texts if (_mapping.entry_nodes([t]) or [None])[0] not in nodes)
+    if others(current.get("map") or []) == others(before["map"]):
+        new_map = list(before["map"])
+    else:
+        new_map = others(current.get("map") or []) + [t for t in before["map"] if t not in others(before["map"])]
+    after = dict(before, map=new_map)
+    if view(after) == view(current) and current.get("map") == new_map:
+        return {"changed": False, "action": None}
+    if not check_mode:
+        pvesh.set("%s/%s" % (API, name), [*options(after, raw(current)), "--digest", current["digest"]])
+    return {"changed": True, "action": "restore", "diff": {"before": view(current), "after": view(after)}}
+
+
+def run(pvesh: Pvesh, params: dict, check_mode: bool, record: _mappings.RecordFile | None = None) -> dict:
+    name, state = params["name"], params["state"]
+    record = record or _mappings.RecordFile(None, check_mode)
+    if not _mapping.CONFIGID_RE.match(name or ""):
+        raise Refused("name: %r is not a Proxmox mapping ID" % name)
+    if state == "present":
+        return present(pvesh, params, check_mode, record)
+    current = read(pvesh, name)
+    noted = record.record
+    if state == "undone" and name not in noted["mappings"] and name not in noted["changed"]:
+        return {"changed": False, "action": None, "note": "the record names no change to mapping %s" % name}
+    if current is None:
+        result = {"changed": False, "action": None}
+    elif state == "undone" and name in noted["changed"]:
+        result = restore(pvesh, name, current, noted["changed"][name], check_mode)
+    else:
+        result = delete_unless_used(pvesh, name, check_mode)
+    if not result.get("used_by"):
+        record.save(_mappings.noted_undo(noted, name))
+    result.setdefault("diff", {"before": view(current), "after": None if result["action"] else view(current)})
+    result.update(checks={}, mapping=result["diff"]["after"])
     return result

@@ -139,3 +139,13 @@ def apply(directories: list[str], files: list[dict], backup: list[str], remove: 
     except OSError as exc:
         raise WriteError("%s: %s" % (exc.filename or "?", exc.strerror or exc)) from exc
     return dict(done, changed=any(done.values()), diff=diff)
+
+
+def write_text(path: str, content: str, mode: int) -> bool:
+    """One file written atomically (its directory made, 0755), unless it already holds exactly that.
+    True when it was written."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    if _same(path, content, mode):
+        return False
+    _write(path, content, mode)
+    return True

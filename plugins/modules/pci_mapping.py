@@ -20,10 +20,19 @@ description:
     ID, a malformed entry, the same node and path twice, a node that is not a member of the cluster, and an
     entry for this node whose vendor:device ID, subsystem ID or IOMMU group do not match this node's hardware
     as Proxmox reads it (C(pvesh get /nodes/NODE/hardware/pci)).
-  - After a write, Proxmox's own check (C(GET /cluster/mapping/pci?check-node=NODE)) runs for every node of
-    the mapping; an error there undoes the write and fails the task, so a run leaves either the old mapping
+  - A write decides the entries of O(nodes) only - by default the nodes that O(entries) name. Every other
+    node's entries (made in the GUI, by Terraform, or by a run that covered other nodes) are kept exactly as
+    Proxmox holds them, so a run over part of a cluster never drops another node's entries.
+  - After a write, Proxmox's own check (C(GET /cluster/mapping/pci?check-node=NODE)) runs for every node the
+    task decided; an error there undoes the write and fails the task, so a run leaves either the old mapping
     or a valid new one. Checks of an unchanged mapping run too - a device that changed since the mapping was
     made fails the task, as it would fail the VM's start.
+  - With O(record), each write is noted in a record file on the node right after it succeeds - the name of a
+    mapping this module created, or the exact former state of a mapping that existed before - and
+    O(state=undone) undoes what that record names.
+  - A mapping that a VM of the cluster uses (a C(hostpciN) line with C(mapping=NAME)) is never deleted - the
+    task leaves it, names the VMs in RV(used_by) and warns; a VM would otherwise fail to start with
+    "PCI device mapping not found".
 author:
   - vfio.proxmox contributors (@vfio-proxmox)
 options:
@@ -32,9 +41,14 @@ options:
     type: str
     required: true
   state:
-    description: V(absent) deletes the mapping (nothing happens when there is none).
+    description:
+      - V(absent) deletes the mapping (nothing happens when there is none; a mapping a VM uses is kept).
+      - V(undone) undoes what O(record) names for this mapping - deletes it if this collection created it
+        (unless a VM uses it), or puts back the former entries of the recorded nodes, the flags and the
+        description if it existed before (with the digest check, so a concurrent change is refused); every
+        other node's entries are kept as they are now. Nothing recorded - nothing to do.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, undone]
     default: present
   entries:
     description:
@@ -61,26 +75,42 @@ options:
         required: true
       subsystem_id:
         description:
-          - The subsystem vendor:device ID (Proxmox's C(subsystem-id)). Proxmox requires it whenever the
-            hardware has one.
+          - The subsystem vendor:device ID. Proxmox requires it whenever the hardware has one.
+          - The alias C(subsystem-id) is Proxmox's own name, so M(vfio.proxmox.pci_facts)' C(proxmox_mapping)
+            can be passed straight in.
         type: str
+        aliases: [subsystem-id]
       iommugroup:
         description: The IOMMU group the device must be in. Proxmox requires it whenever the device has one.
         type: int
       description:
-        description: A note for this node's entry.
+        description:
+          - A note for this node's entry. At most 4096 characters, no comma and no line break (Proxmox's format),
+            nothing above U+00FF (Proxmox's cluster file system gives such text back double-encoded) - refused
+            before any write.
         type: str
+  nodes:
+    description:
+      - The nodes whose entries this task decides - their entries become exactly O(entries); every other
+        node's entries are kept. A node named here with no entry loses its entries.
+      - Default - the nodes that O(entries) name.
+    type: list
+    elements: str
   description:
-    description: A note for the whole mapping. Not given - left as it is.
+    description:
+      - A note for the whole mapping. Not given - left as it is. At most 4096 characters, no line break, nothing
+        above U+00FF.
     type: str
   mdev:
-    description: The devices provide mediated devices. Must match the hardware (Proxmox checks it).
+    description:
+      - The devices provide mediated devices. Must match the hardware (Proxmox checks it).
+      - Not given - left as it is (V(false) for a new mapping).
     type: bool
-    default: false
   live_migration_capable:
-    description: Mark the devices as live-migratable (experimental in Proxmox VE; needs hardware and driver support).
+    description:
+      - Mark the devices as live-migratable (experimental in Proxmox VE; needs hardware and driver support).
+      - Not given - left as it is (V(false) for a new mapping).
     type: bool
-    default: false
   allow_hardware_change:
     description:
       - An existing entry for the same node and path whose vendor:device ID, subsystem ID or IOMMU group differ
@@ -100,6 +130,12 @@ options:
       - The name of the node this task runs on, as Proxmox knows it (Proxmox uses the short host name).
         Its entries are checked against its hardware before anything is written.
     type: str
+  record:
+    description:
+      - A JSON file on the node the task runs on that keeps what this module did, written right after each
+        write succeeds (mode 0600), for O(state=undone). The mappings playbook keeps it at
+        C(/etc/vfio-proxmox/mappings.json) on every node.
+    type: path
   pvesh:
     description: The C(pvesh) command to run.
     type: str
@@ -131,7 +167,25 @@ EXAMPLES = r"""
       - {node: pve2, path: "0000:03:00.0", id: "8086:15f3", subsystem_id: "8086:0000", iommugroup: 14}
   run_once: true
 
-- name: Remove it
+- name: Read the node's devices
+  vfio.proxmox.pci_facts:
+
+- name: Map the port pci_facts found, with the values Proxmox checks (no IDs typed by hand)
+  vfio.proxmox.pci_mapping:
+    name: wan
+    entries:
+      - "{{ ansible_facts.vfio_pci_devices | selectattr('address', 'eq', '0000:02:00.0')
+           | map(attribute='proxmox_mapping') | map('combine', {'node': ansible_facts.vfio_host.node_name})
+           | first }}"
+    record: /etc/vfio-proxmox/mappings.json
+
+- name: Undo what the record says this collection did to the mapping
+  vfio.proxmox.pci_mapping:
+    name: wan
+    state: undone
+    record: /etc/vfio-proxmox/mappings.json
+
+- name: Remove it (kept, with a warning, while a VM uses it)
   vfio.proxmox.pci_mapping:
     name: wan
     state: absent
@@ -140,7 +194,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 action:
-  description: What the run did (or would do in check mode) - V(create), V(update), V(delete) or null.
+  description: What the run did (or would do in check mode) - V(create), V(update), V(delete), V(restore) or null.
   returned: always
   type: str
   sample: create
@@ -164,6 +218,24 @@ undone:
   returned: on failure after a write
   type: str
   sample: created mapping deleted again
+nodes:
+  description: The nodes whose entries the task decided.
+  returned: when O(state=present)
+  type: list
+  elements: str
+  sample: [pve1, pve2]
+kept_entries:
+  description: The entries of other nodes, kept as Proxmox holds them.
+  returned: when O(state=present)
+  type: list
+  elements: str
+  sample: ["node=pve3,path=0000:05:00.0,id=8086:15f3,iommugroup=20"]
+used_by:
+  description: The VMs that use the mapping, which is therefore kept (O(state=absent) or O(state=undone)).
+  returned: when a delete was asked
+  type: list
+  elements: str
+  sample: ["VM 100 (hostpci1, on pve1)"]
 commands:
   description: The C(pvesh) calls made, in order.
   returned: always
@@ -175,6 +247,7 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import MappingsError, RecordFile
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_mapping import Refused, run
 from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
 
@@ -183,21 +256,23 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "name": {"type": "str", "required": True},
-            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "state": {"type": "str", "choices": ["present", "absent", "undone"], "default": "present"},
             "entries": {"type": "list", "elements": "dict", "options": {
                 "node": {"type": "str", "required": True},
                 "path": {"type": "str", "required": True},
                 "id": {"type": "str", "required": True},
-                "subsystem_id": {"type": "str"},
+                "subsystem_id": {"type": "str", "aliases": ["subsystem-id"]},
                 "iommugroup": {"type": "int"},
                 "description": {"type": "str"},
             }},
+            "nodes": {"type": "list", "elements": "str"},
             "description": {"type": "str"},
-            "mdev": {"type": "bool", "default": False},
-            "live_migration_capable": {"type": "bool", "default": False},
+            "mdev": {"type": "bool"},
+            "live_migration_capable": {"type": "bool"},
             "allow_hardware_change": {"type": "bool", "default": False},
             "check_nodes": {"type": "list", "elements": "str"},
             "node": {"type": "str"},
+            "record": {"type": "path"},
             "pvesh": {"type": "str", "default": "pvesh"},
         },
         required_if=[("state", "present", ["entries"])],
@@ -207,18 +282,20 @@ def main() -> None:
     params["node"] = params["node"] or socket.gethostname().split(".")[0]
     pvesh = Pvesh(module.run_command, module.get_bin_path(params["pvesh"], required=True))
     try:
-        result = run(pvesh, params, module.check_mode)
-    except Refused as err:
+        result = run(pvesh, params, module.check_mode, RecordFile(params["record"], module.check_mode))
+    except (Refused, MappingsError) as err:
         module.fail_json(msg="pci_mapping %s: %s" % (params["name"], err), changed=False, commands=pvesh.calls)
     except PveshError as err:
         module.fail_json(msg="pci_mapping %s: %s" % (params["name"], err), commands=pvesh.calls)
     result["commands"] = pvesh.calls
+    if result.get("warning"):
+        module.warn(result.pop("warning"))
     if result.get("errors"):
         module.fail_json(msg="pci_mapping %s: Proxmox refuses the mapping - %s (%s)"
                          % (params["name"], "; ".join(result["errors"]), result["undone"] or "nothing was written"),
                          **result)
     if not module._diff:
-        result.pop("diff")
+        result.pop("diff", None)
     module.exit_json(**result)
 
 

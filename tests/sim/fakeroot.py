@@ -142,7 +142,8 @@ def build(profile: dict, out: Path, hostname: str | None = None) -> Path:
         for attr, value in (("vendor", "0x" + vendor), ("device", "0x" + device),
                             ("subsystem_vendor", "0x" + sv), ("subsystem_device", "0x" + sd),
                             ("class", "0x" + dev["class"]), ("revision", "0x" + dev["revision"]),
-                            ("numa_node", str(dev.get("numa", -1))), ("modalias", modalias(dev))):
+                            ("numa_node", str(dev.get("numa", -1))), ("modalias", modalias(dev)),
+                            ("irq", str(dev.get("irq", 16)))):  # every real device has one (0: none)
             _write(d / attr, value + "\n")
         if dev.get("reset"):
             _write(d / "reset_method", " ".join(dev["reset"]) + "\n")

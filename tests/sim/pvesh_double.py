@@ -45,8 +45,10 @@ MAP_FORMAT = {
     "id": (re.compile(r"^[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}$"), True),
     "subsystem-id": (re.compile(r"^[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}$"), False),
     "path": (re.compile(r"^(?:%s;)*%s$" % (PCI_RE, PCI_RE)), True),
-    "iommugroup": (re.compile(r"^-?\d+$"), False),
-    "description": (re.compile(r"^.{0,4096}$", re.DOTALL), False),
+    # JSONSchema.pm check_type integer: /^[+-]?\d+$/ (so +12 is 12)
+    "iommugroup": (re.compile(r"^[+-]?\d+$"), False),
+    # Mapping/PCI.pm description maxLength 4096; SectionConfig.pm refuses a line break in any value
+    "description": (re.compile(r"^[^\n\r]{0,4096}$"), False),
 }
 # Mapping/PCI.pm options(): map is required (map => {}), the others optional.
 OPTIONAL = {"description", "mdev", "live-migration-capable"}
@@ -86,15 +88,34 @@ def local_node() -> str:
     return os.environ.get("PVESH_DOUBLE_NODE") or socket.gethostname().split(".")[0]
 
 
-def parse_map(text: str) -> dict:
-    """One `map` property string, checked against $map_fmt (Mapping/PCI.pm)."""
-    entry = {}
+def property_fields(text: str) -> list[tuple[str | None, str]]:
+    """pve-common src/PVE/JSONSchema.pm parse_property_string: split on commas, skip empty fields (so a
+    trailing comma too); `key=value`, or a value alone for the default key (None here)."""
+    fields = []
     for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or key not in MAP_FORMAT:
+        if part == "":
+            continue
+        if re.match(r"^[a-z][a-z0-9_-]*=$", part, re.IGNORECASE):
+            fields.append((part[:-1], ""))
+            continue
+        # Perl's /^([a-z][a-z0-9_-]*)=(.+)$/: `.` stops at a line break, `$` matches before a final one
+        match = re.match(r"^([a-z][a-z0-9_-]*)=(.+)$", part, re.IGNORECASE)
+        fields.append((match.group(1), match.group(2)) if match else (None, part))
+    return fields
+
+
+def parse_map(text: str) -> dict:
+    """One `map` property string, checked against $map_fmt (Mapping/PCI.pm) by parse_property_string."""
+    entry = {}
+    for key, value in property_fields(text):
+        if key is None:  # $map_fmt has no default key
+            raise ApiError("map: invalid format - value without key, but schema does not define a default key")
+        if key not in MAP_FORMAT:
             raise ApiError("map: invalid format - property '%s' is not defined in the format" % key)
         if key in entry:
             raise ApiError("map: invalid format - duplicate key in comma-separated list property: %s" % key)
+        if value == "":  # JSONSchema.pm parse_property_string: `key=` matches no `key=(.+)`
+            raise ApiError("map: invalid format - missing key in comma-separated list property")
         if not MAP_FORMAT[key][0].match(value):
             raise ApiError("map: invalid format - %s: value does not match the regex pattern" % key)
         entry[key] = value
@@ -118,13 +139,30 @@ def check_config(options: dict, create: bool) -> dict:
                 raise ApiError("%s: type check ('boolean') failed - got '%s'" % (key, values[-1]))
             out[key] = value
         elif key == "description":
+            if len(values[-1]) > 4096:
+                raise ApiError("description: value may only be 4096 characters long")
+            if re.search(r"[\r\n]", values[-1]):  # SectionConfig.pm write_config
+                raise ApiError("property '%s' contains a line feed" % key)
             out[key] = values[-1]
         else:
             raise ApiError("%s: property is not defined in schema and the schema does not allow additional "
                            "properties" % key)
-    if create and "map" not in out:
+    if create and "map" not in out:  # the create API's schema: map is not optional
         raise ApiError("map: property is missing and it is not optional")
-    return out
+    return {key: stored_text(value) for key, value in out.items()}
+
+
+def stored_text(value):
+    """What pmxcfs gives back of text the API wrote: the section config is written as UTF-8 but read as raw
+    bytes (pve-cluster src/PVE/IPCC.xs newSVpv, no decoding), so a character above U+00FF comes back as its
+    UTF-8 bytes, one character each; Latin-1 text is written as single bytes and survives."""
+    if isinstance(value, list):
+        # SectionConfig.pm checks line feeds on the array, not its items: an item with one is written over two
+        # lines, and the read drops it ("ignore config line").
+        return [stored_text(v) for v in value if not re.search(r"[\r\n]", v)]
+    if isinstance(value, str) and any(ord(char) > 0xFF for char in value):
+        return value.encode("utf-8").decode("latin-1")
+    return value
 
 
 def sysfs_read(base: str, name: str) -> str | None:
@@ -140,6 +178,9 @@ def pci_device_info(sysfs: str, path: str) -> dict | None:
     directory = os.path.join(sysfs, "bus", "pci", "devices", path)
     vendor, device = sysfs_read(directory, "vendor"), sysfs_read(directory, "device")
     if not vendor or not device or not vendor.startswith("0x") or not device.startswith("0x"):
+        return None
+    irq = sysfs_read(directory, "irq")  # SysFSTools.pm: no device without a numeric irq file
+    if irq is None or not re.match(r"^\d+$", irq):
         return None
     info = {"vendor": vendor[2:], "device": device[2:]}
     sub_vendor, sub_device = sysfs_read(directory, "subsystem_vendor"), sysfs_read(directory, "subsystem_device")
@@ -180,8 +221,10 @@ def assert_valid(sysfs: str, name: str, entry: dict, mapping: dict) -> None:
 
 
 def mapping_index(state: dict, check_node: str | None, sysfs: str) -> list[dict]:
-    node = None if check_node is None else local_node() if check_node == "localhost" else check_node
-    if node is not None and node != local_node():
+    # Cluster/Mapping/PCI.pm index: proxied to `check-node` (localhost: here), then the entries are
+    # looked up for the literal name, so `localhost` finds none ("No mapping for node localhost.").
+    node = check_node
+    if node is not None and node not in (local_node(), "localhost"):
         # Real pvesh forwards the call to that node over SSH; the double reads the node's
         # sysfs from $PVESH_DOUBLE_PEERS ({"node": "sysfs root"}) instead.
         peers = json.loads(os.environ.get("PVESH_DOUBLE_PEERS") or "{}")
@@ -193,7 +236,12 @@ def mapping_index(state: dict, check_node: str | None, sysfs: str) -> list[dict]
         entry = dict(mapping, id=mapping_id, digest=digest(state))
         if node is not None:
             entry["checks"] = []
-            mine = [parse_map(text) for text in mapping.get("map", [])]
+            mine = []
+            for text in mapping.get("map", []):
+                try:
+                    mine.append(parse_map(text))
+                except ApiError as err:  # Mapping/PCI.pm get_node_mapping: warn, skip the entry
+                    print("unable to parse PCI mapping entry '%s' - %s" % (text, err), file=sys.stderr)
             mine = [m for m in mine if m["node"] == node]
             if not mine:
                 entry["checks"].append({"severity": "warning", "message": "No mapping for node %s." % node})
@@ -231,27 +279,51 @@ def hardware_pci(sysfs: str, blacklist: str) -> list[dict]:
     return result
 
 
-# qemu-server src/PVE/QemuServer/PCI.pm: $PCIRE, $hostpci_fmt (the keys this double knows), MAX_HOSTPCI_DEVICES
+# qemu-server src/PVE/QemuServer/PCI.pm: $PCIRE and $hostpci_fmt (every key, with its format), MAX_HOSTPCI_DEVICES
 HOSTPCI_PCIRE = r"(?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"
-HOSTPCI_KEYS = {"host", "mapping", "rombar", "romfile", "pcie", "x-vga", "legacy-igd", "mdev", "vendor-id",
-                "device-id", "sub-vendor-id", "sub-device-id", "driver"}
+HEX_ID = re.compile(r"^0x[0-9a-fA-F]{4}$")
+HOSTPCI_FORMAT = {
+    "host": re.compile(r"^%s(;%s)*$" % (HOSTPCI_PCIRE, HOSTPCI_PCIRE)),
+    "mapping": CONFIGID_RE,
+    "romfile": re.compile(r"^[^,;]+$"),
+    "mdev": re.compile(r"^[^/.:]+$"),
+    "vendor-id": HEX_ID, "device-id": HEX_ID, "sub-vendor-id": HEX_ID, "sub-device-id": HEX_ID,
+    "driver": re.compile(r"^(vfio|keep)$"),
+}
+HOSTPCI_BOOLEANS = {"rombar", "pcie", "x-vga", "legacy-igd"}
 MAX_HOSTPCI = 16
 
 
+def parse_boolean(value: str) -> str | None:
+    """pve-common JSONSchema.pm parse_boolean."""
+    if re.match(r"^(1|on|yes|true)$", value, re.IGNORECASE):
+        return "1"
+    if re.match(r"^(0|off|no|false)$", value, re.IGNORECASE):
+        return "0"
+    return None
+
+
 def parse_hostpci(value: str) -> dict:
-    """PCI.pm parse_hostpci, the parsing half: `host` is the default key; host and mapping exclude each other."""
+    """PCI.pm parse_hostpci, the parsing half: parse_property_string with `host` the default key (empty
+    fields skipped), each value checked against its format, booleans parsed; host and mapping exclude
+    each other."""
     res = {}
-    for part in value.split(","):
-        key, sep, val = part.partition("=")
-        if not sep:
-            key, val = "host", part
-        if key not in HOSTPCI_KEYS:
+    for field, text in property_fields(value):
+        key = field or "host"
+        if key not in HOSTPCI_FORMAT and key not in HOSTPCI_BOOLEANS:
             raise ApiError("hostpci: invalid format - property '%s' is not defined in the format" % key)
-        res[key] = val
-    if "host" in res and not re.match(r"^%s(;%s)*$" % (HOSTPCI_PCIRE, HOSTPCI_PCIRE), res["host"]):
-        raise ApiError("hostpci: invalid format - host: value does not match the regex pattern")
-    if "mapping" in res and not CONFIGID_RE.match(res["mapping"]):
-        raise ApiError("hostpci: invalid format - mapping: invalid configuration ID '%s'" % res["mapping"])
+        if key in res:
+            raise ApiError("hostpci: invalid format - duplicate key in comma-separated list property: %s" % key)
+        if text == "":
+            raise ApiError("hostpci: invalid format - missing key in comma-separated list property")
+        if key in HOSTPCI_BOOLEANS:
+            res[key] = parse_boolean(text)
+            if res[key] is None:
+                raise ApiError("hostpci: invalid format - %s: type check ('boolean') failed - got '%s'" % (key, text))
+        elif not HOSTPCI_FORMAT[key].match(text):
+            raise ApiError("hostpci: invalid format - %s: value does not match the regex pattern" % key)
+        else:
+            res[key] = text
     if "host" in res and "mapping" in res:
         raise ApiError("Cannot set both 'host' and 'mapping'.")
     if "host" not in res and "mapping" not in res:
@@ -260,11 +332,18 @@ def parse_hostpci(value: str) -> dict:
 
 
 def is_q35(config: dict) -> bool:
-    """qemu-server Machine.pm machine_type_is_q35: the machine type's base is q35 (no machine: i440fx)."""
-    machine = config.get("machine") or ""
-    first = machine.split(",")[0]
-    machine_type = first.partition("=")[2] if first.startswith("type=") else first
-    return "q35" in machine_type
+    """qemu-server Machine.pm parse_machine + machine_type_is_q35: `machine` is a property string whose default
+    key is `type`; q35 when the type matches /q35/ (no machine, or no type: i440fx)."""
+    fields = dict((key or "type", value) for key, value in property_fields(config.get("machine") or ""))
+    return "q35" in (fields.get("type") or "")
+
+
+def lspci(sysfs: str, address: str) -> list[str]:
+    """pve-common SysFSTools.pm lspci($filter): every device whose full address matches
+    /^(0000:)?\\Q$filter\\E/ - a prefix, so `02:00` is every function of 0000:02:00."""
+    base = os.path.join(sysfs, "bus", "pci", "devices")
+    return [name for name in sorted(os.listdir(base))
+            if name.startswith(address) or name.startswith("0000:" + address)]
 
 
 def vm(state: dict, vmid: str, node: str | None = None) -> dict:
@@ -302,10 +381,13 @@ def vm_config(state: dict, node: str, vmid: str, command: str, options: dict[str
 
 
 def qm_showcmd(state: dict, vmid: str, sysfs: str) -> str:
-    """What `qm showcmd` checks for hostpci entries (PCI.pm parse_hostpci, print_hostpci_devices)."""
+    """What `qm showcmd` checks for hostpci entries: PCI.pm parse_hostpci (mappings resolved for this node,
+    assert_valid, each entry one alternative, addresses expanded by SysFSTools lspci), parse_hostpci_devices
+    (pcie needs q35), choose_hostpci_devices (one alternative: used as it is; several: the first free one; a
+    device used twice: refused)."""
     config = vm(state, vmid, local_node())["config"]
-    devices = []
-    for key in sorted(k for k in config if re.match(r"^hostpci\d+$", k)):
+    devices, used = [], set()
+    for key in sorted((k for k in config if re.match(r"^hostpci\d+$", k)), key=lambda k: int(k[7:])):
         res = parse_hostpci(config[key])
         if "mapping" in res:
             name = res["mapping"]
@@ -319,12 +401,31 @@ def qm_showcmd(state: dict, vmid: str, sysfs: str) -> str:
                     assert_valid(sysfs, name, entry, mapping)
                 except ApiError as err:
                     raise ApiError("PCI device mapping invalid (hardware probably changed): %s" % err) from None
-            path = mine[0]["path"].split(";")[0]
+            alternatives = [entry["path"].split(";") for entry in mine]
         else:
-            path = res["host"].split(";")[0]
-        if res.get("pcie") in ("1", "on", "yes", "true") and not is_q35(config):
+            alternatives = [res["host"].split(";")]
+        expanded = []
+        for alternative in alternatives:
+            ids = []
+            for address in alternative:
+                found = lspci(sysfs, address)
+                if not found:
+                    raise ApiError("no PCI device found for '%s'" % address)
+                ids += found
+            expanded.append(ids)
+        if res.get("pcie") == "1" and not is_q35(config):
             raise ApiError("q35 machine model is not enabled")
-        devices.append("-device vfio-pci,host=%s,id=%s" % (path, key))
+        if len(expanded) == 1:
+            chosen = expanded[0]
+        else:
+            chosen = next((ids for ids in expanded if not used & set(ids)), None)
+            if chosen is None:
+                raise ApiError("could not find a free device for '%s'" % key)
+        for address in chosen:
+            if address in used:
+                raise ApiError("device '%s' assigned more than once" % address)
+            used.add(address)
+        devices.append("-device vfio-pci,host=%s,id=%s" % (chosen[0], key))
     return " ".join(["/usr/bin/kvm", "-id", vmid, *devices])
 
 
@@ -391,7 +492,9 @@ def call(command: str, path: str, options: dict[str, list[str]]) -> object:
                            "other user? Try again.")
         if mapping_id not in mappings:
             raise ApiError("update hardware mapping failed: pci ID '%s' does not exist" % mapping_id)
-        opts = check_config(options, create=False)
+        opts = check_config(options, create=False) if options else {}
+        if "map" not in opts:  # pve-manager Cluster/Mapping/PCI.pm update: check_config in create mode
+            raise ApiError("update hardware mapping failed: missing value for required option 'map'")
         for key in delete:  # pve-common SectionConfig.pm delete_from_config
             if key not in OPTIONAL | {"map"}:
                 raise ApiError("update hardware mapping failed: no such option '%s'" % key)

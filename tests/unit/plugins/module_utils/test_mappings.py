@@ -8,7 +8,11 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import (
     MappingsError,
     attachments,
     mapping_plan,
-    record_after,
+    noted_attachment,
+    noted_undo,
+    noted_write,
+    parse_record,
+    union,
 )
 
 IGC = {"address": "0000:02:00.0", "mapping": "wan", "vm": 100,
@@ -31,11 +35,32 @@ def test_a_node_without_a_proxmox_name_is_refused_by_name():
         mapping_plan({"pve9": {"node": None, "devices": [IGC]}})
 
 
-def test_the_record_keeps_only_what_was_created_and_unions_the_nodes():
-    made = [{"action": "create", "item": {"name": "wan"}}, {"action": "update", "item": {"name": "lan"}}]
-    attached = [{"added": True, "item": {"vmid": 100, "mapping": "wan"}},
-                {"added": False, "changed": True, "item": {"vmid": 101, "mapping": "lan"}}]
-    assert record_after([], made, attached) == {"mappings": ["wan"], "attached": [{"vmid": 100, "mapping": "wan"}]}
-    older = [{"mappings": ["dmz"], "attached": []},
-             {"mappings": ["dmz"], "attached": [{"vmid": 102, "mapping": "dmz"}]}]
-    assert record_after(older, [], []) == {"mappings": ["dmz"], "attached": [{"vmid": 102, "mapping": "dmz"}]}
+def test_the_record_notes_what_was_created_and_the_former_state_of_what_was_changed():
+    record = parse_record(None, "mappings.json")
+    assert record == {"mappings": [], "changed": {}, "attached": []}
+    record = noted_write(record, "wan", "create", None, ["pve1"])
+    gui = {"map": ["node=pve3,path=0000:05:00.0,id=8086:15f3"], "description": None, "mdev": 0,
+           "live-migration-capable": 1}
+    record = noted_write(record, "lan", "update", gui, ["pve1"])
+    # A second change keeps the first former state: that is what a rollback puts back.
+    record = noted_write(record, "lan", "update", {"map": ["ours"]}, ["pve2"])
+    record = noted_write(record, "wan", "update", {"map": ["ours"]}, ["pve2"])
+    assert record == {"mappings": ["wan"], "attached": [],
+                      "changed": {"lan": {"nodes": ["pve1", "pve2"], "before": gui}}}
+    record = noted_attachment(record, 100, "wan", True)
+    assert record["attached"] == [{"vmid": 100, "mapping": "wan"}]
+    assert noted_attachment(record, 100, "wan", False)["attached"] == []
+    assert noted_undo(record, "lan")["changed"] == {}
+
+
+def test_the_nodes_records_are_united_and_an_old_record_still_reads():
+    old = parse_record('{"mappings": ["dmz"], "attached": [{"vmid": 102, "mapping": "dmz"}]}', "pve1")
+    newer = {"mappings": ["wan"], "attached": [], "changed": {"lan": {"nodes": ["pve2"], "before": {"map": ["x"]}}}}
+    assert union([old, newer, old]) == {
+        "mappings": ["dmz", "wan"], "attached": [{"vmid": 102, "mapping": "dmz"}],
+        "changed": {"lan": {"nodes": ["pve2"], "before": {"map": ["x"]}}}}
+
+
+def test_a_record_that_is_not_json_is_refused_by_path():
+    with pytest.raises(MappingsError, match="/etc/vfio-proxmox/mappings.json is not JSON"):
+        parse_record("{", "/etc/vfio-proxmox/mappings.json")
