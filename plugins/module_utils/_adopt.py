@@ -31,11 +31,18 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._files import text_checksum
 from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import normalize_module
+from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
+    kernel_args,
+    param_key,
+    physical_lines,
+)
 
 # Put in front of a line adoption comments out, so the admin sees who did it and why.
 COMMENT = "#vfio.proxmox adopted# "
 ROLE_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci", "vfio_virqfd")
-IDS_PARAMS = ("vfio-pci.ids", "vfio_pci.ids")
+# vfio-pci's parameters (drivers/vfio/pci/vfio_pci.c module_param*): a word after a "#" on an options line still
+# reaches the kernel (kmod strips no trailing comments), so such a word is kept when the line is edited.
+VFIO_PCI_PARAMS = ("nointxmask", "disable_vga", "disable_idle_d3", "enable_sriov", "disable_denylist")
 
 
 def copy_of(path: str) -> str:
@@ -88,15 +95,15 @@ def manifest_text(files: dict, targets: list[dict], lines: list[dict], selection
 
 
 def hand_made_ids(handmade: list[dict], loader: str | None) -> list[tuple[str, str]]:
-    """(vendor:device, where) of every ID the hand-made configuration binds to vfio-pci at boot."""
+    """(ids entry, where) of every ID the hand-made configuration binds to vfio-pci at boot, in every form
+    _modconf reads (options lines, the initramfs module list, vfio-pci.ids= where the boot loader reads it);
+    an entry is vendor:device, or every field (_modconf.spec_text) when it names more."""
     found = []
     for entry in handmade:
         where = "%s:%d" % (entry["file"], entry["line"])
-        if entry["kind"] == "options" and entry.get("module") == "vfio_pci":
-            found += [(i, where) for i in entry.get("ids") or []]
-        elif entry["kind"] == "kernel_parameter" and entry["text"].split("=", 1)[0] in IDS_PARAMS \
-                and _counts(entry["file"], loader):
-            found += [(i.strip().lower(), where) for i in entry["text"].split("=", 1)[1].split(",") if i.strip()]
+        if entry["kind"] == "kernel_parameter" and not _counts(entry["file"], loader):
+            continue
+        found += [(i, where) for i in entry.get("ids") or []]
     return found
 
 
@@ -118,6 +125,7 @@ class Adoption:
         self.take: list[dict] = []
         self.leave: list[dict] = []
         self.texts: dict[str, str] = {}
+        self.resumed: list[str] = []
 
     def decide(self, selected: list[dict], tokens: list[str], loader: str | None) -> None:
         drivers = set()
@@ -148,6 +156,9 @@ class Adoption:
              lambda: "dropped: %s" % entry["problems"][0]),
             (kind == "blacklist" and module in drivers, "comment",
              lambda: "not needed: the role binds the selected devices to vfio-pci before %s can take them" % module),
+            (kind == "load" and module in ROLE_MODULES and bool(entry.get("ids")), "comment",
+             lambda: "the role lists the vfio modules and binds the selected devices itself (this line binds ids %s)"
+             % ",".join(entry["ids"])),
             (kind == "load" and module in ROLE_MODULES, "comment",
              lambda: "dropped: %s" % entry["problems"][0] if module == "vfio_virqfd" and entry.get("problems")
              else "the role lists the vfio modules itself"),
@@ -162,8 +173,8 @@ class Adoption:
         token, path = entry["text"], entry["file"]
         if not _counts(path, loader):
             return None, "left alone: %s does not reach the kernel with %s" % (path, loader or "this boot loader")
-        if token.split("=", 1)[0] in IDS_PARAMS:
-            return "drop", "the role binds the selected devices itself"
+        if entry.get("ids"):
+            return "drop", "the role binds the selected devices itself (ids %s)" % ",".join(entry["ids"])
         if token in tokens:
             return "drop", "the role's plan writes %s itself" % token
         return None, "left alone: the role's plan does not write %s" % token
@@ -178,6 +189,11 @@ class Adoption:
         for path, items in sorted(by_file.items()):
             state = self.files.get(path) or {}
             problem = self._uneditable(path, state, recorded)
+            if not problem and self.interrupted(path):
+                self.resumed.append(
+                    "completing an adoption that was interrupted after %s was written: %s still holds its original "
+                    "text (sha1 %s, the same as its copy %s) - editing it now" % (
+                        ADOPT_MANIFEST, path, state.get("checksum"), self.manifest["files"][path].get("copy")))
             if problem:
                 self.errors.append("passthrough_adopt: cannot take over %s:%d (%r): %s" % (
                     path, items[0]["line"], items[0]["text"], problem))
@@ -189,23 +205,36 @@ class Adoption:
                 texts[path] = new
         return texts
 
+    def interrupted(self, path: str) -> bool:
+        """Whether the manifest names this file but the file still holds its original text, with its exact copy
+        in place: owned_files writes the copies, then the manifest, then the files, so a run stopped in between
+        leaves this, and adopting again completes it."""
+        known = self.manifest["files"].get(path)
+        state = self.files.get(path) or {}
+        copy = self.files.get((known or {}).get("copy")) or {}
+        return bool(known and state.get("checksum") and state.get("checksum") == known.get("original")
+                    and known.get("original") != known.get("adopted") and copy.get("checksum") == known["original"])
+
     def _uneditable(self, path: str, state: dict, recorded: tuple[list[str], list[str]]) -> str | None:
         known = self.manifest["files"].get(path)
         content = state.get("content") or ""
+        if self.interrupted(path):
+            known = None  # the edit is made again; the manifest keeps the original's checksum and copy
         # An adopted file holds the role's own lines since; a new hand-made line may be adopted next to them.
-        as_adopted = text_checksum(without_role(path, content, recorded)) if state.get("content") is not None else None
+        as_adopted = adopted_checksums(path, content, recorded) if state.get("content") is not None else set()
         problems = (
             (state.get("error"), lambda: "it cannot be read (%s)" % state["error"]),
             (not state.get("exists"), lambda: "pci_facts did not report the file (older version?)"),
             (state.get("type") != "file", lambda: "it is a %s, not a regular file - adoption would replace it; edit "
                                                   "it by hand" % state.get("type")),
             (state.get("content") is None, lambda: "it is not UTF-8 text - edit it by hand"),
-            (known and as_adopted != known.get("adopted"),
+            (known and known.get("adopted") not in as_adopted,
              lambda: "it changed since it was adopted (its original is %s) - roll back first, or remove the line by "
                      "hand" % known.get("copy")),
-            (not known and path == INITRAMFS_MODULES and BLOCK_MARKER.format(mark="BEGIN") in content,
+            (not known and not self.interrupted(path) and path == INITRAMFS_MODULES
+             and BLOCK_MARKER.format(mark="BEGIN") in content,
              lambda: "it already holds the role's block - roll back (passthrough_state: absent) first, then adopt"),
-            (not known and path == KERNEL_CMDLINE and bool(recorded[0] or recorded[1]),
+            (not known and not self.interrupted(path) and path == KERNEL_CMDLINE and bool(recorded[0] or recorded[1]),
              lambda: "the role added tokens to it before (%s) - roll back (passthrough_state: absent) first, then "
                      "adopt" % CMDLINE_RECORD),
         )
@@ -216,7 +245,7 @@ def edited(path: str, text: str, items: list[dict]) -> tuple[str, str | None]:
     """The file's text with the taken-over lines commented out or their tokens taken out."""
     if path == KERNEL_CMDLINE:
         return edit_cmdline(text, [], [i["text"] for i in items])["content"], None
-    lines = text.splitlines(keepends=True)
+    lines = physical_lines(text)
     comment, drop = set(), {}
     for item in items:
         span = _span(lines, item["line"]) if path.startswith("/etc/modprobe.d/") else [item["line"]]
@@ -247,19 +276,33 @@ def _span(lines: list[str], start: int) -> list[int]:
 
 
 def _drop(path: str, raw: str, items: list[dict]) -> list[str]:
-    """A line without the taken-over words; a comment names them. An options line left empty is commented."""
+    """A line without the taken-over words; a comment names them. An options line left empty is commented.
+    The commented original always ends with a newline, so a last line without one is not joined to its edit;
+    the edited line ends as the original did."""
     body, newline = (raw[:-1], "\n") if raw.endswith("\n") else (raw, "")
     if path.startswith("/etc/modprobe.d/"):
-        words = body.split("#", 1)[0].split()  # a trailing comment goes with the original line
-        kept = [w for w in words if not w.startswith("ids=")]
+        head, hash_, tail = body.partition("#")
+        words = head.replace("\t", " ").split(" ")
+        words = [w for w in words if w]
+        # kmod passes words after a "#" to the kernel too: the ids= among them go; vfio-pci's other
+        # parameters stay, the rest of such a trailing comment goes with the original line.
+        later = [w for w in (hash_ + tail).split() if param_key(kernel_args(w)[0][0] if kernel_args(w) else "")
+                 in VFIO_PCI_PARAMS]
+        kept = words[:2] + [w for w in words[2:] + later if not _is_ids(w)]
         if len(kept) <= 2:
             return [COMMENT + raw]
-        return [COMMENT + body + newline, " ".join(kept) + newline]
+        return [COMMENT + body + "\n", " ".join(kept) + newline]
     match = grub_line_match(body)
     gone = {i["text"] for i in items}
     value = " ".join(t for t in match.group(2).split() if t not in gone)
     line = body[:match.start(2)] + value + body[match.end(2):]
-    return [COMMENT + body + newline, line + newline]
+    return [COMMENT + body + "\n", line + newline]
+
+
+def _is_ids(word: str) -> bool:
+    """Whether a word of an options line sets vfio-pci's ids (quoted or not, as the kernel splits it)."""
+    args = kernel_args(word)
+    return bool(args) and param_key(args[0][0]) == "ids"
 
 
 def writes(adoption: dict, manifest: dict, files: dict, recorded: tuple[list[str], list[str]]) -> dict:
@@ -278,7 +321,8 @@ def writes(adoption: dict, manifest: dict, files: dict, recorded: tuple[list[str
                              "adopted": text_checksum(without_role(path, text, recorded)), "rebuild": rebuild_for(path)}
         written.append({"path": path, "content": text, "mode": files[path]["mode"]})
     targets = {t["address"]: t for t in manifest["targets"] + adoption["targets"]}
-    lines = manifest["lines"] + [{k: i[k] for k in ("file", "line", "text", "reason")} for i in adoption["take"]]
+    lines = manifest["lines"] + [{k: i[k] for k in ("file", "line", "text", "reason")} for i in adoption["take"]
+                                 if {k: i[k] for k in ("file", "line", "text", "reason")} not in manifest["lines"]]
     selection = {i["id"]: i for i in manifest["selection"] + adoption["selection"]}
     record = {"path": ADOPT_MANIFEST, "content": manifest_text(
         known_files, sorted(targets.values(), key=lambda t: t["address"]), lines, list(selection.values())),
@@ -287,12 +331,23 @@ def writes(adoption: dict, manifest: dict, files: dict, recorded: tuple[list[str
             "rebuild": sorted({rebuild_for(p) for p in texts} - {None})}
 
 
+def adopted_checksums(path: str, text: str, recorded: tuple[list[str], list[str]]) -> set[str]:
+    """Checksums the text may have as adoption left it. blockinfile ends the last line with a newline before it
+    adds the role's block to the initramfs module list, and keeps that newline when it removes the block, so a
+    list adopted without a final newline may have gained one."""
+    bare = without_role(path, text, recorded)
+    found = {text_checksum(bare)}
+    if path == INITRAMFS_MODULES and bare.endswith("\n"):
+        found.add(text_checksum(bare[:-1]))
+    return found
+
+
 def without_role(path: str, text: str, recorded: tuple[list[str], list[str]]) -> str:
     """The text as adoption left it: the role's block (initramfs module list) or the tokens it recorded
     (/etc/kernel/cmdline) are edited into these two files after adoption, and taken out before the give-back."""
     if path == INITRAMFS_MODULES:
         lines, inside = [], False
-        for line in text.splitlines(keepends=True):
+        for line in physical_lines(text):
             if line.strip() == BLOCK_MARKER.format(mark="BEGIN"):
                 inside = True
             elif line.strip() == BLOCK_MARKER.format(mark="END") and inside:
@@ -312,8 +367,9 @@ def give_back(manifest: dict, files: dict, recorded: tuple[list[str], list[str]]
     for path, known in sorted(manifest["files"].items()):
         state = files.get(path) or {}
         copy = files.get(known.get("copy")) or {}
-        checksum = (text_checksum(without_role(path, state["content"], recorded)) if state.get("content") is not None
-                    else state.get("checksum"))
+        checksums = (adopted_checksums(path, state["content"], recorded) if state.get("content") is not None
+                     else {state.get("checksum")})
+        checksum = known.get("adopted") if known.get("adopted") in checksums else sorted(checksums)[0]
         if not copy.get("exists") and state.get("checksum") == known.get("original"):
             continue  # given back already (a rollback stopped before it removed the manifest)
         if not copy.get("exists"):

@@ -16,6 +16,7 @@ import json
 import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import parse_record
+from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import physical_lines
 
 STATE_DIR = "/etc/vfio-proxmox"
 STATE_RECORD = STATE_DIR + "/state.json"
@@ -103,8 +104,8 @@ def grub_line_match(line: str):
 def grub_token_lines(text: str | None) -> list[tuple[int, list[str]]]:
     """(line number, tokens) of each GRUB_CMDLINE_LINUX(_DEFAULT) line, with ${...} references dropped."""
     found = []
-    for number, line in enumerate((text or "").splitlines(), start=1):
-        match = grub_line_match(line)
+    for number, line in enumerate(physical_lines(text or ""), start=1):
+        match = grub_line_match(line.rstrip("\n"))
         if match:
             found.append((number, [t for t in match.group(2).split() if not t.startswith("$")]))
     return found

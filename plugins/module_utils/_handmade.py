@@ -10,6 +10,7 @@ show every node that was configured by hand before the collection came. The role
 from __future__ import annotations
 
 import os
+import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import read_manifest
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import parse_record
@@ -27,6 +28,12 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._files import MAX_READ_BYTES, file_state
 from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import normalize_module
+from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
+    cmdline_ids,
+    param_key,
+    physical_lines,
+    spec_matches,
+)
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import kernel_version
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
 
@@ -41,6 +48,15 @@ def _param_name(token: str) -> str:
     return token.split("=", 1)[0]
 
 
+# Compared as the kernel compares names (kernel/params.c parameq: "-" and "_" alike; kmod takes a token quoted
+# as a whole, libkmod-config.c kmod_config_parse_kcmdline).
+_PARAM_KEYS = {param_key(p) for p in PASSTHROUGH_PARAMS}
+
+
+def _is_passthrough(token: str) -> bool:
+    return param_key(_param_name(token[1:] if token.startswith('"') else token)) in _PARAM_KEYS
+
+
 def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
     """Passthrough tokens in /etc/default/grub, /etc/default/grub.d/*.cfg and /etc/kernel/cmdline."""
     found = []
@@ -48,8 +64,11 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
     def scan(shown: str, text: str, lines_of) -> None:
         for number, tokens in lines_of(text):
             for token in tokens:
-                if _param_name(token) in PASSTHROUGH_PARAMS:
-                    found.append({"file": shown, "line": number, "text": token, "kind": "kernel_parameter"})
+                if _is_passthrough(token):
+                    # Inside a GRUB file's double quotes the shell drops the backslash of \" \\ \$ \`.
+                    ids = cmdline_ids(re.sub(r'\\([\\"$`])', r"\1", token) if shown != KERNEL_CMDLINE else token)
+                    found.append({"file": shown, "line": number, "text": token, "kind": "kernel_parameter",
+                                  "ids": ids or []})
 
     grub_files = [GRUB_DEFAULT] + sorted("/etc/default/grub.d/" + n for n in
                                          reader.listdir(os.path.join(etc_root, "etc/default/grub.d"))
@@ -72,7 +91,7 @@ def _role_block_lines(reader: TreeReader, etc_root: str) -> set[int]:
     """Line numbers of the role's marked block in the initramfs module list."""
     text = reader.text(os.path.join(etc_root, INITRAMFS_MODULES.lstrip("/")), warn=False) or ""
     inside, numbers = False, set()
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(physical_lines(text), start=1):
         if line.strip() == BLOCK_MARKER.format(mark="BEGIN"):
             inside = True
         if inside:
@@ -103,9 +122,30 @@ def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict])
         else:
             seen[key] = "%s:%d" % (line["file"], line["line"])
         problems += _line_problems(line, host, kernels, in_use)
-        line["problems"] = problems
-        line["lockout"] = any("the driver of the management NIC" in p for p in problems)
+        binding = _binds_management(line, host, devices)
+        line["problems"] = problems + binding
+        line["lockout"] = bool(binding) or any("the driver of the management NIC" in p for p in problems)
     return lines
+
+
+def _binds_management(line: dict, host: dict, devices: list[dict]) -> list[str]:
+    """A hand-made binding - any form vfio-pci reads - of a management NIC not on vfio-pci yet: the next boot
+    takes the node off the network. A kernel parameter counts only in the file the boot loader reads."""
+    if not line.get("ids"):
+        return []
+    if line["kind"] == "kernel_parameter":
+        loader = (host.get("boot_loader") or {}).get("name")
+        # An unknown boot loader fails closed: the parameter may reach the kernel.
+        if loader in ("grub", "systemd-boot") and (line["file"] == KERNEL_CMDLINE) != (loader == "systemd-boot"):
+            return []
+    found = []
+    for device in devices:
+        managing = [n["name"] for n in device.get("netdevs") or [] if n.get("management")]
+        ids = [i for i in line["ids"] if spec_matches(i, device)]
+        if managing and ids and device.get("driver") != "vfio-pci":
+            found.append("binds %s (%s), the management NIC, to vfio-pci (ids %s) - the node loses its network at "
+                         "the next boot" % (device["address"], ", ".join(managing), ",".join(ids)))
+    return found
 
 
 def _about_passthrough(entry: dict, drivers: set) -> bool:

@@ -22,6 +22,8 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import (
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
     ADOPT_MANIFEST,
+    INITRAMFS_MODULES,
+    KERNEL_CMDLINE,
     MODPROBE,
     MODULES_LOAD,
     cmdline_record,
@@ -37,6 +39,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import (
     normalize_module,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import CONFIGID_RE
+from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import id_spec, spec_matches, spec_text
 
 ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
@@ -248,33 +251,37 @@ class Planner:
         return value
 
     def adopted_entries(self, loader: str | None) -> list[dict]:
-        """passthrough_adopt without passthrough_devices: the hand-made ids become id: selections."""
+        """passthrough_adopt without passthrough_devices: the hand-made ids become id: selections (an ids entry
+        that names more than vendor:device - subsystem, class - selects the devices it matches by address)."""
         first: dict[str, str] = {}
         # An earlier adoption commented the ids out; its manifest keeps them, so a re-run selects the same.
         for pci_id, where in hand_made_ids(self.host.get("handmade") or [], loader) + [
                 (i["id"], i["where"]) for i in self.manifest["selection"]]:
             first.setdefault(pci_id, where)
-        known = {"%s:%s" % (d["vendor"], d["device"]) for d in self.devices.values()}
         entries = []
         for pci_id, where in first.items():
-            if pci_id not in known:
+            matched = sorted(a for a, d in self.devices.items() if spec_matches(pci_id, d))
+            if not matched:
                 self.reasons.append("hand-made ids %s (%s): no device with this ID on this node - not in the plan"
                                     % (pci_id, where))
                 continue
-            self.labels[len(entries)] = "hand-made ids %s (%s)" % (pci_id, where)
-            entries.append({"id": pci_id})
+            spec = id_spec(pci_id)
+            plain = spec is not None and spec_text(spec) == pci_id and pci_id.count(":") == 1
+            for selector in [{"id": pci_id}] if plain else [{"address": a} for a in matched]:
+                self.labels[len(entries)] = "hand-made ids %s (%s)" % (pci_id, where)
+                entries.append(selector)
             self.selection.append({"id": pci_id, "where": where})
         if entries:
             self.reasons.append("passthrough_adopt selected by the hand-made ids - to keep this selection without "
                                 "passthrough_adopt, set passthrough_devices: [%s]" % ", ".join(
-                                    "{id: '%s'}" % e["id"] for e in entries))
+                                    "{%s: '%s'}" % next(iter(e.items())) for e in entries))
         return entries
 
     def handmade_targets(self, loader: str | None) -> list[dict]:
         """The devices the hand-made configuration binds at boot: a rollback leaves them on vfio-pci."""
         ids = {i for i, _where in hand_made_ids(self.host.get("handmade") or [], loader)}
         return [{"address": a, "id": "%s:%s" % (d["vendor"], d["device"])} for a, d in sorted(self.devices.items())
-                if "%s:%s" % (d["vendor"], d["device"]) in ids]
+                if any(spec_matches(i, d) for i in ids)]
 
     def select(self, loader: str | None = None) -> list[dict]:
         chosen: dict[str, dict] = {}
@@ -498,22 +505,34 @@ class Planner:
                                 "loads it as a dependency")
         return list(BASE_MODULES)
 
-    def check_foreign_config(self, selected: list[dict], ids: list[str], taken: set) -> None:
-        """Module configuration the role does not own that decides bindings next to it (adopted lines aside)."""
+    def check_foreign_config(self, selected: list[dict], ids: list[str], taken: set, loader: str | None) -> None:
+        """Module configuration the role does not own that decides bindings next to it (adopted lines aside).
+        A vfio-pci binding counts in every form _modconf reads: options lines, `vfio_pci ids=` in the initramfs
+        module list, and a vfio-pci.ids= kernel parameter in the file the boot loader reads."""
         picked = {d["address"] for d in selected}
-        for entry in self.host.get("vfio_config") or []:
-            if entry["file"] in OWNED_PATHS or (entry["file"], entry["line"]) in taken:
+        bindings = [e for e in self.host.get("vfio_config") or [] if e["kind"] in ("options", "load")]
+        bindings += [e for e in self.host.get("handmade") or [] if e["kind"] == "kernel_parameter" and (
+            loader not in ("grub", "systemd-boot") or (e["file"] == KERNEL_CMDLINE) == (
+                loader == "systemd-boot"))]
+        for entry in bindings + [e for e in self.host.get("vfio_config") or [] if e not in bindings]:
+            # The role's block in the initramfs module list names modules only: an ids= line there is hand-made.
+            owned = entry["file"] in OWNED_PATHS and not (entry["file"] == INITRAMFS_MODULES and entry.get("ids"))
+            if owned or (entry["file"], entry["line"]) in taken:
                 continue
             where = "%s:%d (%r)" % (entry["file"], entry["line"], entry["text"])
-            if entry["kind"] == "options" and entry.get("ids"):
-                taken = sorted(a for a, d in self.devices.items() if a not in picked
-                               and "%s:%s" % (d["vendor"], d["device"]) in entry["ids"])
-                if ids or taken:
+            if entry["kind"] in ("options", "load", "kernel_parameter"):
+                if not entry.get("ids"):
+                    continue
+                bound = sorted(a for a, d in self.devices.items() if a not in picked
+                               and any(spec_matches(i, d) for i in entry["ids"]))
+                # Only an options line is joined by kmod with the role's own ids= (the kernel keeps the last).
+                fights = bool(ids) and entry["kind"] == "options"
+                if fights or bound:
                     self.errors.append(
                         "foreign vfio-pci ids at %s: %s - remove that line, or set passthrough_adopt: true to take "
                         "it over" % (where, "kmod joins option lines and the kernel keeps only the last ids=, "
-                                            "so it overrides the role's ids= or is overridden by it" if ids else
-                                            "it binds %s, which is not selected" % ", ".join(taken)))
+                                            "so it overrides the role's ids= or is overridden by it" if fights else
+                                            "it binds %s, which is not selected" % ", ".join(bound)))
             elif entry["kind"] in ("install", "remove"):
                 self.errors.append("foreign %s line for %s at %s replaces how the module loads - remove it" % (
                     entry["kind"], entry["module"], where))
@@ -603,6 +622,7 @@ class Planner:
         self.adoption.decide(selected, tokens, loader)
         self.adoption.texts = self.adoption.edits(cmdline_record(self.seen))
         self.errors += self.adoption.errors
+        self.reasons += self.adoption.resumed
         for item in self.adoption.take:
             self.reasons.append("adopting %s:%d %r - %s" % (item["file"], item["line"], item["text"], item["reason"]))
         for item in self.adoption.leave:
@@ -650,7 +670,7 @@ class Planner:
             plan["ids"], plan["address_binds"] = self.bind_split(selected)
             plan["boot_loader"] = loader if self.adoption is not None else self.boot_loader()
             taken = self.adopt(selected, tokens, plan["boot_loader"])
-            self.check_foreign_config(selected, plan["ids"], taken)
+            self.check_foreign_config(selected, plan["ids"], taken, plan["boot_loader"])
             plan["softdeps"] = sorted({d["native_driver"] for d in selected
                                        if d["native_driver"] and d["id"] in plan["ids"]})
         elif self.adoption is not None and self.host.get("handmade"):

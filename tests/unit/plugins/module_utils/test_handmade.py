@@ -83,3 +83,20 @@ def test_package_files_and_blacklists_of_drivers_no_device_uses_are_not_hand_mad
              "/etc/modprobe.d/vfio.conf": "softdep igc pre: vfio-pci\nsoftdep drm pre: i2c_core\n"}
     assert handmade(fake_node, "guide-intel", files) == {
         ("/etc/modprobe.d/vfio.conf", 1, "softdep igc pre: vfio-pci"): []}
+
+
+def test_kvm_ignore_msrs_in_modprobe_d_is_passthrough_configuration_like_on_the_command_line(fake_node):
+    files = {"/etc/modprobe.d/kvm.conf": "options kvm ignore_msrs=1 report_ignored_msrs=0\n",
+             "/etc/modprobe.d/nested.conf": "options kvm_intel nested=1\n",
+             "/etc/default/grub": 'GRUB_CMDLINE_LINUX_DEFAULT="quiet kvm.ignore_msrs=1"\n'}
+    found = handmade(fake_node, "guide-intel", files)
+    assert ("/etc/default/grub", 1, "kvm.ignore_msrs=1") in found
+    assert ("/etc/modprobe.d/kvm.conf", 1, "options kvm ignore_msrs=1 report_ignored_msrs=0") in found
+    assert not [k for k in found if k[0] == "/etc/modprobe.d/nested.conf"]
+
+
+def test_a_hand_made_binding_of_the_management_nic_not_yet_in_force_is_a_lockout(fake_node):
+    found = handmade(fake_node, "guide-intel", {"/etc/modprobe.d/vfio.conf": 'options vfio-pci ids="8086:1a1c"\n'})
+    assert found[("/etc/modprobe.d/vfio.conf", 1, 'options vfio-pci ids="8086:1a1c"')] == [
+        "binds 0000:00:1f.6 (eno1), the management NIC, to vfio-pci (ids 8086:1a1c) - the node loses its network "
+        "at the next boot"]
