@@ -8,9 +8,11 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import (
     MappingsError,
+    attach_problems,
     attachments,
     mapping_plan,
     parse_record,
+    record_text,
     union,
 )
 
@@ -39,9 +41,18 @@ def mapping_record(seen: list) -> dict:
         raise AnsibleFilterError("mapping_record: %s" % err) from None
 
 
+def mapping_record_text(record: dict) -> str:
+    return record_text(record)
+
+
+def mapping_attach_problems(per_host: list) -> list:
+    return attach_problems(per_host)
+
+
 class FilterModule:
     """vfio.proxmox mapping filters."""
 
     def filters(self):
         return {"mapping_plan": mapping_plan_filter, "mapping_attachments": mapping_attachments,
-                "mapping_record": mapping_record}
+                "mapping_record": mapping_record, "mapping_record_text": mapping_record_text,
+                "mapping_attach_problems": mapping_attach_problems}

@@ -13,6 +13,7 @@ write in it right after the write succeeds.
 from __future__ import annotations
 
 import json
+import os
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._write import write_text
 
@@ -48,13 +49,40 @@ def mapping_plan(hosts: dict) -> list[dict]:
                 mapping["hosts"].append(host)
             if device.get("vm") is not None and device["vm"] not in mapping["vms"]:
                 mapping["vms"].append(device["vm"])
+    # Every node of the play decides its entries of every mapping it names - or names no more.
+    play_nodes = sorted({hosts[host]["node"] for host in hosts if hosts[host].get("node")})
     for mapping in wanted.values():
         mapping["vms"].sort()
+        mapping["nodes"] = play_nodes
     return [wanted[name] for name in sorted(wanted)]
 
 
+def attach_problems(per_host: list[dict]) -> list[str]:
+    """Why VMs were not given their mapping: each failed vm_hostpci item (every node of the play runs the loop
+    with only_here), and each VM that every node left to another - its node is not in the play."""
+    problems, handled, where = [], set(), {}
+    for registered in per_host:
+        for result in (registered or {}).get("results") or []:
+            item = result.get("item") or {}
+            key = (item.get("vmid"), item.get("mapping"))
+            if result.get("failed"):
+                problems.append(result.get("msg"))
+                handled.add(key)
+            elif result.get("elsewhere"):
+                where[key] = result.get("node")
+            elif not result.get("skipped"):
+                handled.add(key)
+    for (vmid, mapping), node in sorted(where.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if (vmid, mapping) not in handled:
+            problems.append("VM %s is on node %s, which is not in this play: it was not given mapping %s (run the "
+                            "playbook with that node too)" % (vmid, node, mapping))
+    return problems
+
+
 def attachments(plan: list[dict]) -> list[dict]:
-    return [{"vmid": vmid, "mapping": m["name"]} for m in plan for vmid in m["vms"]]
+    """One item per VM and mapping, with the entries and nodes the run writes (vm_hostpci checks with them)."""
+    return [{"vmid": vmid, "mapping": m["name"], "entries": m["entries"], "nodes": m["nodes"]}
+            for m in plan for vmid in m["vms"]]
 
 
 def parse_record(text: str | None, where: str) -> dict:
@@ -80,6 +108,9 @@ def parse_record(text: str | None, where: str) -> dict:
 
 
 def record_text(record: dict) -> str:
+    """The record file's text; empty when it names nothing (no file is kept then)."""
+    if not record.get("mappings") and not record.get("changed") and not record.get("attached"):
+        return ""
     return json.dumps(record, indent=2, sort_keys=True) + "\n"
 
 
@@ -145,5 +176,10 @@ class RecordFile:
 
     def save(self, record: dict) -> None:
         self.record = record
-        if self.path and not self.check_mode:
-            write_text(self.path, record_text(record), 0o600)
+        if not self.path or self.check_mode:
+            return
+        text = record_text(record)
+        if text:
+            write_text(self.path, text, 0o600)
+        elif os.path.lexists(self.path):
+            os.unlink(self.path)  # nothing left to undo: no record

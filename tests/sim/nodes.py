@@ -216,7 +216,7 @@ def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path, p
 def seed_pve_cluster(state: Path, hosts: list[str]) -> None:
     """The shared cluster state of the pvesh double: the nodes, no mappings, two VMs.
 
-    VM 100 (q35) on the first node already passes a raw host device through (hostpci0, never
+    VM 100 (q35) on the first node already passes a raw host device (the iGPU) through (hostpci0, never
     to be touched); VM 101 (default i440fx machine) is on the second node, or the first.
     """
     directory = state / "pve-cluster"
@@ -224,7 +224,7 @@ def seed_pve_cluster(state: Path, hosts: list[str]) -> None:
     (directory / "state.json").write_text(json.dumps({
         "nodes": hosts, "mapping_pci": {},
         "vms": {"100": {"node": hosts[0], "config": {"name": "firewall", "machine": "q35",
-                                                     "hostpci0": "0000:00:14.0,pcie=1"}},
+                                                     "hostpci0": "0000:00:02.0,pcie=1"}},
                 "101": {"node": hosts[min(1, len(hosts) - 1)], "config": {"name": "router"}}},
     }, indent=1, sort_keys=True))
 

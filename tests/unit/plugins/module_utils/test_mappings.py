@@ -6,6 +6,7 @@ import pytest
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import (
     MappingsError,
+    attach_problems,
     attachments,
     mapping_plan,
     noted_attachment,
@@ -24,10 +25,30 @@ IGB = {"address": "0000:01:00.1", "mapping": "wan", "vm": 100,
 def test_one_name_across_nodes_is_one_mapping_with_an_entry_per_node():
     plan = mapping_plan({"b": {"node": "pve2", "devices": [IGB]},
                          "a": {"node": "pve1", "devices": [IGC, {"address": "0000:03:00.0", "mapping": None}]}})
-    assert plan == [{"name": "wan", "hosts": ["a", "b"], "vms": [100], "entries": [
+    entries = [
         {"node": "pve1", "path": "0000:02:00.0", "id": "8086:15f3", "subsystem_id": "8086:0000", "iommugroup": 12},
-        {"node": "pve2", "path": "0000:01:00.1", "id": "8086:1521", "subsystem_id": None, "iommugroup": 3}]}]
-    assert attachments(plan) == [{"vmid": 100, "mapping": "wan"}]
+        {"node": "pve2", "path": "0000:01:00.1", "id": "8086:1521", "subsystem_id": None, "iommugroup": 3}]
+    assert plan == [{"name": "wan", "hosts": ["a", "b"], "vms": [100], "nodes": ["pve1", "pve2"], "entries": entries}]
+    assert attachments(plan) == [{"vmid": 100, "mapping": "wan", "entries": entries, "nodes": ["pve1", "pve2"]}]
+
+
+def test_every_node_of_the_play_decides_its_entries_even_without_a_device_for_the_mapping():
+    plan = mapping_plan({"a": {"node": "pve1", "devices": [IGC]}, "c": {"node": "pve3", "devices": []}})
+    assert plan[0]["nodes"] == ["pve1", "pve3"]
+
+
+def test_attach_problems_name_failures_and_vms_no_node_of_the_play_holds():
+    item = {"vmid": 100, "mapping": "wan"}
+    other = {"vmid": 101, "mapping": "wan"}
+    pve1 = {"results": [{"item": item, "changed": True}, {"item": other, "elsewhere": True, "node": "pve3"}]}
+    pve2 = {"results": [{"item": item, "elsewhere": True, "node": "pve1"},
+                        {"item": other, "elsewhere": True, "node": "pve3"}]}
+    assert attach_problems([pve1, pve2]) == [
+        "VM 101 is on node pve3, which is not in this play: it was not given mapping wan (run the playbook with "
+        "that node too)"]
+    pve1["results"][0] = {"item": item, "failed": True, "msg": "vm_hostpci 100/wan: refused"}
+    assert attach_problems([pve1, pve2])[0] == "vm_hostpci 100/wan: refused"
+    assert attach_problems([{"results": []}, {}]) == []
 
 
 def test_a_node_without_a_proxmox_name_is_refused_by_name():

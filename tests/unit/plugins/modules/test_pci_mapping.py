@@ -283,7 +283,7 @@ def test_undone_puts_a_mapping_that_existed_before_back_exactly(cluster, capsys,
     failed, result = run_captured(capsys, cluster, {"state": "undone", "record": record})
     assert not failed and result["action"] == "restore", result.get("msg")
     assert mappings(cluster)["wan"] == before, "the former mapping, entry order and flags included"
-    assert json.loads(Path(record).read_text())["changed"] == {}
+    assert not Path(record).exists(), "nothing left to undo: no record"
     failed, result = run_captured(capsys, cluster, {"state": "undone", "record": record})
     assert not failed and not result["changed"]
 
@@ -316,7 +316,7 @@ def test_a_mapping_a_vm_uses_is_never_deleted(cluster, capsys, tmp_path):
     cluster["state"].write_text(json.dumps(state))
     failed, result = run_captured(capsys, cluster, {"state": "undone", "record": record})
     assert not failed and result["action"] == "delete" and mappings(cluster) == {}
-    assert json.loads(Path(record).read_text())["mappings"] == []
+    assert not Path(record).exists()
 
 
 def test_subsystem_id_takes_proxmoxs_own_name(cluster, capsys):
