@@ -94,9 +94,12 @@ def normalize(entry: dict, where: str = "", fold_case: bool = True) -> dict:
             value = str(value).lower() if fold_case else str(value)
         elif key == "iommugroup":
             try:
-                value = int(value)
+                number = int(value)
             except (TypeError, ValueError):
                 raise MappingError("map entry %s: iommugroup %r is not an integer" % (where, value)) from None
+            # assert_valid compares the group as a string: an existing `012` or `+12` fails every VM start, so
+            # it is kept as written and shows as a difference (desired entries are canonical).
+            value = number if fold_case or str(number) == str(value) else str(value)
         out[key] = value if key == "iommugroup" else str(value)
     return out
 

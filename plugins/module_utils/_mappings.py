@@ -99,12 +99,25 @@ def parse_record(text: str | None, where: str) -> dict:
     except ValueError:
         raise MappingsError("%s is not JSON - fix or remove it (it lists what the mappings playbook made)"
                             % where) from None
-    if not isinstance(record, dict):
-        raise MappingsError("%s is not a JSON object - fix or remove it" % where)
+    if not isinstance(record, dict) or not _record_shape_ok(record):
+        raise MappingsError("%s does not have the shape of a mappings record (mappings: [names], changed: {name: "
+                            "{nodes, before: {map}}}, attached: [{vmid, mapping}]) - fix or remove it" % where)
     return {"mappings": sorted(set(record.get("mappings") or [])),
             "changed": dict(record.get("changed") or {}),
             "attached": sorted((dict(a) for a in record.get("attached") or []),
                                key=lambda a: (a["vmid"], a["mapping"]))}
+
+
+def _record_shape_ok(record: dict) -> bool:
+    mappings, changed = record.get("mappings") or [], record.get("changed") or {}
+    attached = record.get("attached") or []
+    return (isinstance(mappings, list) and all(isinstance(m, str) for m in mappings)
+            and isinstance(changed, dict) and all(
+                isinstance(c, dict) and isinstance(c.get("nodes", []), list) and isinstance(c.get("before"), dict)
+                and isinstance(c["before"].get("map"), list) for c in changed.values())
+            and isinstance(attached, list) and all(
+                isinstance(a, dict) and isinstance(a.get("vmid"), int) and isinstance(a.get("mapping"), str)
+                for a in attached))
 
 
 def record_text(record: dict) -> str:

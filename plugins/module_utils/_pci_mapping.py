@@ -116,10 +116,20 @@ def hardware_changes(current: dict, entries: list[dict]) -> list[str]:
             continue
         for key in _mapping.HARDWARE_KEYS:
             # A field the old entry lacks is a fix (Proxmox demands it), not a change of hardware.
-            if old.get(key) is not None and str(old[key]).lower() != str(entry.get(key)).lower():
+            if old.get(key) is not None and same_value(key, old[key], entry.get(key)) is False:
                 out.append("node %s path %s: %s was %s, is %s" % (entry["node"], entry["path"], key, old.get(key),
                                                                   entry.get(key)))
     return out
+
+
+def same_value(key: str, old, new) -> bool:
+    """A hardware field by meaning: IDs without case, the IOMMU group as a number (`012` is group 12)."""
+    if key == "iommugroup":
+        try:
+            return int(old) == int(new)
+        except (TypeError, ValueError):
+            return False
+    return str(old).lower() == str(new).lower()
 
 
 def read(pvesh: Pvesh, name: str) -> dict | None:

@@ -60,13 +60,17 @@ def is_q35(config: dict) -> bool:
     return "q35" in (parse(config.get("machine") or "", default_key="type").get("type") or "")
 
 
-def wanted_value(params: dict) -> str:
+def wanted_value(params: dict, current: str | None = None) -> str:
+    """The line: the keys this module manages (mapping, pcie, rombar when given), then every other option the
+    line already has (x-vga, romfile, driver, ... set in the GUI), as it is."""
     value = "mapping=%s" % params["mapping"]
     if params["pcie"]:
         value += ",pcie=1"
     if params["rombar"] is not None:
         value += ",rombar=%d" % int(params["rombar"])
-    return value
+    managed = {"mapping", "pcie"} | ({"rombar"} if params["rombar"] is not None else set())
+    kept = [(key, val) for key, val in parse(current or "").items() if key not in managed]
+    return ",".join([value] + ["%s=%s" % kv for kv in kept])
 
 
 def meaning(value: str) -> dict:
@@ -155,6 +159,7 @@ def plan(config: dict, params: dict, alternatives: list[list[str]] | None = None
             raise Refused("slot: VM %s already has mapping %s in %s; slot %d asks for %s (remove it first)"
                           % (params["vmid"], name, ", ".join(using), params["slot"], requested))
         slot = requested or using[0]
+        value = wanted_value(params, slots[slot])
         return (None if same(slots[slot], value) else slot), value, []
     if requested is not None:
         if requested in slots:
