@@ -27,6 +27,7 @@ ID_RE = re.compile(r"^[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}$")
 # The order the GUI writes (www/manager6/form/MultiPCISelector.js); comparison ignores it.
 KEYS = ("node", "path", "id", "subsystem-id", "iommugroup", "description")
 HARDWARE_KEYS = ("id", "subsystem-id", "iommugroup")
+NODE_FIELD_RE = re.compile(r"(?:^|,)node=([^,]+)")
 
 
 class MappingError(ValueError):
@@ -128,31 +129,30 @@ def description_problem(text: str | None, in_entry: bool) -> str | None:
     return None
 
 
+def entry_node(text: str) -> str | None:
+    """The node an entry is for - also for an entry that does not parse otherwise (a typo in another field),
+    so the task that decides that node can replace it."""
+    try:
+        return parse_entry(text).get("node")
+    except MappingError:
+        match = NODE_FIELD_RE.search(text)
+        return match.group(1) if match else None
+
+
 def merged(current: list[str], entries: list[dict], nodes: list[str]) -> list[str]:
     """The `map` after a write that decides the entries of `nodes` only.
 
     Entries of every other node are kept as Proxmox holds them (the same text), so a run that
     covers part of a cluster (`--limit`, a node unreachable) never drops what it did not plan.
     """
-    kept = []
-    for text in current:
-        try:
-            node = parse_entry(text).get("node")
-        except MappingError:
-            node = None  # an entry we cannot read is not ours to judge: kept as it is
-        if node not in nodes:
-            kept.append(text)
-    return kept + [format_entry(entry) for entry in entries]
+    return [text for text in current if entry_node(text) not in nodes] + [format_entry(entry) for entry in entries]
 
 
 def entry_nodes(texts: list[str]) -> list[str]:
-    """The nodes that have an entry in a `map` (entries we cannot read name none)."""
+    """The nodes that have an entry in a `map`, in order."""
     out = []
     for text in texts:
-        try:
-            node = parse_entry(text).get("node")
-        except MappingError:
-            continue
+        node = entry_node(text)
         if node and node not in out:
             out.append(node)
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import entry_node
 from ansible_collections.vfio.proxmox.plugins.module_utils._write import write_text
 
 
@@ -93,7 +94,7 @@ def parse_record(text: str | None, where: str) -> dict:
     the hostpci lines it added ({vmid, mapping}).
     """
     if not text or not text.strip():
-        return {"mappings": [], "changed": {}, "attached": []}
+        return {"mappings": [], "decided": {}, "changed": {}, "attached": []}
     try:
         record = json.loads(text)
     except ValueError:
@@ -103,6 +104,7 @@ def parse_record(text: str | None, where: str) -> dict:
         raise MappingsError("%s does not have the shape of a mappings record (mappings: [names], changed: {name: "
                             "{nodes, before: {map}}}, attached: [{vmid, mapping}]) - fix or remove it" % where)
     return {"mappings": sorted(set(record.get("mappings") or [])),
+            "decided": dict(record.get("decided") or {}),
             "changed": dict(record.get("changed") or {}),
             "attached": sorted((dict(a) for a in record.get("attached") or []),
                                key=lambda a: (a["vmid"], a["mapping"]))}
@@ -110,11 +112,13 @@ def parse_record(text: str | None, where: str) -> dict:
 
 def _record_shape_ok(record: dict) -> bool:
     mappings, changed = record.get("mappings") or [], record.get("changed") or {}
-    attached = record.get("attached") or []
-    return (isinstance(mappings, list) and all(isinstance(m, str) for m in mappings)
+    attached, decided = record.get("attached") or [], record.get("decided") or {}
+    return (isinstance(decided, dict) and all(isinstance(n, list) for n in decided.values())
+            and isinstance(mappings, list) and all(isinstance(m, str) for m in mappings)
             and isinstance(changed, dict) and all(
                 isinstance(c, dict) and isinstance(c.get("nodes", []), list) and isinstance(c.get("before"), dict)
-                and isinstance(c["before"].get("map"), list) for c in changed.values())
+                and isinstance(c["before"].get("map"), list) and isinstance(c.get("node_entries", {}), dict)
+                for c in changed.values())
             and isinstance(attached, list) and all(
                 isinstance(a, dict) and isinstance(a.get("vmid"), int) and isinstance(a.get("mapping"), str)
                 for a in attached))
@@ -122,7 +126,7 @@ def _record_shape_ok(record: dict) -> bool:
 
 def record_text(record: dict) -> str:
     """The record file's text; empty when it names nothing (no file is kept then)."""
-    if not record.get("mappings") and not record.get("changed") and not record.get("attached"):
+    if not record.get("mappings") and not record.get("changed") and not record.get("attached"):  # decided: of mappings
         return ""
     return json.dumps(record, indent=2, sort_keys=True) + "\n"
 
@@ -132,27 +136,41 @@ def union(records: list[dict]) -> dict:
     record everywhere), nothing any of them names is forgotten. For a mapping changed twice in
     different copies, the oldest `before` cannot be told apart: the first copy that has one wins,
     and its node list is the union."""
-    out = {"mappings": set(), "changed": {}, "attached": set()}
+    out = {"mappings": set(), "decided": {}, "changed": {}, "attached": set()}
     for record in records:
         out["mappings"].update(record.get("mappings") or [])
+        for name, nodes in (record.get("decided") or {}).items():
+            out["decided"][name] = sorted(set(out["decided"].get(name) or []) | set(nodes))
         for name, change in sorted((record.get("changed") or {}).items()):
             kept = out["changed"].setdefault(name, {"nodes": [], "before": change.get("before")})
             kept["nodes"] = sorted(set(kept["nodes"]) | set(change.get("nodes") or []))
+            for node, texts in (change.get("node_entries") or {}).items():
+                kept.setdefault("node_entries", {}).setdefault(node, texts)
         out["attached"].update((a["vmid"], a["mapping"]) for a in record.get("attached") or [])
-    return {"mappings": sorted(out["mappings"]), "changed": out["changed"],
+    return {"mappings": sorted(out["mappings"]), "decided": out["decided"], "changed": out["changed"],
             "attached": [{"vmid": v, "mapping": m} for v, m in sorted(out["attached"])]}
 
 
 def noted_write(record: dict, name: str, action: str, before: dict | None, nodes: list[str]) -> dict:
-    """The record after pci_mapping created or updated `name` (deciding the entries of `nodes`)."""
+    """The record after pci_mapping created or updated `name`, deciding the entries of `nodes`.
+
+    A created mapping keeps the nodes the collection decided (`decided`), so its undo leaves entries others added
+    since. A mapping that existed keeps its first former state (`before`), and for each node the entries it had
+    just before the first write that decided that node (`node_entries`) - what an undo puts back.
+    """
     record = json.loads(json.dumps(record))
-    if action == "create":
+    decided = record.setdefault("decided", {})
+    if action == "create" or name in record["mappings"]:
         if name not in record["mappings"]:
             record["mappings"] = sorted(record["mappings"] + [name])
+        decided[name] = sorted(set(decided.get(name) or []) | set(nodes))
         record["changed"].pop(name, None)
-    elif action == "update" and name not in record["mappings"]:
+    elif action == "update":
         change = record["changed"].setdefault(name, {"nodes": [], "before": before})
         change["nodes"] = sorted(set(change["nodes"]) | set(nodes))
+        held = change.setdefault("node_entries", {})
+        for node in nodes:
+            held.setdefault(node, [t for t in (before or {}).get("map") or [] if entry_node(t) == node])
     return record
 
 
@@ -161,6 +179,7 @@ def noted_undo(record: dict, name: str) -> dict:
     record = json.loads(json.dumps(record))
     record["mappings"] = [m for m in record["mappings"] if m != name]
     record["changed"].pop(name, None)
+    record.get("decided", {}).pop(name, None)
     return record
 
 
@@ -178,7 +197,7 @@ class RecordFile:
 
     def __init__(self, path: str | None, check_mode: bool) -> None:
         self.path, self.check_mode = path, check_mode
-        self.record = {"mappings": [], "changed": {}, "attached": []}
+        self.record = parse_record(None, "")
         if path:
             try:
                 with open(path, encoding="utf-8") as handle:

@@ -26,13 +26,23 @@ class Refused(Exception):
     """The run stops before any write; the message names the option and the value."""
 
 
+ENTRY_KEYS = ("node", "path", "id", "subsystem_id", "subsystem-id", "iommugroup", "description")
+
+
 def desired_entries(params: dict) -> list[dict]:
+    """The `entries` option in Proxmox's key names, or Refused naming the entry and the key."""
     out = []
-    for item in params["entries"] or []:
-        entry = {"node": item.get("node"), "path": item.get("path"), "id": item.get("id"),
-                 "subsystem-id": item.get("subsystem_id"), "iommugroup": item.get("iommugroup"),
-                 "description": item.get("description")}
-        out.append({k: v for k, v in entry.items() if v is not None})
+    for index, item in enumerate(params["entries"] or []):
+        unknown = sorted(set(item) - set(ENTRY_KEYS))
+        if unknown:
+            raise Refused("entries[%d]: unknown key %s (known: %s)"
+                          % (index, ", ".join(unknown), ", ".join(ENTRY_KEYS)))
+        if item.get("subsystem_id") is not None and item.get("subsystem-id") is not None:
+            raise Refused("entries[%d]: subsystem_id and subsystem-id are one key - give one" % index)
+        subsystem = item.get("subsystem_id") if item.get("subsystem_id") is not None else item.get("subsystem-id")
+        entry = {"node": item.get("node"), "path": item.get("path"), "id": item.get("id"), "subsystem-id": subsystem,
+                 "iommugroup": item.get("iommugroup"), "description": item.get("description")}
+        out.append({k: (v if k == "iommugroup" else str(v)) for k, v in entry.items() if v is not None})
     return out
 
 
@@ -166,12 +176,14 @@ def plan_present(pvesh: Pvesh, params: dict, current: dict | None, cluster_nodes
     nodes = owned_nodes(params, entries)
     if not nodes:
         raise Refused("entries: a mapping needs at least one entry (state=absent removes it)")
-    local = [e for e in entries if e["node"] == params["node"]]
-    if local:
-        hardware = node_hardware(pvesh, params["node"])
-        problems = [p for e in local for p in _mapping.hardware_problems(e, hardware, bool(params["mdev"]))]
+    # Each node's entries against that node's hardware as Proxmox reads it (pvesh proxies hardware/pci to the node),
+    # so a refusal comes before the write, in check mode too.
+    for node in sorted({e["node"] for e in entries}):
+        hardware = node_hardware(pvesh, node)
+        problems = [p for e in entries if e["node"] == node
+                    for p in _mapping.hardware_problems(e, hardware, bool(params["mdev"]))]
         if problems:
-            raise Refused("entries for node %s do not match its hardware: %s" % (params["node"], "; ".join(problems)))
+            raise Refused("entries for node %s do not match its hardware: %s" % (node, "; ".join(problems)))
     if current is not None and not params.get("allow_hardware_change"):
         changed = hardware_changes(current, entries)
         if changed:
@@ -208,7 +220,7 @@ def present(pvesh: Pvesh, params: dict, check_mode: bool, record: _mappings.Reco
     nodes, after = plan_present(pvesh, params, current, cluster_nodes)
     before = view(current)
     action = "create" if current is None else "update" if compared(after) != before else None
-    kept = [text for text in after["map"] if (_mapping.entry_nodes([text]) or [None])[0] not in nodes]
+    kept = [text for text in after["map"] if _mapping.entry_node(text) not in nodes]
     result = {"changed": action is not None, "action": action, "nodes": nodes, "kept_entries": kept,
               "diff": {"before": before, "after": compared(after)}, "mapping": compared(after), "checks": {}}
     if check_mode and action is not None:
@@ -249,23 +261,42 @@ def delete_unless_used(pvesh: Pvesh, name: str, check_mode: bool) -> dict:
 
 
 def restore(pvesh: Pvesh, name: str, current: dict, change: dict, check_mode: bool) -> dict:
-    """Put back a mapping this collection changed: the recorded nodes' entries as they were, every other
-    node's entries as they are now, flags and description as they were. When no other node's entries
-    changed meanwhile, that is the former mapping exactly, entry order included."""
+    """Put back a mapping this collection changed: each recorded node's entries as they were just before the first
+    write that decided that node, every other node's entries as they are now, flags and description as they were.
+    When that adds up to the former mapping, it is put back exactly, entry order included. Proxmox's check then
+    runs for the recorded nodes: a former state the hardware no longer matches is said, not hidden."""
     before, nodes = change["before"], change.get("nodes") or []
-
-    def others(texts):
-        return sorted(t for t in texts if (_mapping.entry_nodes([t]) or [None])[0] not in nodes)
-    if others(current.get("map") or []) == others(before["map"]):
+    held = change.get("node_entries") or {
+        node: [t for t in before["map"] if _mapping.entry_node(t) == node] for node in nodes}
+    new_map = [t for t in current.get("map") or [] if _mapping.entry_node(t) not in nodes]
+    new_map += [t for node in nodes for t in held.get(node) or []]
+    if sorted(new_map) == sorted(before["map"]):
         new_map = list(before["map"])
-    else:
-        new_map = others(current.get("map") or []) + [t for t in before["map"] if t not in others(before["map"])]
+    if not new_map:
+        return delete_unless_used(pvesh, name, check_mode)
     after = dict(before, map=new_map)
-    if view(after) == view(current) and current.get("map") == new_map:
-        return {"changed": False, "action": None}
+    result = {"changed": False, "action": None, "diff": {"before": view(current), "after": view(after)}}
+    if view(after) != view(current) or current.get("map") != new_map:
+        result.update(changed=True, action="restore")
+        if not check_mode:
+            pvesh.set("%s/%s" % (API, name), [*options(after, raw(current)), "--digest", current["digest"]])
+    return result
+
+
+def undo_created(pvesh: Pvesh, name: str, current: dict, decided: list[str] | None, check_mode: bool) -> dict:
+    """A mapping this collection created: deleted - or, when nodes it never decided have entries now (added in
+    the GUI since), only the entries of the nodes it decided are taken out. A mapping a VM uses stays."""
+    others = [t for t in current.get("map") or [] if decided is not None and _mapping.entry_node(t) not in decided]
+    if not others:
+        return delete_unless_used(pvesh, name, check_mode)
+    users = vms_using(pvesh, name)
+    if users:
+        return delete_unless_used(pvesh, name, check_mode)
+    after = dict(raw(current), map=others)
     if not check_mode:
         pvesh.set("%s/%s" % (API, name), [*options(after, raw(current)), "--digest", current["digest"]])
-    return {"changed": True, "action": "restore", "diff": {"before": view(current), "after": view(after)}}
+    return {"changed": True, "action": "update", "used_by": [], "diff": {"before": view(current), "after": view(after)},
+            "kept_entries": others}
 
 
 def run(pvesh: Pvesh, params: dict, check_mode: bool, record: _mappings.RecordFile | None = None) -> dict:
@@ -283,10 +314,21 @@ def run(pvesh: Pvesh, params: dict, check_mode: bool, record: _mappings.RecordFi
         result = {"changed": False, "action": None}
     elif state == "undone" and name in noted["changed"]:
         result = restore(pvesh, name, current, noted["changed"][name], check_mode)
+    elif state == "undone":
+        result = undo_created(pvesh, name, current, (noted.get("decided") or {}).get(name), check_mode)
     else:
         result = delete_unless_used(pvesh, name, check_mode)
     if not result.get("used_by"):
         record.save(_mappings.noted_undo(noted, name))
     result.setdefault("diff", {"before": view(current), "after": None if result["action"] else view(current)})
     result.update(checks={}, mapping=result["diff"]["after"])
+    if state == "undone" and result["action"] in ("restore", "update") and not check_mode:
+        members = [n["node"] for n in pvesh.get("/nodes") or []]
+        nodes = noted["changed"].get(name, {}).get("nodes") or (noted.get("decided") or {}).get(name) or []
+        result["checks"] = check(pvesh, name, [n for n in nodes if n in members])
+        errors = errors_in(result["checks"])
+        if errors:
+            result["warning"] = ("mapping %s is back as it was, and Proxmox's check refuses it now - %s: a VM using it "
+                                 "will not start there until the mapping matches the hardware"
+                                 % (name, "; ".join(errors)))
     return result

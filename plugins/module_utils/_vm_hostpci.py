@@ -18,6 +18,7 @@ import re
 from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import (
     CONFIGID_RE,
     MappingError,
+    entry_node,
     entry_nodes,
     parse_entry,
 )
@@ -203,7 +204,7 @@ def mapping_map(pvesh: Pvesh, name: str, params: dict) -> list[str] | None:
         return texts
     entries = params["entries"]
     nodes = params.get("entry_nodes") or sorted({e["node"] for e in entries})
-    kept = [text for text in texts or [] if (entry_nodes([text]) or [None])[0] not in nodes]
+    kept = [text for text in texts or [] if entry_node(text) not in nodes]
     return kept + ["node=%s,path=%s" % (e["node"], e["path"]) for e in entries]
 
 
@@ -254,6 +255,12 @@ def run(pvesh: Pvesh, showcmd, params: dict, check_mode: bool, record=None) -> d
               "value": value, "removed": delete, "diff": {"before": before, "after": after},
               "applies": "at the next start of the VM" if before != after else None,
               "added": params["state"] == "present" and not had}
+    if params["state"] == "present" and before != after:
+        # A VM that does not start as it is would fail after the write too: refused first, in check mode alike.
+        checked = validate(showcmd, vmid, node)
+        if checked.get("error"):
+            raise Refused("vmid: VM %s does not start as it is, so its line is not written - %s"
+                          % (vmid, checked["error"]))
     if check_mode:
         if params["state"] == "present" and before == after:
             result.update(validate(showcmd, vmid, node))  # nothing to write: what is there is checked now
@@ -274,7 +281,7 @@ def run(pvesh: Pvesh, showcmd, params: dict, check_mode: bool, record=None) -> d
             undo = ["--%s" % slot, before[slot]] if slot in before else ["--delete", slot]
             pvesh.set(path, undo)
             if record is not None and result["added"]:
-                    record.save(noted_attachment(record.record, vmid, name, False))
+                record.save(noted_attachment(record.record, vmid, name, False))
             result["error"] += " (the line was taken out again)"
     return result
 

@@ -52,43 +52,23 @@ options:
     default: present
   entries:
     description:
-      - One entry per node and device. Several entries for one node form a pool - a VM gets the first free
-        one. Written sorted by node and path.
-      - M(vfio.proxmox.pci_facts) returns each device's values under C(proxmox_mapping), in Proxmox's own
-        format (C(subsystem-id) there is O(entries[].subsystem_id) here).
+      - One entry per node and device, each a dict with these keys (any other key is refused, naming it).
+        Several entries for one node form a pool - a VM gets the first free one.
+      - C(node) (required) - the node's name as Proxmox knows it.
+      - C(path) (required) - the PCI address with its domain, for example V(0000:02:00.0); without the function
+        (V(0000:02:00)) the whole multi-function device is mapped.
+      - C(id) (required) - the vendor:device ID the device must have, for example V(8086:15f3).
+      - C(subsystem_id), or Proxmox's own name C(subsystem-id) - the subsystem vendor:device ID; Proxmox requires it
+        whenever the hardware has one.
+      - C(iommugroup) - the IOMMU group the device must be in (an integer); Proxmox requires it whenever the device
+        has one.
+      - C(description) - a note for this node's entry; at most 4096 characters, no comma and no line break
+        (Proxmox's format), nothing above U+00FF (Proxmox's cluster file system gives such text back
+        double-encoded) - refused before any write.
+      - M(vfio.proxmox.pci_facts) returns each device's entry under C(proxmox_mapping), in Proxmox's own format -
+        add C(node) and pass it straight in.
     type: list
     elements: dict
-    suboptions:
-      node:
-        description: The node's name as Proxmox knows it.
-        type: str
-        required: true
-      path:
-        description:
-          - PCI address with its domain, for example V(0000:02:00.0). Without the function (V(0000:02:00))
-            the whole multi-function device is mapped.
-        type: str
-        required: true
-      id:
-        description: The vendor:device ID the device must have, for example V(8086:15f3).
-        type: str
-        required: true
-      subsystem_id:
-        description:
-          - The subsystem vendor:device ID. Proxmox requires it whenever the hardware has one.
-          - The alias C(subsystem-id) is Proxmox's own name, so M(vfio.proxmox.pci_facts)' C(proxmox_mapping)
-            can be passed straight in.
-        type: str
-        aliases: [subsystem-id]
-      iommugroup:
-        description: The IOMMU group the device must be in. Proxmox requires it whenever the device has one.
-        type: int
-      description:
-        description:
-          - A note for this node's entry. At most 4096 characters, no comma and no line break (Proxmox's format),
-            nothing above U+00FF (Proxmox's cluster file system gives such text back double-encoded) - refused
-            before any write.
-        type: str
   nodes:
     description:
       - The nodes whose entries this task decides - their entries become exactly O(entries); every other
@@ -257,14 +237,8 @@ def main() -> None:
         argument_spec={
             "name": {"type": "str", "required": True},
             "state": {"type": "str", "choices": ["present", "absent", "undone"], "default": "present"},
-            "entries": {"type": "list", "elements": "dict", "options": {
-                "node": {"type": "str", "required": True},
-                "path": {"type": "str", "required": True},
-                "id": {"type": "str", "required": True},
-                "subsystem_id": {"type": "str", "aliases": ["subsystem-id"]},
-                "iommugroup": {"type": "int"},
-                "description": {"type": "str"},
-            }},
+            # Keys checked by the module_utils (Proxmox's `subsystem-id` is no Python identifier, so no alias).
+            "entries": {"type": "list", "elements": "dict"},
             "nodes": {"type": "list", "elements": "str"},
             "description": {"type": "str"},
             "mdev": {"type": "bool"},

@@ -126,10 +126,13 @@ def network_script(profile: dict) -> str:
 
 # Stand in for Proxmox's pvesh and qm: tests/sim/pvesh_double.py, with the cluster's shared state.
 PVE_CLUSTER_DIR = "/var/lib/vfio-sim/pve-cluster"
+# Every node's fake tree, read-only: where real pvesh proxies a call to another node, the double reads its tree.
+PEER_TREES = "/var/lib/vfio-sim/peers"
 PVESH_WRAPPER = """#!/bin/sh
 # TEST DOUBLE for Proxmox VE's %%s (tests/sim/pvesh_double.py) - not Proxmox.
-PVESH_DOUBLE_STATE=%s/state.json PVESH_DOUBLE_SYSFS=%s/sys exec python3 /usr/lib/vfio-sim/pvesh_double.py %%s"$@"
-""" % (PVE_CLUSTER_DIR, FAKE)
+PVESH_DOUBLE_STATE=%s/state.json PVESH_DOUBLE_SYSFS=%s/sys PVESH_DOUBLE_PEER_ROOT=%s \
+  exec python3 /usr/lib/vfio-sim/pvesh_double.py %%s"$@"
+""" % (PVE_CLUSTER_DIR, FAKE, PEER_TREES)
 
 
 def pve_doubles() -> dict[str, str]:
@@ -202,7 +205,8 @@ def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path, p
            "--cap-add", "NET_ADMIN", "-p", "127.0.0.1::22",
            "-v", "%s:%s/sys:ro" % (tree / "sys", FAKE), "-v", "%s:%s/proc:ro" % (tree / "proc", FAKE),
            "-v", "%s:/root/.ssh/authorized_keys:ro" % key.with_suffix(".pub"),
-           *(["-v", "%s:%s" % (state / "pve-cluster", PVE_CLUSTER_DIR)] if pve_cluster else []),
+           *(["-v", "%s:%s" % (state / "pve-cluster", PVE_CLUSTER_DIR), "-v", "%s:%s:ro" % (state, PEER_TREES)]
+             if pve_cluster else []),
            image, "/bin/sh", "-c",
            "ssh-keygen -A && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -o LogLevel=VERBOSE")
     done = podman("exec", name, "/bin/sh", "-c", setup_script(profile, pve_cluster), check=False)

@@ -23,7 +23,8 @@ file, $PVESH_DOUBLE_STATE ({"nodes": [...], "mapping_pci": {...}}), shared by th
 nodes of one cluster; the digest is the SHA-1 of that file's mapping section; this node's
 name is $PVESH_DOUBLE_NODE (default: the host name) and its sysfs is $PVESH_DOUBLE_SYSFS
 (default /sys); `--check-node` for another node reads that node's sysfs from
-$PVESH_DOUBLE_PEERS ({"node": "sysfs root"}), where real pvesh forwards the call over SSH.
+$PVESH_DOUBLE_PEERS ({"node": "sysfs root"}) or $PVESH_DOUBLE_PEER_ROOT/<node>/tree/sys, where real
+pvesh proxies the call to that node (the API's proxyto); `hardware/pci` of another node likewise.
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ def save(state: dict) -> None:
 
 def digest(state: dict) -> str:
     return hashlib.sha1(json.dumps(state["mapping_pci"], sort_keys=True).encode()).hexdigest()
+
+
+def peer_sysfs(node: str) -> str | None:
+    """Another node's sysfs root: $PVESH_DOUBLE_PEERS ({"node": "sysfs root"}), else
+    $PVESH_DOUBLE_PEER_ROOT/<node>/tree/sys (the simulated cluster mounts every node's tree there)."""
+    peers = json.loads(os.environ.get("PVESH_DOUBLE_PEERS") or "{}")
+    if node in peers:
+        return peers[node]
+    root = os.environ.get("PVESH_DOUBLE_PEER_ROOT")
+    found = os.path.join(root, node, "tree", "sys") if root else None
+    return found if found and os.path.isdir(found) else None
 
 
 def local_node() -> str:
@@ -226,11 +238,10 @@ def mapping_index(state: dict, check_node: str | None, sysfs: str) -> list[dict]
     node = check_node
     if node is not None and node not in (local_node(), "localhost"):
         # Real pvesh forwards the call to that node over SSH; the double reads the node's
-        # sysfs from $PVESH_DOUBLE_PEERS ({"node": "sysfs root"}) instead.
-        peers = json.loads(os.environ.get("PVESH_DOUBLE_PEERS") or "{}")
-        if node not in peers:
+        # sysfs (peer_sysfs) instead.
+        sysfs = peer_sysfs(node)
+        if sysfs is None:
             raise ApiError("wrong node to check - %s != %s (pvesh double: no peer sysfs)" % (node, local_node()))
-        sysfs = peers[node]
     result = []
     for mapping_id, mapping in state["mapping_pci"].items():
         entry = dict(mapping, id=mapping_id, digest=digest(state))
@@ -450,8 +461,11 @@ def node_route(state: dict, parts: list[str], options: dict[str, list[str]], sys
     if parts == ["nodes"]:
         return [{"node": node, "status": "online"} for node in state["nodes"]]
     if len(parts) == 4 and parts[0] == "nodes" and parts[2:] == ["hardware", "pci"]:
+        # pve-manager API2/Hardware/PCI.pm: proxyto 'node' - real pvesh asks that node; the double reads its tree.
         if parts[1] != local_node():
-            raise ApiError("hostname lookup '%s' failed (pvesh double: only this node)" % parts[1])
+            sysfs = peer_sysfs(parts[1])
+            if sysfs is None:
+                raise ApiError("hostname lookup '%s' failed (pvesh double: no peer sysfs)" % parts[1])
         return hardware_pci(sysfs, options.get("pci-class-blacklist", [DEFAULT_CLASS_BLACKLIST])[-1])
     return None
 

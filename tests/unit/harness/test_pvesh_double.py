@@ -58,8 +58,8 @@ def test_refusals_quote_proxmox(pvesh, argv, message):
 
 def test_required_map_cannot_be_deleted_and_not_set_and_deleted_at_once(pvesh):
     pvesh("create", "/cluster/mapping/pci", "--id", "wan", "--map", MAP, "--description", "d")
-    assert "unable to delete required option 'map'" in pvesh("set", "/cluster/mapping/pci/wan", "--map", MAP,
-                                                            "--delete", "map")[2]
+    refused = pvesh("set", "/cluster/mapping/pci/wan", "--map", MAP, "--delete", "map")[2]
+    assert "unable to delete required option 'map'" in refused
     assert "cannot set and delete property 'description' at the same time!" in pvesh(
         "set", "/cluster/mapping/pci/wan", "--map", MAP, "--delete", "description", "--description", "e")[2]
     assert pvesh("create", "/cluster/mapping/pci", "--id", "wan", "--map", MAP)[2].endswith(

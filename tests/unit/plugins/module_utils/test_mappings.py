@@ -58,7 +58,7 @@ def test_a_node_without_a_proxmox_name_is_refused_by_name():
 
 def test_the_record_notes_what_was_created_and_the_former_state_of_what_was_changed():
     record = parse_record(None, "mappings.json")
-    assert record == {"mappings": [], "changed": {}, "attached": []}
+    assert record == {"mappings": [], "decided": {}, "changed": {}, "attached": []}
     record = noted_write(record, "wan", "create", None, ["pve1"])
     gui = {"map": ["node=pve3,path=0000:05:00.0,id=8086:15f3"], "description": None, "mdev": 0,
            "live-migration-capable": 1}
@@ -66,8 +66,10 @@ def test_the_record_notes_what_was_created_and_the_former_state_of_what_was_chan
     # A second change keeps the first former state: that is what a rollback puts back.
     record = noted_write(record, "lan", "update", {"map": ["ours"]}, ["pve2"])
     record = noted_write(record, "wan", "update", {"map": ["ours"]}, ["pve2"])
-    assert record == {"mappings": ["wan"], "attached": [],
-                      "changed": {"lan": {"nodes": ["pve1", "pve2"], "before": gui}}}
+    assert record == {"mappings": ["wan"], "attached": [], "decided": {"wan": ["pve1", "pve2"]},
+                      "changed": {"lan": {"nodes": ["pve1", "pve2"], "before": gui,
+                                          # each node's entries just before the first write that decided it
+                                          "node_entries": {"pve1": [], "pve2": []}}}}
     record = noted_attachment(record, 100, "wan", True)
     assert record["attached"] == [{"vmid": 100, "mapping": "wan"}]
     assert noted_attachment(record, 100, "wan", False)["attached"] == []
@@ -78,7 +80,7 @@ def test_the_nodes_records_are_united_and_an_old_record_still_reads():
     old = parse_record('{"mappings": ["dmz"], "attached": [{"vmid": 102, "mapping": "dmz"}]}', "pve1")
     newer = {"mappings": ["wan"], "attached": [], "changed": {"lan": {"nodes": ["pve2"], "before": {"map": ["x"]}}}}
     assert union([old, newer, old]) == {
-        "mappings": ["dmz", "wan"], "attached": [{"vmid": 102, "mapping": "dmz"}],
+        "mappings": ["dmz", "wan"], "attached": [{"vmid": 102, "mapping": "dmz"}], "decided": {},
         "changed": {"lan": {"nodes": ["pve2"], "before": {"map": ["x"]}}}}
 
 

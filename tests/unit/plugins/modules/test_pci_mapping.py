@@ -113,13 +113,43 @@ def test_refusals_come_before_any_write(cluster, capsys, entry, message):
     assert not [c for c in result["commands"] if c[1] in ("create", "set", "delete")]
 
 
-def test_a_bad_entry_for_another_node_is_caught_by_proxmox_and_the_write_undone(cluster, capsys):
+def test_a_bad_entry_for_another_node_is_refused_before_any_write(cluster, capsys):
     wrong = dict(pve2_entry(cluster), id="8086:10c9")  # pve2's port is 8086:1521
-    failed, result = run_captured(capsys, cluster, {"entries": [PVE1, wrong]})
-    assert failed, result
-    assert "Proxmox refuses the mapping - pve2: Invalid configuration: 'id' does not match for 'wan' " \
-           "(8086:1521 != 8086:10c9) (created mapping deleted again)" in result["msg"]
-    assert mappings(cluster) == {}
+    for check in (True, False):  # check mode predicts the refusal
+        failed, result = run_captured(capsys, cluster, {"entries": [PVE1, wrong]}, check=check)
+        assert failed and "entries for node pve2 do not match its hardware: 'id' does not match for device " \
+                          "'0000:01:00.1' (hardware 8086:1521, mapping 8086:10c9)" in result["msg"], result["msg"]
+        assert mappings(cluster) == {}
+
+
+def failing_check_pvesh(cluster, tmp_path, how: str) -> str:
+    """The double behind a wrapper that makes Proxmox's check-node answer `how` (an error check, or a failed call)
+    - what only Proxmox sees after a write, to prove the write is undone and the record kept."""
+    wrapper = tmp_path / "pvesh-check-fails"
+    wrapper.write_text(
+        "#!%s\nimport json, subprocess, sys\n"
+        "if '--check-node' in sys.argv:\n"
+        "    if %r == 'call':\n        sys.exit('pvesh: connection to node refused')\n"
+        "    out = json.loads(subprocess.run([%r] + sys.argv[1:], capture_output=True, text=True).stdout)\n"
+        "    for m in out:\n"
+        "        m['checks'] = [{'severity': 'error', 'message': 'Invalid configuration: injected'}]\n"
+        "    print(json.dumps(out))\nelse:\n    sys.exit(subprocess.run([%r] + sys.argv[1:]).returncode)\n"
+        % (sys.executable, how, cluster["pvesh"], cluster["pvesh"]))
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_an_error_only_proxmox_sees_after_the_write_undoes_it(cluster, capsys, tmp_path):
+    record = tmp_path / "mappings.json"
+    pvesh = failing_check_pvesh(cluster, tmp_path, "check")
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1], "pvesh": pvesh, "record": str(record)})
+    assert failed and "Proxmox refuses the mapping - pve1: Invalid configuration: injected (created mapping deleted " \
+                      "again)" in result["msg"], result["msg"]
+    assert mappings(cluster) == {} and not record.exists()
+    seed(cluster, {"wan": {"map": [GUI_PVE2]}})
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1], "pvesh": pvesh, "record": str(record)})
+    assert failed and "(previous mapping restored)" in result["msg"]
+    assert mappings(cluster)["wan"]["map"] == [GUI_PVE2] and not record.exists()
 
 
 def test_a_device_that_changed_since_fails_the_rerun_and_the_mapping_stays(cluster, capsys):
@@ -130,10 +160,10 @@ def test_a_device_that_changed_since_fails_the_rerun_and_the_mapping_stays(clust
     failed, result = run_captured(capsys, cluster, {"entries": [PVE1]})
     assert failed and "'id' does not match for device '0000:02:00.0' (hardware 8086:125c, mapping 8086:15f3)" \
         in result["msg"]
-    # From another node: Proxmox's own check on pve1 finds it.
+    # From another node: pve1's hardware as Proxmox reads it there (hardware/pci, proxied) refuses it too.
     failed, result = run_captured(capsys, cluster, {"entries": [PVE1], "node": "pve2"})
-    assert failed and "pve1: Invalid configuration: 'id' does not match for 'wan' (8086:125c != 8086:15f3)" \
-        in result["msg"] and "(nothing was written)" in result["msg"]
+    assert failed and "entries for node pve1 do not match its hardware: 'id' does not match for device " \
+                      "'0000:02:00.0' (hardware 8086:125c, mapping 8086:15f3)" in result["msg"]
     assert mappings(cluster)["wan"]["map"] == [
         "node=pve1,path=0000:02:00.0,id=8086:15f3,subsystem-id=8086:0000,iommugroup=12"]
 
@@ -156,11 +186,17 @@ def test_pci_facts_proxmox_mapping_makes_a_valid_entry(cluster, capsys):
     assert not failed and result["action"] == "create", result.get("msg")
 
 
-def test_check_mode_checks_an_unchanged_mapping(cluster, capsys):
+def test_check_mode_checks_an_unchanged_mapping(cluster, capsys, tmp_path):
     run_captured(capsys, cluster, {"entries": [PVE1]})
     Path(cluster["pve1"].roots["sysfs_root"], "bus", "pci", "devices", "0000:02:00.0", "device").write_text("0x125c\n")
     failed, result = run_captured(capsys, cluster, {"entries": [PVE1], "node": "pve2"}, check=True)
-    assert failed and "pve1: Invalid configuration: 'id' does not match" in result["msg"]
+    assert failed and "entries for node pve1 do not match its hardware: 'id' does not match" in result["msg"]
+    # Proxmox's own check of an unchanged mapping runs in check mode too (here: an error only it reports).
+    Path(cluster["pve1"].roots["sysfs_root"], "bus", "pci", "devices", "0000:02:00.0", "device").write_text("0x15f3\n")
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1], "node": "pve2",
+                                                    "pvesh": failing_check_pvesh(cluster, tmp_path, "check")},
+                                  check=True)
+    assert failed and "pve1: Invalid configuration: injected (nothing was written)" in result["msg"], result["msg"]
 
 
 def test_an_entry_whose_hardware_changed_is_refused_unless_allowed(cluster, capsys):
@@ -253,7 +289,7 @@ def test_a_latin1_description_and_a_gui_description_above_latin1_converge(cluste
     state = json.loads(cluster["state"].read_text())
     state["mapping_pci"]["wan"]["description"] = "\u00e6\u009d\u00b1\u00e4\u00ba\u00ac"
     cluster["state"].write_text(json.dumps(state))
-    for _ in range(2):
+    for _run in range(2):
         failed, result = run_captured(capsys, cluster, {"entries": [PVE1, pve2_entry(cluster)]})
         assert not failed, result.get("msg")
         assert mappings(cluster)["wan"]["description"] == "\u00e6\u009d\u00b1\u00e4\u00ba\u00ac"
@@ -262,9 +298,10 @@ def test_a_latin1_description_and_a_gui_description_above_latin1_converge(cluste
 
 def test_the_record_names_a_created_mapping_at_once_even_when_the_run_fails(cluster, capsys, monkeypatch, tmp_path):
     record = tmp_path / "etc" / "vfio-proxmox" / "mappings.json"
-    monkeypatch.setenv("PVESH_DOUBLE_PEERS", "{}")  # pve2 cannot be asked: the check after the create fails
-    failed, result = run_captured(capsys, cluster, {"entries": [PVE1, pve2_entry(cluster)], "record": str(record)})
-    assert failed and "wrong node to check" in result["msg"]
+    pvesh = failing_check_pvesh(cluster, tmp_path, "call")  # the check after the create cannot reach the node
+    failed, result = run_captured(capsys, cluster, {"entries": [PVE1, pve2_entry(cluster)], "record": str(record),
+                                                    "pvesh": pvesh})
+    assert failed and "connection to node refused" in result["msg"], result["msg"]
     assert "wan" in mappings(cluster), "the create went through"
     assert json.loads(record.read_text())["mappings"] == ["wan"]
     assert oct(record.stat().st_mode & 0o777) == "0o600"
@@ -324,3 +361,13 @@ def test_subsystem_id_takes_proxmoxs_own_name(cluster, capsys):
     failed, result = run_captured(capsys, cluster, {"entries": [entry]})
     assert not failed and result["action"] == "create", result.get("msg")
     assert "subsystem-id=8086:0000" in mappings(cluster)["wan"]["map"][0]
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    (dict(PVE1, vlan=4), "entries[0]: unknown key vlan (known: node, path, id, subsystem_id, subsystem-id"),
+    (dict(PVE1, **{"subsystem-id": "8086:0000"}), "entries[0]: subsystem_id and subsystem-id are one key"),
+])
+def test_entry_keys_are_checked_by_name(cluster, capsys, entry, message):
+    failed, result = run_captured(capsys, cluster, {"entries": [entry]})
+    assert failed and message in result["msg"], result["msg"]
+    assert mappings(cluster) == {}

@@ -150,7 +150,9 @@ def test_another_device_is_no_clash(capsys, node):
 ])
 def test_overlaps_follows_proxmox_address_expansion(one, other, same):
     from ansible_collections.vfio.proxmox.plugins.module_utils._vm_hostpci import overlaps
-    assert overlaps(one, other) is same and overlaps(other, one) is same
+    assert overlaps(one, other) is same
+    reverse = {"one": other, "other": one}
+    assert overlaps(**reverse) is same
 
 
 def test_a_vm_on_a_node_the_mapping_does_not_cover_is_refused(capsys, node):
