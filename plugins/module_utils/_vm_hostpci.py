@@ -180,13 +180,26 @@ def cluster_vms(pvesh: Pvesh) -> dict:
 
 
 def vms_using(pvesh: Pvesh, name: str) -> list[str]:
-    """Every VM of the cluster with a hostpci line that uses mapping `name`, as `VM 100 (hostpci1, on pve1)`."""
+    """Every VM of the cluster that uses mapping `name` - in its configuration, as a pending change, or in a
+    snapshot it can be rolled back to (qemu-server API2/Qemu.pm `pending` holds current and pending values,
+    `snapshot` and `snapshot/NAME/config` the snapshots) - as `VM 100 (hostpci1, on pve1)`."""
     out = []
     for vmid, node in sorted(cluster_vms(pvesh).items()):
-        config = pvesh.get("/nodes/%s/qemu/%s/config" % (node, vmid)) or {}
-        lines = vm_line_users(config, name)
-        if lines:
-            out.append("VM %s (%s, on %s)" % (vmid, ", ".join(lines), node))
+        base = "/nodes/%s/qemu/%s" % (node, vmid)
+        where = []
+        for item in pvesh.get(base + "/pending") or []:
+            if not SLOT_RE.match(item.get("key") or ""):
+                continue
+            if parse(str(item.get("value") or "")).get("mapping") == name:
+                where.append(item["key"])
+            elif parse(str(item.get("pending") or "")).get("mapping") == name:
+                where.append("pending %s" % item["key"])
+        for snapshot in sorted(s.get("name") for s in pvesh.get(base + "/snapshot") or []):
+            if snapshot and snapshot != "current":
+                lines = vm_line_users(pvesh.get("%s/snapshot/%s/config" % (base, snapshot)) or {}, name)
+                where += ["snapshot %s: %s" % (snapshot, line) for line in lines]
+        if where:
+            out.append("VM %s (%s, on %s)" % (vmid, ", ".join(where), node))
     return out
 
 

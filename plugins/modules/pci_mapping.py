@@ -30,9 +30,9 @@ description:
   - With O(record), each write is noted in a record file on the node right after it succeeds - the name of a
     mapping this module created, or the exact former state of a mapping that existed before - and
     O(state=undone) undoes what that record names.
-  - A mapping that a VM of the cluster uses (a C(hostpciN) line with C(mapping=NAME)) is never deleted - the
-    task leaves it, names the VMs in RV(used_by) and warns; a VM would otherwise fail to start with
-    "PCI device mapping not found".
+  - A mapping that a VM of the cluster uses (a C(hostpciN) line with C(mapping=NAME) in its configuration, in a
+    pending change, or in a snapshot it can be rolled back to) is never deleted - the task leaves it, names the VMs
+    in RV(used_by) and warns; a VM would otherwise fail to start with "PCI device mapping not found".
 author:
   - vfio.proxmox contributors (@vfio-proxmox)
 options:

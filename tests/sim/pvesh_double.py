@@ -391,6 +391,25 @@ def vm_config(state: dict, node: str, vmid: str, command: str, options: dict[str
     return None
 
 
+def vm_views(state: dict, node: str, vmid: str, rest: list[str]) -> object:
+    """qemu-server API2/Qemu.pm vm_pending (current and pending values, config_with_pending_array), snapshot_list
+    (the snapshots and `current`) and snapshot config. A VM's pending changes and snapshots are in the state file
+    as {"pending": {key: value}, "snapshots": {name: config}} next to its config."""
+    entry = vm(state, vmid, node)
+    if rest == ["pending"]:
+        pending = entry.get("pending") or {}
+        return [dict({"key": key}, **({"value": entry["config"][key]} if key in entry["config"] else {}),
+                     **({"pending": pending[key]} if key in pending else {}))
+                for key in sorted(set(entry["config"]) | set(pending))]
+    if rest == ["snapshot"]:
+        return [{"name": name} for name in sorted(entry.get("snapshots") or {})] + [{"name": "current"}]
+    if len(rest) == 3 and rest[0] == "snapshot" and rest[2] == "config":
+        if rest[1] not in (entry.get("snapshots") or {}):
+            raise ApiError("snapshot '%s' does not exist" % rest[1])
+        return entry["snapshots"][rest[1]]
+    raise ApiError("no such API path '/nodes/%s/qemu/%s/%s' (pvesh double)" % (node, vmid, "/".join(rest)))
+
+
 def qm_showcmd(state: dict, vmid: str, sysfs: str) -> str:
     """What `qm showcmd` checks for hostpci entries: PCI.pm parse_hostpci (mappings resolved for this node,
     assert_valid, each entry one alternative, addresses expanded by SysFSTools lspci), parse_hostpci_devices
@@ -480,6 +499,8 @@ def call(command: str, path: str, options: dict[str, list[str]]) -> object:
     if len(parts) == 5 and parts[0] == "nodes" and parts[2] == "qemu" and parts[4] == "config" \
             and command in ("get", "set"):
         return vm_config(state, parts[1], parts[3], command, options)
+    if len(parts) >= 5 and parts[0] == "nodes" and parts[2] == "qemu" and command == "get":
+        return vm_views(state, parts[1], parts[3], parts[4:])
     if parts[:3] != ["cluster", "mapping", "pci"] or len(parts) > 4:
         raise ApiError("no such API path '%s' (pvesh double)" % path)
     mapping_id = parts[3] if len(parts) == 4 else None

@@ -171,3 +171,14 @@ def test_a_pool_gives_the_first_free_device(pvesh, tmp_path):
     done = subprocess.run([sys.executable, str(DOUBLE), "qm", "showcmd", "100"], capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0 and "host=0000:00:1f.6,id=hostpci1" in done.stdout, done.stderr
+
+
+def test_pending_and_snapshots_read_as_qemu_server_returns_them(pvesh, tmp_path):
+    """qemu-server API2/Qemu.pm vm_pending (key, value, pending) and snapshot_list (names and `current`)."""
+    (tmp_path / "state.json").write_text(json.dumps({"nodes": ["pve1"], "mapping_pci": {}, "vms": {"100": {
+        "node": "pve1", "config": {"name": "fw"}, "pending": {"hostpci0": "mapping=wan"},
+        "snapshots": {"s1": {"hostpci1": "mapping=lan"}}}}}))
+    assert pvesh("get", "/nodes/pve1/qemu/100/pending")[1] == [
+        {"key": "hostpci0", "pending": "mapping=wan"}, {"key": "name", "value": "fw"}]
+    assert pvesh("get", "/nodes/pve1/qemu/100/snapshot")[1] == [{"name": "s1"}, {"name": "current"}]
+    assert pvesh("get", "/nodes/pve1/qemu/100/snapshot/s1/config")[1] == {"hostpci1": "mapping=lan"}

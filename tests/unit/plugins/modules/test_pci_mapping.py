@@ -371,3 +371,18 @@ def test_entry_keys_are_checked_by_name(cluster, capsys, entry, message):
     failed, result = run_captured(capsys, cluster, {"entries": [entry]})
     assert failed and message in result["msg"], result["msg"]
     assert mappings(cluster) == {}
+
+
+def test_a_mapping_a_snapshot_or_a_pending_change_holds_is_kept_too(cluster, capsys, tmp_path):
+    """Rolling the VM back to its snapshot, or applying the pending change, would bring the line back."""
+    record = str(tmp_path / "mappings.json")
+    run_captured(capsys, cluster, {"entries": [PVE1], "record": record})
+    state = json.loads(cluster["state"].read_text())
+    state["vms"] = {"100": {"node": "pve1", "config": {}, "snapshots": {"before-upgrade": {"hostpci0": "mapping=wan"}}},
+                    "101": {"node": "pve2", "config": {}, "pending": {"hostpci2": "mapping=wan,pcie=1"}}}
+    cluster["state"].write_text(json.dumps(state))
+    failed, result = run_captured(capsys, cluster, {"state": "undone", "record": record})
+    assert not failed and not result["changed"], result.get("msg")
+    assert result["used_by"] == ["VM 100 (snapshot before-upgrade: hostpci0, on pve1)",
+                                 "VM 101 (pending hostpci2, on pve2)"]
+    assert "wan" in mappings(cluster)
