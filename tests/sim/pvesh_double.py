@@ -391,6 +391,33 @@ def vm_config(state: dict, node: str, vmid: str, command: str, options: dict[str
     return None
 
 
+def startup_order(config: dict) -> int:
+    """pve-common JSONSchema.pm pve_parse_startup_order: `order=N,up=..,down=..`; no order sorts last (LONG_MAX)."""
+    for field in (config.get("startup") or "").split(","):
+        key, _sep, value = field.partition("=")
+        if key == "order" and value.isdigit():
+            return int(value)
+    return sys.maxsize
+
+
+def bulk_power(state: dict, node: str, action: str, options: dict[str, list[str]]) -> None:
+    """pve-manager PVE/API2/Nodes.pm stopall / startall: the node's guests (only `vms` when given; HA-managed
+    ones only then), by startup order - stopall highest order first, startall lowest first and only onboot=1
+    guests unless `force`. Each action is appended to the state's `log`, so tests see the order."""
+    wanted = {int(v) for v in re.split(r"[;,\s]+", options.get("vms", [""])[-1]) if v}
+    force = BOOLEANS.get(options.get("force", ["0"])[-1].lower(), 0)
+    mine = [(startup_order(g["config"]), int(vmid), g) for vmid, g in state.get("vms", {}).items()
+            if g["node"] == node and (int(vmid) in wanted if wanted else not g.get("ha"))]
+    for _order, vmid, guest in sorted(mine, reverse=(action == "stopall")):
+        if action == "stopall" and guest.get("status") == "running":
+            guest["status"] = "stopped"
+            state.setdefault("log", []).append("stop %d" % vmid)
+        elif action == "startall" and guest.get("status") != "running" and (force or guest["config"].get("onboot")):
+            guest["status"] = "running"
+            state.setdefault("log", []).append("start %d" % vmid)
+    save(state)
+
+
 def vm_views(state: dict, node: str, vmid: str, rest: list[str]) -> object:
     """qemu-server API2/Qemu.pm vm_pending (current and pending values, config_with_pending_array), snapshot_list
     (the snapshots and `current`) and snapshot config. A VM's pending changes and snapshots are in the state file
@@ -475,10 +502,21 @@ def parse_args(argv: list[str]) -> dict[str, list[str]]:
 def node_route(state: dict, parts: list[str], options: dict[str, list[str]], sysfs: str):
     """The read-only routes outside /cluster/mapping; None when the path is not one of them."""
     if parts == ["cluster", "resources"]:
-        return [{"id": "qemu/%s" % vmid, "vmid": int(vmid), "type": "qemu", "node": vm_["node"],
-                 "status": vm_.get("status", "stopped")} for vmid, vm_ in sorted(state.get("vms", {}).items())]
+        return [{"id": "%s/%s" % (vm_.get("type", "qemu"), vmid), "vmid": int(vmid), "type": vm_.get("type", "qemu"),
+                 "node": vm_["node"], "status": vm_.get("status", "stopped")}
+                for vmid, vm_ in sorted(state.get("vms", {}).items())]
     if parts == ["nodes"]:
         return [{"node": node, "status": "online"} for node in state["nodes"]]
+    if len(parts) == 3 and parts[0] == "nodes" and parts[2] in ("qemu", "lxc"):
+        # qemu-server API2/Qemu.pm vmlist, pve-container API2/LXC.pm vmlist: the guests of that node
+        return [{"vmid": int(vmid), "name": g["config"].get("name") or g["config"].get("hostname") or "",
+                 "status": g.get("status", "stopped")}
+                for vmid, g in sorted(state.get("vms", {}).items())
+                if g["node"] == parts[1] and g.get("type", "qemu") == parts[2]]
+    if parts == ["cluster", "ha", "resources"]:
+        # pve-ha-manager API2/HA/Resources.pm index: sid is `vm:ID` or `ct:ID`
+        return [{"sid": "%s:%s" % ("ct" if g.get("type") == "lxc" else "vm", vmid), "state": g["ha"]}
+                for vmid, g in sorted(state.get("vms", {}).items()) if g.get("ha")]
     if len(parts) == 4 and parts[0] == "nodes" and parts[2:] == ["hardware", "pci"]:
         # pve-manager API2/Hardware/PCI.pm: proxyto 'node' - real pvesh asks that node; the double reads its tree.
         if parts[1] != local_node():
@@ -489,6 +527,17 @@ def node_route(state: dict, parts: list[str], options: dict[str, list[str]], sys
     return None
 
 
+def guest_route(state: dict, command: str, parts: list[str], options: dict[str, list[str]]) -> object:
+    """/nodes/NODE/qemu/VMID/... and the node's bulk actions."""
+    if len(parts) == 5 and parts[2] == "qemu" and parts[4] == "config" and command in ("get", "set"):
+        return vm_config(state, parts[1], parts[3], command, options)
+    if len(parts) >= 5 and parts[2] == "qemu" and command == "get":
+        return vm_views(state, parts[1], parts[3], parts[4:])
+    if len(parts) == 3 and parts[2] in ("stopall", "startall") and command == "create":
+        return bulk_power(state, parts[1], parts[2], options)
+    raise ApiError("method '%s /%s' not implemented (pvesh double)" % (command.upper(), "/".join(parts)))
+
+
 def call(command: str, path: str, options: dict[str, list[str]]) -> object:
     state = load()
     sysfs = os.environ.get("PVESH_DOUBLE_SYSFS", "/sys")
@@ -496,11 +545,8 @@ def call(command: str, path: str, options: dict[str, list[str]]) -> object:
     routed = node_route(state, parts, options, sysfs) if command == "get" else None
     if routed is not None:
         return routed
-    if len(parts) == 5 and parts[0] == "nodes" and parts[2] == "qemu" and parts[4] == "config" \
-            and command in ("get", "set"):
-        return vm_config(state, parts[1], parts[3], command, options)
-    if len(parts) >= 5 and parts[0] == "nodes" and parts[2] == "qemu" and command == "get":
-        return vm_views(state, parts[1], parts[3], parts[4:])
+    if parts[:1] == ["nodes"] and len(parts) >= 3:
+        return guest_route(state, command, parts, options)
     if parts[:3] != ["cluster", "mapping", "pci"] or len(parts) > 4:
         raise ApiError("no such API path '%s' (pvesh double)" % path)
     mapping_id = parts[3] if len(parts) == 4 else None
