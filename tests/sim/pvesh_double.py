@@ -102,17 +102,21 @@ def local_node() -> str:
 
 def property_fields(text: str) -> list[tuple[str | None, str]]:
     """pve-common src/PVE/JSONSchema.pm parse_property_string: split on commas, skip empty fields (so a
-    trailing comma too); `key=value`, or a value alone for the default key (None here)."""
+    trailing comma too); `key=value` by Perl's /^([^=]+)=(.+)$/ (`.` stops at a line break, `$` matches
+    before a final one, so a value ending in one loses it); a field with `=` that does not match - `key=`,
+    `=x`, a line break inside the value - is "missing key"; a field without `=` is the default key's value
+    (None here)."""
     fields = []
     for part in text.split(","):
-        if part == "":
+        if part.strip() == "":
             continue
-        if re.match(r"^[a-z][a-z0-9_-]*=$", part, re.IGNORECASE):
-            fields.append((part[:-1], ""))
-            continue
-        # Perl's /^([a-z][a-z0-9_-]*)=(.+)$/: `.` stops at a line break, `$` matches before a final one
-        match = re.match(r"^([a-z][a-z0-9_-]*)=(.+)$", part, re.IGNORECASE)
-        fields.append((match.group(1), match.group(2)) if match else (None, part))
+        match = re.match(r"^([^=]+)=(.+)$", part)
+        if match:
+            fields.append((match.group(1), match.group(2)))
+        elif "=" in part:
+            raise ApiError("invalid format - missing key in comma-separated list property")
+        else:
+            fields.append((None, part))
     return fields
 
 
@@ -123,11 +127,9 @@ def parse_map(text: str) -> dict:
         if key is None:  # $map_fmt has no default key
             raise ApiError("map: invalid format - value without key, but schema does not define a default key")
         if key not in MAP_FORMAT:
-            raise ApiError("map: invalid format - property '%s' is not defined in the format" % key)
+            raise ApiError("map: invalid format - invalid key in comma-separated list property: %s" % key)
         if key in entry:
             raise ApiError("map: invalid format - duplicate key in comma-separated list property: %s" % key)
-        if value == "":  # JSONSchema.pm parse_property_string: `key=` matches no `key=(.+)`
-            raise ApiError("map: invalid format - missing key in comma-separated list property")
         if not MAP_FORMAT[key][0].match(value):
             raise ApiError("map: invalid format - %s: value does not match the regex pattern" % key)
         entry[key] = value
@@ -322,11 +324,9 @@ def parse_hostpci(value: str) -> dict:
     for field, text in property_fields(value):
         key = field or "host"
         if key not in HOSTPCI_FORMAT and key not in HOSTPCI_BOOLEANS:
-            raise ApiError("hostpci: invalid format - property '%s' is not defined in the format" % key)
+            raise ApiError("hostpci: invalid format - invalid key in comma-separated list property: %s" % key)
         if key in res:
             raise ApiError("hostpci: invalid format - duplicate key in comma-separated list property: %s" % key)
-        if text == "":
-            raise ApiError("hostpci: invalid format - missing key in comma-separated list property")
         if key in HOSTPCI_BOOLEANS:
             res[key] = parse_boolean(text)
             if res[key] is None:

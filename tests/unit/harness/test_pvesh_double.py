@@ -44,7 +44,7 @@ def test_create_get_update_with_digest_and_delete(pvesh):
     (["create", "/cluster/mapping/pci", "--id", "wan"], "map: property is missing and it is not optional"),
     (["create", "/cluster/mapping/pci", "--id", "1wan", "--map", MAP], "invalid configuration ID '1wan'"),
     (["create", "/cluster/mapping/pci", "--id", "wan", "--map", MAP + ",vlan=4"],
-     "property 'vlan' is not defined in the format"),
+     "invalid key in comma-separated list property: vlan"),  # JSONSchema.pm parse_property_string
     (["create", "/cluster/mapping/pci", "--id", "wan", "--map", "node=pve1,path=0000:02:00.0"],
      "id: property is missing and it is not optional"),
     (["create", "/cluster/mapping/pci", "--id", "wan", "--map", MAP.replace("0000:02", "0000:0X")],
@@ -99,8 +99,9 @@ def test_an_update_needs_map(pvesh):
     (MAP + ",", None), ("node=pve1,,path=0000:02:00.0,id=8086:15f3", None),  # empty fields are skipped
     ("node=pve1,path=0000:02:00.0,id=8086:15f3,iommugroup=+12", None),  # an integer to JSONSchema.pm
     (MAP + ",description=", "missing key in comma-separated list property"),
-    # `.` stops at a line break
-    (MAP + ",description=a\nb", "value without key, but schema does not define a default key"),
+    (MAP + ",description=a\nb", "missing key in comma-separated list property"),  # `.` stops at a line break
+    ("node=pve1,path=0000:02:00.0,id=8086:15f3\n", None),  # `$` matches before a final line break
+    (MAP + ",12", "value without key, but schema does not define a default key"),
     (MAP + ",description=" + "x" * 4097, "description: value does not match"),
 ])
 def test_map_entries_parse_as_parse_property_string_does(pvesh, entry, error):
