@@ -499,12 +499,39 @@ def parse_args(argv: list[str]) -> dict[str, list[str]]:
     return options
 
 
-def node_route(state: dict, parts: list[str], options: dict[str, list[str]], sysfs: str):
-    """The read-only routes outside /cluster/mapping; None when the path is not one of them."""
+def cluster_route(state: dict, parts: list[str]):
+    """The read-only /cluster routes but mappings; None when the path is not one of them."""
     if parts == ["cluster", "resources"]:
         return [{"id": "%s/%s" % (vm_.get("type", "qemu"), vmid), "vmid": int(vmid), "type": vm_.get("type", "qemu"),
                  "node": vm_["node"], "status": vm_.get("status", "stopped")}
                 for vmid, vm_ in sorted(state.get("vms", {}).items())]
+    if parts == ["cluster", "status"]:
+        # pve-manager PVE/API2/Cluster.pm status: the cluster entry (quorate) and one entry per node (online).
+        # The state's `offline` lists nodes that are down; `quorate` defaults to a majority online.
+        offline = set(state.get("offline") or [])
+        members = [{"type": "node", "name": n, "online": int(n not in offline), "local": int(n == local_node())}
+                   for n in state["nodes"]]
+        quorate = state.get("quorate", 2 * (len(state["nodes"]) - len(offline)) > len(state["nodes"]))
+        return [{"type": "cluster", "name": "cluster", "nodes": len(members), "quorate": int(quorate)}] + members
+    if parts[:2] == ["cluster", "ceph"] and "ceph" not in state:
+        # pve-manager PVE/Ceph/Tools.pm check_ceph_inited: no Ceph on this cluster
+        raise ApiError("binary not installed: /usr/bin/ceph-mon")
+    if parts == ["cluster", "ceph", "status"]:
+        return {"health": {"status": state["ceph"].get("health", "HEALTH_OK")}}
+    if parts == ["cluster", "ceph", "flags"]:
+        return [{"name": f, "value": int(f in state["ceph"].get("flags", []))} for f in ("noout", "nodown", "pause")]
+    if parts == ["cluster", "ha", "resources"]:
+        # pve-ha-manager API2/HA/Resources.pm index: sid is `vm:ID` or `ct:ID`
+        return [{"sid": "%s:%s" % ("ct" if g.get("type") == "lxc" else "vm", vmid), "state": g["ha"]}
+                for vmid, g in sorted(state.get("vms", {}).items()) if g.get("ha")]
+    return None
+
+
+def node_route(state: dict, parts: list[str], options: dict[str, list[str]], sysfs: str):
+    """The read-only routes outside /cluster/mapping; None when the path is not one of them."""
+    found = cluster_route(state, parts)
+    if found is not None:
+        return found
     if parts == ["nodes"]:
         return [{"node": node, "status": "online"} for node in state["nodes"]]
     if len(parts) == 3 and parts[0] == "nodes" and parts[2] in ("qemu", "lxc"):
@@ -513,10 +540,6 @@ def node_route(state: dict, parts: list[str], options: dict[str, list[str]], sys
                  "status": g.get("status", "stopped")}
                 for vmid, g in sorted(state.get("vms", {}).items())
                 if g["node"] == parts[1] and g.get("type", "qemu") == parts[2]]
-    if parts == ["cluster", "ha", "resources"]:
-        # pve-ha-manager API2/HA/Resources.pm index: sid is `vm:ID` or `ct:ID`
-        return [{"sid": "%s:%s" % ("ct" if g.get("type") == "lxc" else "vm", vmid), "state": g["ha"]}
-                for vmid, g in sorted(state.get("vms", {}).items()) if g.get("ha")]
     if len(parts) == 4 and parts[0] == "nodes" and parts[2:] == ["hardware", "pci"]:
         # pve-manager API2/Hardware/PCI.pm: proxyto 'node' - real pvesh asks that node; the double reads its tree.
         if parts[1] != local_node():
@@ -525,6 +548,19 @@ def node_route(state: dict, parts: list[str], options: dict[str, list[str]], sys
                 raise ApiError("hostname lookup '%s' failed (pvesh double: no peer sysfs)" % parts[1])
         return hardware_pci(sysfs, options.get("pci-class-blacklist", [DEFAULT_CLASS_BLACKLIST])[-1])
     return None
+
+
+def ceph_flag(state: dict, flag: str, options: dict[str, list[str]]) -> None:
+    """pve-manager PVE/API2/Cluster/Ceph.pm update_flag: `ceph osd set|unset FLAG` by the boolean `value`."""
+    if "ceph" not in state:
+        raise ApiError("binary not installed: /usr/bin/ceph-mon")
+    value = BOOLEANS.get(options.get("value", [""])[-1].lower())
+    if value is None:
+        raise ApiError("value: type check ('boolean') failed")
+    flags = set(state["ceph"].get("flags", []))
+    state["ceph"]["flags"] = sorted(flags | {flag} if value else flags - {flag})
+    state.setdefault("log", []).append("ceph osd %s %s" % ("set" if value else "unset", flag))
+    save(state)
 
 
 def guest_route(state: dict, command: str, parts: list[str], options: dict[str, list[str]]) -> object:
@@ -547,6 +583,8 @@ def call(command: str, path: str, options: dict[str, list[str]]) -> object:
         return routed
     if parts[:1] == ["nodes"] and len(parts) >= 3:
         return guest_route(state, command, parts, options)
+    if parts[:3] == ["cluster", "ceph", "flags"] and len(parts) == 4 and command == "set":
+        return ceph_flag(state, parts[3], options)
     if parts[:3] != ["cluster", "mapping", "pci"] or len(parts) > 4:
         raise ApiError("no such API path '%s' (pvesh double)" % path)
     mapping_id = parts[3] if len(parts) == 4 else None

@@ -1,0 +1,99 @@
+"""pve_health against the pvesh test double: quorum, nodes online and Ceph, before and after a reboot."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.vfio.proxmox.plugins.module_utils._health import unmet
+from ansible_collections.vfio.proxmox.plugins.modules import pve_health
+from tests.unit.module_args import patch_module_args
+
+DOUBLE = Path(__file__).resolve().parents[3] / "sim" / "pvesh_double.py"
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    pvesh = tmp_path / "pvesh"
+    pvesh.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, DOUBLE))
+    pvesh.chmod(0o755)
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"nodes": ["pve1", "pve2", "pve3"], "mapping_pci": {},
+                                 "ceph": {"health": "HEALTH_OK", "flags": []}}))
+    monkeypatch.setenv("PVESH_DOUBLE_STATE", str(state))
+    monkeypatch.setenv("PVESH_DOUBLE_NODE", "pve1")
+    return {"pvesh": str(pvesh), "state": state}
+
+
+def run(capsys, cluster, **args) -> tuple[bool, dict]:
+    with patch_module_args(dict({"pvesh": cluster["pvesh"]}, **args)), pytest.raises(SystemExit) as exited:
+        pve_health.main()
+    return exited.value.code != 0, json.loads(capsys.readouterr().out)
+
+
+def change(cluster, **values) -> None:
+    state = json.loads(cluster["state"].read_text())
+    state.update(values)
+    cluster["state"].write_text(json.dumps(state))
+
+
+def test_a_healthy_cluster_may_reboot_a_node(capsys, cluster):
+    failed, result = run(capsys, cluster)
+    assert not failed and result["quorate"] and result["online"] == ["pve1", "pve2", "pve3"]
+    assert result["ceph"] == {"health": "HEALTH_OK", "noout": False} and result["refused"] == []
+
+
+def test_no_quorum_or_a_ceph_in_error_refuses_the_reboot(capsys, cluster):
+    change(cluster, offline=["pve2", "pve3"], ceph={"health": "HEALTH_ERR", "flags": ["noout"]})
+    failed, result = run(capsys, cluster)
+    assert not failed and result["refused"] == [
+        "the cluster is not quorate (nodes offline: pve2, pve3) - a reboot now could leave it without a majority",
+        "Ceph is in HEALTH_ERR - a reboot now could take the cluster's storage down"]
+    assert result["ceph"]["noout"]
+
+
+def test_a_cluster_without_ceph_has_none(capsys, cluster):
+    state = json.loads(cluster["state"].read_text())
+    del state["ceph"]
+    cluster["state"].write_text(json.dumps(state))
+    failed, result = run(capsys, cluster)
+    assert not failed and result["ceph"] is None and result["refused"] == []
+
+
+def test_the_wait_ends_when_the_node_and_ceph_are_back(capsys, cluster):
+    change(cluster, offline=["pve1"], ceph={"health": "HEALTH_WARN", "flags": ["noout"]})
+
+    def come_back():
+        time.sleep(1.0)
+        change(cluster, offline=[], ceph={"health": "HEALTH_OK", "flags": ["noout"]})
+    threading.Thread(target=come_back, daemon=True).start()
+    failed, result = run(capsys, cluster, wait=True, nodes=["pve1", "pve2", "pve3"], ceph_health="HEALTH_OK",
+                         timeout=30, interval=0.2)
+    assert not failed and result["online"] == ["pve1", "pve2", "pve3"], result.get("msg")
+    assert 0.5 < result["waited"] < 30
+
+
+def test_the_wait_fails_after_its_timeout_naming_what_it_waited_for(capsys, cluster):
+    change(cluster, offline=["pve3"], ceph={"health": "HEALTH_WARN", "flags": []})
+    failed, result = run(capsys, cluster, wait=True, nodes=["pve1", "pve2", "pve3"], ceph_health="HEALTH_OK",
+                         timeout=1, interval=0.2)
+    assert failed and "waited 1 s for the cluster to be quorate with pve1, pve2, pve3 online and Ceph back to " \
+                      "HEALTH_OK; still not back - node pve3 not online; Ceph is HEALTH_WARN, was HEALTH_OK before " \
+                      "the reboot" in result["msg"], result["msg"]
+
+
+def test_a_ceph_warning_before_accepts_a_warning_or_better_after():
+    status = {"quorate": True, "online": ["pve1"], "ceph": {"health": "HEALTH_WARN"}}
+    assert unmet(status, ["pve1"], "HEALTH_WARN") == []
+    assert unmet(dict(status, ceph={"health": "HEALTH_ERR"}), ["pve1"], "HEALTH_WARN") == [
+        "Ceph is HEALTH_ERR, was HEALTH_WARN before the reboot"]
+
+
+def test_a_node_without_pvesh_has_nothing_to_wait_for(capsys, cluster):
+    failed, result = run(capsys, cluster, pvesh="pvesh-not-here", wait=True, nodes=["pve9"])
+    assert not failed and not result["proxmox"] and "not a Proxmox VE node" in result["reason"]
