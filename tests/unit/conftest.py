@@ -43,3 +43,17 @@ def fake_node(tmp_path):
             mutate(profile)
         return FakeNode(profile, Path(tempfile.mkdtemp(prefix=name + "-", dir=tmp_path)))
     return make
+
+
+@pytest.fixture
+def proxmox_commands(tmp_path) -> dict:
+    """`pvesh` and `qm` as commands in tmp_path, both the TEST DOUBLE tests/sim/pvesh_double.py - the way the
+    modules find them (their `pvesh` / `qm` options)."""
+    double = REPO / "tests" / "sim" / "pvesh_double.py"
+    commands = {}
+    for name, prefix in (("pvesh", ""), ("qm", " qm")):
+        command = tmp_path / name
+        command.write_text('#!/bin/sh\nexec "%s" "%s"%s "$@"\n' % (sys.executable, double, prefix))
+        command.chmod(0o755)
+        commands[name] = str(command)
+    return commands

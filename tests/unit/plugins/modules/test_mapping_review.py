@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,13 @@ import pytest
 from ansible_collections.vfio.proxmox.plugins.modules import pci_mapping, vm_hostpci
 from tests.unit.module_args import patch_module_args
 
-REPO = Path(__file__).resolve().parents[4]
-DOUBLE = REPO / "tests" / "sim" / "pvesh_double.py"
 PVE1 = {"node": "pve1", "path": "0000:02:00.0", "id": "8086:15f3", "subsystem_id": "8086:0000", "iommugroup": 12}
 PVE1_TEXT = "node=pve1,path=0000:02:00.0,id=8086:15f3,subsystem-id=8086:0000,iommugroup=12"
 GUI_PVE2 = "node=pve2,path=0000:01:00.1,id=8086:1521,description=made in the GUI"
 
 
-def commands(tmp_path) -> dict:
-    out = {}
-    for name, prefix in (("pvesh", ""), ("qm", " qm")):
-        command = tmp_path / name
-        command.write_text('#!/bin/sh\nexec "%s" "%s"%s "$@"\n' % (sys.executable, DOUBLE, prefix))
-        command.chmod(0o755)
-        out[name] = str(command)
-    return out
-
-
 @pytest.fixture
-def cluster(tmp_path, fake_node, monkeypatch):
+def cluster(tmp_path, fake_node, monkeypatch, proxmox_commands):
     """pve1 (this node, guide-intel) and pve2 (dual-port-igb), one shared cluster state."""
     pve1, pve2 = fake_node("guide-intel"), fake_node("dual-port-igb")
     state = tmp_path / "pve-state.json"
@@ -44,7 +31,7 @@ def cluster(tmp_path, fake_node, monkeypatch):
     monkeypatch.setenv("PVESH_DOUBLE_PEERS", json.dumps({"pve2": pve2.roots["sysfs_root"]}))
     monkeypatch.setattr(socket, "gethostname", lambda: "pve1")
     return {"state": state, "pve1": pve1, "pve2": pve2, "record": str(tmp_path / "mappings.json"),
-            **commands(tmp_path)}
+            **proxmox_commands}
 
 
 def pve2_entry(cluster) -> dict:

@@ -16,15 +16,12 @@ import pytest
 from ansible_collections.vfio.proxmox.plugins.modules import pci_mapping
 from tests.unit.module_args import patch_module_args
 
-DOUBLE = Path(__file__).resolve().parents[3] / "sim" / "pvesh_double.py"
 PVE1 = {"node": "pve1", "path": "0000:02:00.0", "id": "8086:15f3", "subsystem_id": "8086:0000", "iommugroup": 12}
 
 
 @pytest.fixture
-def cluster(tmp_path, fake_node, monkeypatch):
-    pvesh = tmp_path / "pvesh"  # the double as a command, the way the module finds pvesh
-    pvesh.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, DOUBLE))
-    pvesh.chmod(0o755)
+def cluster(tmp_path, fake_node, monkeypatch, proxmox_commands):
+    pvesh = proxmox_commands["pvesh"]
     pve1, pve2 = fake_node("guide-intel"), fake_node("dual-port-igb")
     state = tmp_path / "pve-state.json"
     state.write_text(json.dumps({"nodes": ["pve1", "pve2"], "mapping_pci": {}}))
@@ -32,7 +29,7 @@ def cluster(tmp_path, fake_node, monkeypatch):
     monkeypatch.setenv("PVESH_DOUBLE_NODE", "pve1")
     monkeypatch.setenv("PVESH_DOUBLE_SYSFS", pve1.roots["sysfs_root"])
     monkeypatch.setenv("PVESH_DOUBLE_PEERS", json.dumps({"pve2": pve2.roots["sysfs_root"]}))
-    return {"state": state, "pve1": pve1, "pve2": pve2, "pvesh": str(pvesh)}
+    return {"state": state, "pve1": pve1, "pve2": pve2, "pvesh": pvesh}
 
 
 def pve2_entry(cluster) -> dict:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,14 +11,10 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._guests import Guests
 from ansible_collections.vfio.proxmox.plugins.modules import pve_guests
 from tests.unit.module_args import patch_module_args
 
-DOUBLE = Path(__file__).resolve().parents[3] / "sim" / "pvesh_double.py"
-
 
 @pytest.fixture
-def node(tmp_path, monkeypatch):
-    pvesh = tmp_path / "pvesh"
-    pvesh.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, DOUBLE))
-    pvesh.chmod(0o755)
+def node(tmp_path, monkeypatch, proxmox_commands):
+    pvesh = proxmox_commands["pvesh"]
     state = tmp_path / "state.json"
     state.write_text(json.dumps({"nodes": ["pve1", "pve2"], "mapping_pci": {}, "vms": {
         "100": {"node": "pve1", "status": "running", "config": {"name": "firewall", "startup": "order=1"}},
@@ -30,7 +24,7 @@ def node(tmp_path, monkeypatch):
         "200": {"node": "pve2", "status": "running", "config": {"name": "elsewhere"}}}}))
     monkeypatch.setenv("PVESH_DOUBLE_STATE", str(state))
     monkeypatch.setenv("PVESH_DOUBLE_NODE", "pve1")
-    return {"pvesh": str(pvesh), "state": state}
+    return {"pvesh": pvesh, "state": state}
 
 
 def run(capsys, node, **args) -> tuple[bool, dict]:

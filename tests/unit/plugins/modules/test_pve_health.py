@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -14,20 +12,16 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._health import unmet
 from ansible_collections.vfio.proxmox.plugins.modules import pve_health
 from tests.unit.module_args import patch_module_args
 
-DOUBLE = Path(__file__).resolve().parents[3] / "sim" / "pvesh_double.py"
-
 
 @pytest.fixture
-def cluster(tmp_path, monkeypatch):
-    pvesh = tmp_path / "pvesh"
-    pvesh.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, DOUBLE))
-    pvesh.chmod(0o755)
+def cluster(tmp_path, monkeypatch, proxmox_commands):
+    pvesh = proxmox_commands["pvesh"]
     state = tmp_path / "state.json"
     state.write_text(json.dumps({"nodes": ["pve1", "pve2", "pve3"], "mapping_pci": {},
                                  "ceph": {"health": "HEALTH_OK", "flags": []}}))
     monkeypatch.setenv("PVESH_DOUBLE_STATE", str(state))
     monkeypatch.setenv("PVESH_DOUBLE_NODE", "pve1")
-    return {"pvesh": str(pvesh), "state": state}
+    return {"pvesh": pvesh, "state": state}
 
 
 def run(capsys, cluster, **args) -> tuple[bool, dict]:

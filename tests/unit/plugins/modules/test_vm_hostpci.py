@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,29 +11,22 @@ import pytest
 from ansible_collections.vfio.proxmox.plugins.modules import vm_hostpci
 from tests.unit.module_args import patch_module_args
 
-DOUBLE = Path(__file__).resolve().parents[3] / "sim" / "pvesh_double.py"
 WAN = "node=pve1,path=0000:02:00.0,id=8086:15f3,subsystem-id=8086:0000,iommugroup=12"
 
 
 @pytest.fixture
-def node(tmp_path, fake_node, monkeypatch):
+def node(tmp_path, fake_node, monkeypatch, proxmox_commands):
     tree = fake_node("guide-intel")
     state = tmp_path / "pve-state.json"
     state.write_text(json.dumps({
         "nodes": ["pve1"], "mapping_pci": {"wan": {"map": [WAN]}},
         "vms": {"100": {"node": "pve1", "config": {"machine": "q35", "hostpci0": "0000:01:00.0,pcie=1"}},
                 "101": {"node": "pve1", "config": {"name": "old-pc"}}}}))
-    commands = {}
-    for name, prefix in (("pvesh", ""), ("qm", " qm")):
-        command = tmp_path / name
-        command.write_text('#!/bin/sh\nexec "%s" "%s"%s "$@"\n' % (sys.executable, DOUBLE, prefix))
-        command.chmod(0o755)
-        commands[name] = str(command)
     monkeypatch.setenv("PVESH_DOUBLE_STATE", str(state))
     monkeypatch.setenv("PVESH_DOUBLE_NODE", "pve1")
     monkeypatch.setenv("PVESH_DOUBLE_SYSFS", tree.roots["sysfs_root"])
     monkeypatch.setattr(socket, "gethostname", lambda: "pve1")  # the module's "this node"
-    return {"state": state, "tree": tree, **commands}
+    return {"state": state, "tree": tree, **proxmox_commands}
 
 
 def run(capsys, node, args: dict, check: bool = False) -> tuple[bool, dict]:
