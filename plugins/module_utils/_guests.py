@@ -27,7 +27,7 @@ def read(pvesh, node: str) -> list[dict]:
     """The node's guests with their HA state, sorted by ID."""
     ha = {}
     for resource in pvesh.get("/cluster/ha/resources") or []:
-        kind, _sep, vmid = str(resource.get("sid") or "").partition(":")
+        _kind, _sep, vmid = str(resource.get("sid") or "").partition(":")
         if vmid.isdigit():
             ha[int(vmid)] = resource.get("state") or "started"
     guests = []

@@ -126,7 +126,8 @@ def _record_shape_ok(record: dict) -> bool:
 
 def record_text(record: dict) -> str:
     """The record file's text; empty when it names nothing (no file is kept then)."""
-    if not record.get("mappings") and not record.get("changed") and not record.get("attached"):  # decided: of mappings
+    # `decided` only ever describes names in `mappings`: without those it names nothing either.
+    if not record.get("mappings") and not record.get("changed") and not record.get("attached"):
         return ""
     return json.dumps(record, indent=2, sort_keys=True) + "\n"
 

@@ -263,8 +263,7 @@ def run(pvesh: Pvesh, showcmd, params: dict, check_mode: bool, record=None) -> d
         after[slot] = value
     had = bool(vm_line_users(config, name))
     result = {"changed": before != after, "node": node,
-              "slot": slot or next((k for k, v in after.items() if v == value or (
-                  value and parse(v).get("mapping") == name)), None),
+              "slot": slot or (vm_line_users(after, name) or [None])[0],
               "value": value, "removed": delete, "diff": {"before": before, "after": after},
               "applies": "at the next start of the VM" if before != after else None,
               "added": params["state"] == "present" and not had}
