@@ -137,7 +137,9 @@ PREDICTED = {"would_bind": "vfio-pci", "would_release": None}
 
 
 def outcome(plan: dict, bind_results: list[dict] | None) -> dict:
-    """{bound: address -> driver after the run, moved_live, reboot_required, reboot_reasons}.
+    """{bound: address -> driver after the run, moved_live, reboot_required, reboot_reasons, reboot_now}.
+
+    reboot_now: the role reboots the node in this run (a reboot is required, the plan acts and allows it).
 
     bind_results: vfio_bind's `results`, or None when no live binding ran. In check mode they say
     what would happen (would_bind, would_release), so the prediction matches the real run.
@@ -158,4 +160,5 @@ def outcome(plan: dict, bind_results: list[dict] | None) -> dict:
         reasons.append("binding: %s not on vfio-pci yet" % ", ".join(waiting))
     if held:
         reasons.append("release: %s still on vfio-pci" % ", ".join(held))
-    return {"bound": bound, "moved_live": moved, "reboot_required": bool(reasons), "reboot_reasons": reasons}
+    return {"bound": bound, "moved_live": moved, "reboot_required": bool(reasons), "reboot_reasons": reasons,
+            "reboot_now": bool(reasons) and bool(plan.get("act")) and plan.get("reboot") == "if_needed"}

@@ -9,14 +9,26 @@ Read (pve-manager, qemu-server, pve-container, pve-ha-manager API paths, through
 - `shutdown`: the running guests are shut down by Proxmox's own `stopall` for exactly those IDs (their
   startup order reversed, their own shutdown timeouts: pve-manager PVE/API2/Nodes.pm stopall and
   get_start_stop_list) and started again after the reboot by `startall --force` for the same IDs (in their
-  startup order). HA-managed guests are refused under it: HA decides where they run (HA maintenance and
-  migration are the way for them).
+  startup order). HA-managed guests are refused under it: HA decides where they run.
+- `migrate`: HA-managed running guests are moved by HA itself - the node enters HA maintenance
+  (pve-ha-manager Manager.pm: a node in maintenance has its services migrated away and back when it
+  leaves). The other running guests are migrated by this collection: VMs online, containers in restart
+  mode (pve-container LXC/Migrate.pm: a running container can only be migrated in restart mode), each to an
+  online node Proxmox allows (qemu-server API2/Qemu.pm migrate_vm_precondition: allowed_nodes), and back after
+  the reboot. A guest that cannot move is refused, named with why: a local device (hostpciN, usbN, ... -
+  qemu-server QemuMigrate/Helpers.pm check_local_resources: a mapped device only when its mapping is
+  live-migration-capable), a local disk or CD-ROM (moving it would copy the disk), a container's local bind or
+  device mount point (LXC/Migrate.pm: "cannot migrate local ... mount point"), no online node to go to.
 A node without `pvesh` is no Proxmox VE node: it has no guests to consider, and the result says so.
 """
 
 from __future__ import annotations
 
-POLICIES = ("refuse", "shutdown")
+import re
+
+POLICIES = ("refuse", "shutdown", "migrate")
+# pve-ha-manager: a resource in state `ignored` is not managed by HA (HA/Resources.pm, Manager.pm).
+UNMANAGED_HA_STATES = ("ignored",)
 
 
 class GuestsError(RuntimeError):
@@ -39,16 +51,81 @@ def read(pvesh, node: str) -> list[dict]:
     return sorted(guests, key=lambda g: g["vmid"])
 
 
+def ha_managed(guest: dict) -> bool:
+    return guest["ha"] is not None and guest["ha"] not in UNMANAGED_HA_STATES
+
+
+def read_cluster(pvesh, node: str) -> dict:
+    """{online: [other online nodes], load: {node: running guests}} from /cluster/status and /cluster/resources."""
+    online = sorted(str(e["name"]) for e in pvesh.get("/cluster/status") or []
+                    if e.get("type") == "node" and int(e.get("online") or 0) and e.get("name") != node)
+    load = {name: 0 for name in online}
+    for resource in pvesh.get("/cluster/resources", ["--type", "vm"]) or []:
+        if resource.get("status") == "running" and resource.get("node") in load:
+            load[resource["node"]] += 1
+    return {"online": online, "load": load}
+
+
+def local_mount_points(config: dict) -> list[str]:
+    """A container's bind or device mount points without shared=1 (pve-container LXC/Migrate.pm prepare)."""
+    found = []
+    for key in sorted(config):
+        if re.match(r"^(rootfs|mp\d+)$", key):
+            fields = str(config[key]).split(",")
+            volume = fields[0].partition("=")[2] if fields[0].startswith("volume=") else fields[0]
+            shared = any(f.replace(" ", "") in ("shared=1", "shared=yes", "shared=on", "shared=true") for f in fields)
+            if volume.startswith("/") and not shared:
+                found.append("%s (%s)" % (key, volume))
+    return found
+
+
+def read_moves(pvesh, node: str, guests: list[dict]) -> dict:
+    """For each running guest the collection would migrate: {vmid: {blockers: [why], allowed: [node]}}."""
+    moves = {}
+    for guest in guests:
+        if guest["status"] != "running" or ha_managed(guest):
+            continue
+        base = "/nodes/%s/%s/%d" % (node, guest["type"], guest["vmid"])
+        if guest["type"] == "qemu":
+            pre = pvesh.get(base + "/migrate") or {}
+            blockers = ["local device %s" % r for r in pre.get("local_resources") or []]
+            blockers += ["local %s %s" % ("CD-ROM" if d.get("cdrom") else "disk", d.get("volid"))
+                         for d in pre.get("local_disks") or [] if not d.get("is_unused")]
+            moves[guest["vmid"]] = {"blockers": blockers, "allowed": [str(n) for n in pre.get("allowed_nodes") or []]}
+        else:
+            config = pvesh.get(base + "/config") or {}
+            moves[guest["vmid"]] = {"blockers": ["local mount point %s" % m for m in local_mount_points(config)],
+                                    "allowed": None}
+    return moves
+
+
 def label(guest: dict) -> str:
     return "%s %s%s" % ("VM" if guest["type"] == "qemu" else "CT", guest["vmid"],
                         " (%s)" % guest["name"] if guest["name"] else "")
 
 
-def decide(guests: list[dict], policy: str) -> dict:
-    """{refused: [why], stop: [vmid], start: [vmid], report: [line per guest]} for a reboot under `policy`."""
+def _target(guest: dict, move: dict, cluster: dict, wanted: str | None, load: dict) -> tuple[str | None, str]:
+    """(target, why not) for one guest: the wanted node, else the allowed online node with the fewest guests."""
+    allowed = [n for n in cluster["online"] if move["allowed"] is None or n in move["allowed"]]
+    if wanted:
+        if wanted in allowed:
+            return wanted, ""
+        return None, "passthrough_reboot_migrate_to: %s is not an online node Proxmox allows for it (allowed: %s)" % (
+            wanted, ", ".join(allowed) or "none")
+    if not allowed:
+        return None, "no online node to migrate it to (online: %s)" % (", ".join(cluster["online"]) or "none")
+    return min(allowed, key=lambda n: (load.get(n, 0), n)), ""
+
+
+def decide(guests: list[dict], policy: str, node: str = "", moves: dict | None = None, cluster: dict | None = None,
+           migrate_to: str | None = None, back: bool = True) -> dict:
+    """{refused: [why], stop: [vmid], start: [vmid], migrate: [move], ha_maintenance: bool, report: [line per guest]}
+    for a reboot of `node` under `policy`. A move: {vmid, type, name, node, target, mode (online|restart)}."""
     if policy not in POLICIES:
         raise GuestsError("passthrough_reboot_guests: %r is not one of %s" % (policy, ", ".join(POLICIES)))
-    refused, stop, report = [], [], []
+    refused, stop, migrate, report = [], [], [], []
+    ha_maintenance = False
+    load = dict((cluster or {}).get("load") or {})
     for guest in guests:
         if guest["status"] != "running":
             report.append("%s is %s: nothing to do" % (label(guest), guest["status"]))
@@ -56,12 +133,36 @@ def decide(guests: list[dict], policy: str) -> dict:
         if policy == "refuse":
             refused.append("%s is running" % label(guest))
             report.append("%s is running: the reboot is refused (passthrough_reboot_guests: refuse)" % label(guest))
-        elif guest["ha"] is not None:
+        elif ha_managed(guest) and policy == "shutdown":
             refused.append("%s is managed by HA (state %s): HA, not a shutdown, decides where it runs"
                            % (label(guest), guest["ha"]))
             report.append("%s is HA-managed: the reboot is refused under passthrough_reboot_guests: shutdown"
                           % label(guest))
-        else:
+        elif policy == "shutdown":
             stop.append(guest["vmid"])
             report.append("%s is running: shut down before the reboot, started again after it" % label(guest))
-    return {"refused": refused, "stop": stop, "start": list(stop), "report": report}
+        elif ha_managed(guest):
+            ha_maintenance = True
+            report.append("%s is HA-managed: HA moves it away when %s enters HA maintenance, and back after"
+                          % (label(guest), node))
+        else:
+            move = (moves or {}).get(guest["vmid"])
+            if move is None:
+                raise GuestsError("%s: its migration preconditions were not read" % label(guest))
+            target, why = (None, "") if move["blockers"] else _target(guest, move, cluster or {"online": []},
+                                                                      migrate_to, load)
+            if move["blockers"] or target is None:
+                reason = "it uses %s" % ", ".join(move["blockers"]) if move["blockers"] else why
+                refused.append("%s cannot be migrated: %s" % (label(guest), reason))
+                report.append("%s is running and cannot be migrated (%s): the reboot is refused"
+                              % (label(guest), reason))
+                continue
+            load[target] = load.get(target, 0) + 1
+            mode = "online" if guest["type"] == "qemu" else "restart"
+            migrate.append({"vmid": guest["vmid"], "type": guest["type"], "name": guest["name"], "node": node,
+                            "target": target, "mode": mode})
+            report.append("%s is running: migrated to %s (%s) before the reboot%s"
+                          % (label(guest), target, "online" if mode == "online" else "restart mode: stopped, moved, "
+                             "started", ", back after it" if back else ", and stays there"))
+    return {"refused": refused, "stop": stop, "start": list(stop), "migrate": migrate,
+            "ha_maintenance": ha_maintenance, "report": report}

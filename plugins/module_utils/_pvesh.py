@@ -40,8 +40,9 @@ class Pvesh:
     def get(self, path: str, options: list | None = None) -> object:
         return self._call("get", path, options)
 
-    def create(self, path: str, options: list) -> None:
-        self._call("create", path, options)
+    def create(self, path: str, options: list) -> object:
+        """What the call returns: a task's UPID for a worker (migrate, stopall), else mostly None."""
+        return self._call("create", path, options)
 
     def set(self, path: str, options: list) -> None:
         self._call("set", path, options)

@@ -15,6 +15,13 @@ description:
     Proxmox's own C(stopall) for exactly those IDs (reverse startup order, each guest's own shutdown timeout) and
     started again after the reboot by C(startall); an HA-managed guest refuses the reboot under it, since HA
     decides where it runs.
+  - V(migrate) - HA-managed running guests are moved by HA when the node enters HA maintenance
+    (RV(ha_maintenance)); every other running guest is migrated (VMs online, containers in restart mode) to an
+    online node Proxmox allows for it (C(GET /nodes/NODE/qemu/VMID/migrate)), O(migrate_to) or the one with the
+    fewest running guests, see RV(migrate). A guest that cannot move - a local device such as a passed-through
+    C(hostpciN) (a mapped device only when its mapping is live-migration-capable), a local disk or CD-ROM, a
+    container's local bind or device mount point, no online node to go to - refuses the reboot, named with why.
+    M(vfio.proxmox.pve_evacuate) carries the moves out.
   - Read-only - C(changed) is always false. The passthrough role runs it before a reboot, in check mode too.
   - On a node without C(pvesh) (not a Proxmox VE node) there are no guests to consider; RV(reason) says so.
   - When C(pvesh) is there but the guests cannot be read, the task fails - the reboot is refused, not made blind.
@@ -24,11 +31,21 @@ options:
   policy:
     description: What a reboot does to running guests.
     type: str
-    choices: [refuse, shutdown]
+    choices: [refuse, shutdown, migrate]
     default: refuse
   node:
     description: The node's name as Proxmox knows it. Default - the short host name.
     type: str
+  migrate_to:
+    description:
+      - With O(policy=migrate), the node every migrated guest goes to. It must be online and allowed for each
+        guest, or the reboot is refused. Default - for each guest the allowed online node with the fewest running
+        guests.
+    type: str
+  migrate_back:
+    description: With O(policy=migrate), whether the migrated guests come back after the reboot (said in RV(report)).
+    type: bool
+    default: true
   pvesh:
     description: The C(pvesh) command.
     type: str
@@ -101,6 +118,34 @@ start:
   returned: always
   type: list
   elements: int
+migrate:
+  description: The guests to migrate before the reboot (O(policy=migrate)), for M(vfio.proxmox.pve_evacuate).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    vmid:
+      description: The guest's ID.
+      type: int
+    type:
+      description: V(qemu) or V(lxc).
+      type: str
+    name:
+      description: The guest's name.
+      type: str
+    node:
+      description: The node it runs on now (this node).
+      type: str
+    target:
+      description: The node it is migrated to.
+      type: str
+    mode:
+      description: V(online) (a VM, live) or V(restart) (a container - stopped, moved, started).
+      type: str
+ha_maintenance:
+  description: Whether the node enters HA maintenance for the reboot - HA-managed guests run on it (O(policy=migrate)).
+  returned: always
+  type: bool
 report:
   description: One line per guest - what the reboot does to it.
   returned: always
@@ -112,15 +157,23 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._guests import GuestsError, decide, read
+from ansible_collections.vfio.proxmox.plugins.module_utils._guests import (
+    GuestsError,
+    decide,
+    read,
+    read_cluster,
+    read_moves,
+)
 from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "policy": {"type": "str", "choices": ["refuse", "shutdown"], "default": "refuse"},
+            "policy": {"type": "str", "choices": ["refuse", "shutdown", "migrate"], "default": "refuse"},
             "node": {"type": "str"},
+            "migrate_to": {"type": "str"},
+            "migrate_back": {"type": "bool", "default": True},
             "pvesh": {"type": "str", "default": "pvesh"},
         },
         supports_check_mode=True,
@@ -128,13 +181,19 @@ def main() -> None:
     node = module.params["node"] or socket.gethostname().split(".")[0]
     binary = module.get_bin_path(module.params["pvesh"])
     if binary is None:
-        module.exit_json(changed=False, proxmox=False, guests=[], refused=[], stop=[], start=[],
+        module.exit_json(changed=False, proxmox=False, guests=[], refused=[], stop=[], start=[], migrate=[],
+                         ha_maintenance=False,
                          reason="no pvesh here - not a Proxmox VE node, no guests to consider",
                          report=["no pvesh here - not a Proxmox VE node, no guests to consider"])
     pvesh = Pvesh(module.run_command, binary)
     try:
         guests = read(pvesh, node)
-        decision = decide(guests, module.params["policy"])
+        policy = module.params["policy"]
+        running = [g for g in guests if g["status"] == "running"]
+        migrating = policy == "migrate" and bool(running)
+        decision = decide(guests, policy, node, moves=read_moves(pvesh, node, guests) if migrating else None,
+                          cluster=read_cluster(pvesh, node) if migrating else None,
+                          migrate_to=module.params["migrate_to"], back=module.params["migrate_back"])
     except (GuestsError, PveshError, KeyError, ValueError) as err:
         module.fail_json(msg="pve_guests: the guests of node %s cannot be read, so the reboot is refused: %s"
                          % (node, err))

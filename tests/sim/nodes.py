@@ -138,7 +138,8 @@ PVESH_DOUBLE_STATE=%s/state.json PVESH_DOUBLE_SYSFS=%s/sys PVESH_DOUBLE_PEER_ROO
 def pve_doubles() -> dict[str, str]:
     return {"/usr/lib/vfio-sim/pvesh_double.py": (Path(__file__).parent / "pvesh_double.py").read_text(),
             "/usr/bin/pvesh": PVESH_WRAPPER % ("pvesh", ""),
-            "/usr/sbin/qm": PVESH_WRAPPER % ("qm", "qm ")}
+            "/usr/sbin/qm": PVESH_WRAPPER % ("qm", "qm "),
+            "/usr/sbin/ha-manager": PVESH_WRAPPER % ("ha-manager", "ha-manager ")}
 
 
 def setup_script(profile: dict, pve_cluster: bool = False) -> str:

@@ -486,6 +486,189 @@ def qm_showcmd(state: dict, vmid: str, sysfs: str) -> str:
     return " ".join(["/usr/bin/kvm", "-id", vmid, *devices])
 
 
+# PVE/Storage.pm storage_config; the default storage.cfg of a Proxmox VE install (local, local-lvm or
+# local-zfs): none of them shared. The state's `storage` {name: {shared: 0|1}} replaces it.
+DEFAULT_STORAGE = {"local": {"shared": 0}, "local-lvm": {"shared": 0}, "local-zfs": {"shared": 0}}
+DRIVE_RE = re.compile(r"^(ide\d|sata\d|scsi\d+|virtio\d+|efidisk0|tpmstate0|unused\d+)$")
+
+
+def storage_shared(state: dict, volid: str) -> bool:
+    store = volid.partition(":")[0]
+    table = state.get("storage") or DEFAULT_STORAGE
+    if store not in table:
+        raise ApiError("storage '%s' does not exist" % store)
+    return bool(table[store].get("shared"))
+
+
+def local_resources(state: dict, config: dict, running: bool) -> tuple[list[str], dict]:
+    """qemu-server QemuMigrate/Helpers.pm check_local_resources: (blockers, mapped). A mapped hostpci blocks a
+    running VM unless its mapping is live-migration-capable; usb host=spice and serial=socket never block."""
+    blockers, mapped = [], {}
+    if config.get("ivshmem"):
+        blockers.append("ivshmem")
+    for key in sorted(config):
+        fields = dict(f.partition("=")[::2] for f in str(config[key]).split(","))
+        if re.match(r"^hostpci\d+$", key) and fields.get("mapping"):
+            mapping = state["mapping_pci"].get(fields["mapping"]) or {}
+            mapped[key] = {"name": fields["mapping"]}
+            if mapping.get("live-migration-capable"):
+                mapped[key]["live-migration"] = 1
+                continue
+            if not running:
+                continue
+        if re.match(r"^usb\d+$", key) and re.match(r"^spice$", fields.get("host", ""), re.IGNORECASE):
+            continue
+        if re.match(r"^serial\d+$", key) and config[key] == "socket":
+            continue
+        if re.match(r"^(usb|hostpci|serial|parallel|virtiofs)\d+$", key):
+            blockers.append(key)
+    return blockers, mapped
+
+
+def migrate_precondition(state: dict, node: str, vmid: str) -> dict:
+    """qemu-server API2/Qemu.pm migrate_vm_precondition: running, allowed_nodes / not_allowed_nodes (a node
+    without an entry of a mapped device: unavailable-resources), local_disks (check_vm_disks_local: volumes on
+    storage that is not shared, CD-ROMs included), local_resources, mapped-resources."""
+    entry = vm(state, vmid, node)
+    config = entry["config"]
+    running = entry.get("status") == "running"
+    blockers, mapped = local_resources(state, config, running)
+    allowed, not_allowed = [], {}
+    for other in state["nodes"]:
+        if other == local_node():
+            continue
+        missing = [key for key, info in sorted(mapped.items())
+                   if other not in {parse_map(t).get("node") for t in
+                                    (state["mapping_pci"].get(info["name"]) or {}).get("map", [])}]
+        if missing:
+            not_allowed[other] = {"unavailable-resources": missing}
+        else:
+            allowed.append(other)
+    disks = []
+    for key in sorted(config):
+        if not DRIVE_RE.match(key):
+            continue
+        volid = str(config[key]).split(",")[0]
+        cdrom = "media=cdrom" in str(config[key]).split(",")
+        if volid in ("none", "cdrom") or (":" in volid and storage_shared(state, volid)):
+            continue
+        disks.append({"volid": volid, "cdrom": int(cdrom), "is_unused": int(key.startswith("unused"))})
+    return {"running": int(running), "allowed_nodes": allowed, "not_allowed_nodes": not_allowed,
+            "local_disks": disks, "local_resources": blockers, "mapped-resources": sorted(mapped),
+            "mapped-resource-info": mapped}
+
+
+def new_task(state: dict, node: str, kind: str, vmid: str, error: str | None) -> str:
+    """A finished worker: pve-common PVE/UPID.pm encode (UPID:node:pid:pstart:starttime:type:id:user:), its
+    status as pve-manager API2/Tasks.pm read_task_status gives it (status stopped, exitstatus OK or the error)."""
+    tasks = state.setdefault("tasks", {})
+    upid = "UPID:%s:%08X:00000000:%08X:%s:%s:root@pam:" % (node, 4096 + len(tasks), len(tasks), kind, vmid)
+    tasks[upid] = {"status": "stopped", "exitstatus": error or "OK", "node": node}
+    return upid
+
+
+def migrate(state: dict, node: str, kind: str, vmid: str, options: dict[str, list[str]]) -> str:
+    """qemu-server API2/Qemu.pm migrate_vm + QemuMigrate.pm, pve-container API2/LXC.pm migrate_vm +
+    LXC/Migrate.pm prepare: the API's own checks raise; the worker's checks end the task with the error."""
+    entry = vm(state, vmid, node)
+    if entry.get("type", "qemu") != kind:
+        raise ApiError("Configuration file 'nodes/%s/%s/%s.conf' does not exist"
+                       % (node, "qemu-server" if kind == "qemu" else "lxc", vmid))
+    target = options.get("target", [""])[-1]
+    if target == node:
+        raise ApiError("target is local node.")
+    if target not in state["nodes"]:
+        raise ApiError("no such cluster node '%s'" % target)
+    if entry.get("ha") and entry["ha"] != "ignored":
+        raise ApiError("pvesh double: HA-managed guests are migrated by HA, not this double")
+    running = entry.get("status") == "running"
+    online = BOOLEANS.get(options.get("online", ["0"])[-1].lower(), 0)
+    restart = BOOLEANS.get(options.get("restart", ["0"])[-1].lower(), 0)
+    error = None
+    if target in (state.get("offline") or []):
+        error = "migration aborted: target node '%s' is not online" % target
+    elif kind == "qemu":
+        if running and not online:
+            raise ApiError("can't migrate running VM without --online")
+        blockers, _mapped = local_resources(state, entry["config"], running)
+        disks = migrate_precondition(state, node, vmid)["local_disks"]
+        if blockers:
+            error = "migration aborted: can't migrate VM which uses local devices: %s" % ", ".join(blockers)
+        elif running and disks:
+            error = "migration aborted: can't live migrate attached local disks without with-local-disks option"
+    else:
+        if running and online:
+            error = "lxc live migration is currently not implemented"
+        elif running and not restart:
+            error = "running container can only be migrated in restart mode"
+        for key in sorted(entry["config"]):
+            value = str(entry["config"][key])
+            if re.match(r"^(rootfs|mp\d+)$", key) and value.split(",", maxsplit=1)[0].startswith("/") \
+                    and "shared=1" not in value.split(","):
+                error = error or "cannot migrate local bind mount point '%s'" % key
+    if error is None:
+        entry["node"] = target
+        state.setdefault("log", []).append("migrate %s %s -> %s" % (vmid, node, target))
+    upid = new_task(state, node, "qmigrate" if kind == "qemu" else "vzmigrate", vmid, error)
+    save(state)
+    return upid
+
+
+def task_status(state: dict, node: str, upid: str) -> dict:
+    task = (state.get("tasks") or {}).get(upid)
+    if task is None or task["node"] != node:
+        raise ApiError("no such task")
+    return {"upid": upid, "node": node, "status": task["status"], "exitstatus": task["exitstatus"]}
+
+
+def ha_manager_status(state: dict) -> dict:
+    """pve-ha-manager API2/HA/Status.pm manager_status: {manager_status: {node_status, service_status}}. The
+    double's CRM acts at once (ha_maintenance); a node the state lists offline is `unknown` (NodeStatus.pm)."""
+    offline = set(state.get("offline") or [])
+    nodes = {n: "unknown" if n in offline else (state.get("ha_nodes") or {}).get(n, "online") for n in state["nodes"]}
+    services = {}
+    for vmid, guest in sorted(state.get("vms", {}).items()):
+        if guest.get("ha") and guest["ha"] != "ignored":
+            sid = "%s:%s" % ("ct" if guest.get("type") == "lxc" else "vm", vmid)
+            services[sid] = {"node": guest["node"],
+                             "state": "started" if guest.get("status") == "running" else "stopped"}
+            if guest.get("maintenance_node"):
+                services[sid]["maintenance_node"] = guest["maintenance_node"]
+    return {"manager_status": {"node_status": nodes, "service_status": services}}
+
+
+def ha_maintenance(state: dict, action: str, node: str) -> None:
+    """`ha-manager crm-command node-maintenance enable|disable NODE` (CLI/ha_manager.pm node-maintenance-set:
+    check_node_exists, queue the CRM command) and what Manager.pm's CRM then does - here at once: enable sets the
+    node to `maintenance` and migrates each HA service on it to the online node with the fewest services,
+    remembering `maintenance_node`; disable sets it `online` and moves those services back."""
+    if node not in state["nodes"]:
+        raise ApiError("no such cluster node '%s'" % node)
+    ha_nodes = state.setdefault("ha_nodes", {})
+    guests = state.get("vms", {})
+    if action == "enable":
+        ha_nodes[node] = "maintenance"
+        for vmid, guest in sorted(guests.items()):
+            if guest["node"] != node or not guest.get("ha") or guest["ha"] == "ignored":
+                continue
+            others = [n for n in state["nodes"] if n != node and n not in (state.get("offline") or [])
+                      and ha_nodes.get(n, "online") == "online"]
+            if not others:
+                continue
+            target = min(others, key=lambda n: (sum(1 for g in guests.values() if g["node"] == n and g.get("ha")), n))
+            guest["node"], guest["maintenance_node"] = target, node
+            state.setdefault("log", []).append("ha migrate %s %s -> %s" % (vmid, node, target))
+    else:
+        ha_nodes[node] = "online"
+        for vmid, guest in sorted(guests.items()):
+            if guest.get("maintenance_node") == node:
+                state.setdefault("log", []).append("ha migrate %s %s -> %s" % (vmid, guest["node"], node))
+                guest["node"] = node
+                del guest["maintenance_node"]
+    state.setdefault("log", []).append("ha maintenance %s %s" % (action, node))
+    save(state)
+
+
 def parse_args(argv: list[str]) -> dict[str, list[str]]:
     options: dict[str, list[str]] = {}
     index = 0
@@ -520,6 +703,12 @@ def cluster_route(state: dict, parts: list[str]):
         return {"health": {"status": state["ceph"].get("health", "HEALTH_OK")}}
     if parts == ["cluster", "ceph", "flags"]:
         return [{"name": f, "value": int(f in state["ceph"].get("flags", []))} for f in ("noout", "nodown", "pause")]
+    return ha_route(state, parts)
+
+
+def ha_route(state: dict, parts: list[str]):
+    if parts == ["cluster", "ha", "status", "manager_status"]:
+        return ha_manager_status(state)
     if parts == ["cluster", "ha", "resources"]:
         # pve-ha-manager API2/HA/Resources.pm index: sid is `vm:ID` or `ct:ID`
         return [{"sid": "%s:%s" % ("ct" if g.get("type") == "lxc" else "vm", vmid), "state": g["ha"]}
@@ -564,13 +753,30 @@ def ceph_flag(state: dict, flag: str, options: dict[str, list[str]]) -> None:
 
 
 def guest_route(state: dict, command: str, parts: list[str], options: dict[str, list[str]]) -> object:
-    """/nodes/NODE/qemu/VMID/... and the node's bulk actions."""
+    """/nodes/NODE/qemu/VMID/..., /nodes/NODE/lxc/VMID/..., tasks and the node's bulk actions."""
+    if len(parts) == 5 and (parts[4] == "migrate" or parts[2:5:2] in (["lxc", "config"], ["tasks", "status"])):
+        return migration_route(state, command, parts, options)
     if len(parts) == 5 and parts[2] == "qemu" and parts[4] == "config" and command in ("get", "set"):
         return vm_config(state, parts[1], parts[3], command, options)
     if len(parts) >= 5 and parts[2] == "qemu" and command == "get":
         return vm_views(state, parts[1], parts[3], parts[4:])
     if len(parts) == 3 and parts[2] in ("stopall", "startall") and command == "create":
         return bulk_power(state, parts[1], parts[2], options)
+    raise ApiError("method '%s /%s' not implemented (pvesh double)" % (command.upper(), "/".join(parts)))
+
+
+def migration_route(state: dict, command: str, parts: list[str], options: dict[str, list[str]]) -> object:
+    """Migrations, their preconditions, a container's config and a task's status."""
+    node, kind, name = parts[1], parts[2], parts[3]
+    if parts[4] == "migrate" and kind in ("qemu", "lxc") and command == "create":
+        return migrate(state, node, kind, name, options)
+    if parts[4] == "migrate" and kind == "qemu" and command == "get":
+        return migrate_precondition(state, node, name)
+    if kind == "lxc" and command == "get":
+        entry = vm(state, name, node)
+        return dict(entry["config"], digest=vm_digest(entry["config"]))
+    if kind == "tasks" and command == "get":
+        return task_status(state, node, name)
     raise ApiError("method '%s /%s' not implemented (pvesh double)" % (command.upper(), "/".join(parts)))
 
 
@@ -632,7 +838,22 @@ def call(command: str, path: str, options: dict[str, list[str]]) -> object:
     return None
 
 
+def ha_manager_main(argv: list[str]) -> int:
+    """`ha-manager crm-command node-maintenance enable|disable NODE`, the one ha-manager command doubled."""
+    if argv[1:3] != ["crm-command", "node-maintenance"] or len(argv) != 5 or argv[3] not in ("enable", "disable"):
+        print("usage: ha-manager crm-command node-maintenance enable|disable NODE (test double)", file=sys.stderr)
+        return 255
+    try:
+        ha_maintenance(load(), argv[3], argv[4])
+    except ApiError as err:
+        print(str(err).rstrip("\n"), file=sys.stderr)
+        return 255
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["ha-manager"]:
+        return ha_manager_main(argv)
     if argv[:2] == ["qm", "showcmd"] and len(argv) == 3:
         try:
             print(qm_showcmd(load(), argv[2], os.environ.get("PVESH_DOUBLE_SYSFS", "/sys")))

@@ -47,11 +47,11 @@ def fake_node(tmp_path):
 
 @pytest.fixture
 def proxmox_commands(tmp_path) -> dict:
-    """`pvesh` and `qm` as commands in tmp_path, both the TEST DOUBLE tests/sim/pvesh_double.py - the way the
-    modules find them (their `pvesh` / `qm` options)."""
+    """`pvesh`, `qm` and `ha-manager` as commands in tmp_path, each the TEST DOUBLE tests/sim/pvesh_double.py -
+    the way the modules find them (their `pvesh` / `qm` / `ha_manager` options)."""
     double = REPO / "tests" / "sim" / "pvesh_double.py"
     commands = {}
-    for name, prefix in (("pvesh", ""), ("qm", " qm")):
+    for name, prefix in (("pvesh", ""), ("qm", " qm"), ("ha-manager", " ha-manager")):
         command = tmp_path / name
         command.write_text('#!/bin/sh\nexec "%s" "%s"%s "$@"\n' % (sys.executable, double, prefix))
         command.chmod(0o755)
