@@ -548,8 +548,8 @@ def migrate_precondition(state: dict, node: str, vmid: str) -> dict:
     for key in sorted(config):
         if not DRIVE_RE.match(key):
             continue
-        volid = str(config[key]).split(",")[0]
-        cdrom = "media=cdrom" in str(config[key]).split(",")
+        fields = str(config[key]).split(",")
+        volid, cdrom = fields[0], "media=cdrom" in fields
         if volid in ("none", "cdrom") or (":" in volid and storage_shared(state, volid)):
             continue
         disks.append({"volid": volid, "cdrom": int(cdrom), "is_unused": int(key.startswith("unused"))})
