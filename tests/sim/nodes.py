@@ -135,6 +135,37 @@ PVESH_DOUBLE_STATE=%s/state.json PVESH_DOUBLE_SYSFS=%s/sys PVESH_DOUBLE_PEER_ROO
 """ % (PVE_CLUSTER_DIR, FAKE, PEER_TREES)
 
 
+# A simulated reboot (tests/sim/reboot_double.py) for nodes started with a booted tree: /fake is a link to
+# the running kernel's tree, boots/0 before the reboot, boots/1 after it.
+BOOTS = "/var/lib/vfio-sim/boots"
+REBOOT_WRAPPER = """#!/bin/sh
+# TEST DOUBLE for shutdown -r (tests/sim/reboot_double.py) - a simulated reboot, not a real one.
+exec python3 /usr/lib/vfio-sim/reboot_double.py "$@"
+"""
+BOOT_ID_CAT = """#!/bin/sh
+# TEST DOUBLE (tests/sim/nodes.py): a container's boot id is the host kernel's and never changes. For that one
+# path this cat answers the simulated boot's id (tests/sim/reboot_double.py); anything else is the real cat.
+if [ "$#" -eq 1 ] && [ "$1" = /proc/sys/kernel/random/boot_id ]; then exec /usr/bin/cat /var/lib/vfio-sim/boot_id; fi
+exec /usr/bin/cat "$@"
+"""
+
+
+def reboot_doubles() -> dict[str, str]:
+    return {"/usr/lib/vfio-sim/reboot_double.py": (Path(__file__).parent / "reboot_double.py").read_text(),
+            "/usr/local/sbin/shutdown": REBOOT_WRAPPER, "/usr/local/bin/cat": BOOT_ID_CAT,
+            "/var/lib/vfio-sim/boot_id": "00000000-0000-4000-8000-000000000000\n"}
+
+
+def booted_profile(profile: dict, vfio: list[str]) -> dict:
+    """The profile as a correct boot leaves it: the `vfio` addresses on vfio-pci, without their netdevs."""
+    booted = json.loads(json.dumps(profile))
+    for device in booted["devices"]:
+        if device["address"] in vfio:
+            device["driver"] = "vfio-pci"
+            device["netdevs"] = []
+    return booted
+
+
 def pve_doubles() -> dict[str, str]:
     return {"/usr/lib/vfio-sim/pvesh_double.py": (Path(__file__).parent / "pvesh_double.py").read_text(),
             "/usr/bin/pvesh": PVESH_WRAPPER % ("pvesh", ""),
@@ -142,14 +173,17 @@ def pve_doubles() -> dict[str, str]:
             "/usr/sbin/ha-manager": PVESH_WRAPPER % ("ha-manager", "ha-manager ")}
 
 
-def setup_script(profile: dict, pve_cluster: bool = False) -> str:
+def setup_script(profile: dict, pve_cluster: bool = False, rebootable: bool = False) -> str:
     """Shell run inside the node once: files, test doubles, module tree, network."""
     lines = ["set -e"]
     files = dict(fakeroot.node_files(profile))
     doubles = []
     if pve_cluster:
         files.update(pve_doubles())
-        doubles += ["/usr/bin/pvesh", "/usr/sbin/qm"]
+        doubles += ["/usr/bin/pvesh", "/usr/sbin/qm", "/usr/sbin/ha-manager"]
+    if rebootable:
+        files.update(reboot_doubles())
+        doubles += ["/usr/local/sbin/shutdown", "/usr/local/bin/cat"]
     if profile.get("proxmox_boot_tool_status"):
         files["/etc/vfio-sim/proxmox-boot-tool.status"] = profile["proxmox_boot_tool_status"]
         files["/usr/sbin/proxmox-boot-tool"] = PBT_DOUBLE
@@ -175,6 +209,12 @@ def setup_script(profile: dict, pve_cluster: bool = False) -> str:
     # The simulated running kernel is the profile's; its modules are the image's kernel's.
     lines.append("real=$(ls /lib/modules | head -n1)")
     lines.append("[ -e /lib/modules/%s ] || ln -s \"$real\" /lib/modules/%s" % (profile["kernel"], profile["kernel"]))
+    if rebootable:
+        # A Proxmox kernel knows the profile's native drivers (igc, ...); the image's cloud kernel lacks some. After
+        # a simulated boot a device sits on vfio-pci, and its native driver is found by modalias, as on a real node.
+        aliases = fakeroot.modules_alias(profile).splitlines()[1:]
+        lines.append("printf '%%s\\n' %s >> /lib/modules/%s/modules.alias" % (
+            " ".join(shlex.quote(line) for line in aliases), profile["kernel"]))
     return "\n".join(lines) + "\n" + network_script(profile)
 
 
@@ -196,21 +236,30 @@ def _wait_ssh(port: int, timeout: float = 30.0) -> None:
     raise SystemExit("sshd on 127.0.0.1:%d did not answer within %.0f s" % (port, timeout))
 
 
-def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path, pve_cluster: bool = False) -> dict:
+def start_node(name: str, cluster: str, profile: dict, state: Path, key: Path, pve_cluster: bool = False,
+               vfio_after_boot: list[str] | None = None) -> dict:
+    """vfio_after_boot: the node can be rebooted (simulated): a booted tree with these addresses on vfio-pci."""
     image = images.build(profile["suite"])
     shutil.rmtree(state / name, ignore_errors=True)
     tree = fakeroot.build(profile, state / name / "tree", hostname=name)
+    if vfio_after_boot is None:
+        kernel = ["-v", "%s:%s/sys:ro" % (tree / "sys", FAKE), "-v", "%s:%s/proc:ro" % (tree / "proc", FAKE)]
+        link = ""
+    else:
+        booted = fakeroot.build(booted_profile(profile, vfio_after_boot), state / name / "booted", hostname=name)
+        kernel = ["-v", "%s:%s/0:ro" % (tree, BOOTS), "-v", "%s:%s/1" % (booted, BOOTS)]
+        link = "ln -sfn %s/0 %s && " % (BOOTS, FAKE)
     podman("rm", "-f", "-t", "0", name, check=False)
     # sshd logs each session it starts (VERBOSE): the benchmark counts them with `podman logs`.
     podman("run", "-d", "--name", name, "--hostname", name, "--label", "%s=%s" % (LABEL, cluster),
-           "--cap-add", "NET_ADMIN", "-p", "127.0.0.1::22",
-           "-v", "%s:%s/sys:ro" % (tree / "sys", FAKE), "-v", "%s:%s/proc:ro" % (tree / "proc", FAKE),
+           "--cap-add", "NET_ADMIN", "-p", "127.0.0.1::22", *kernel,
            "-v", "%s:/root/.ssh/authorized_keys:ro" % key.with_suffix(".pub"),
            *(["-v", "%s:%s" % (state / "pve-cluster", PVE_CLUSTER_DIR), "-v", "%s:%s:ro" % (state, PEER_TREES)]
              if pve_cluster else []),
            image, "/bin/sh", "-c",
-           "ssh-keygen -A && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -o LogLevel=VERBOSE")
-    done = podman("exec", name, "/bin/sh", "-c", setup_script(profile, pve_cluster), check=False)
+           link + "ssh-keygen -A && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -o LogLevel=VERBOSE")
+    done = podman("exec", name, "/bin/sh", "-c", setup_script(profile, pve_cluster, vfio_after_boot is not None),
+                  check=False)
     if done.returncode != 0:
         raise SystemExit("setting up %s (%s) failed:\n%s" % (name, profile["name"], done.stderr))
     port = _port(name)
@@ -234,7 +283,10 @@ def seed_pve_cluster(state: Path, hosts: list[str]) -> None:
     }, indent=1, sort_keys=True))
 
 
-def up(cluster: str, profiles: list[str], count: int, pve_cluster: bool = False) -> Path:
+def up(cluster: str, profiles: list[str], count: int, pve_cluster: bool = False,
+       vfio_after_boot: dict[str, list[str]] | None = None) -> Path:
+    """vfio_after_boot: {profile: [address]} - its nodes can be rebooted (simulated, tests/sim/reboot_double.py)
+    and boot with those devices on vfio-pci."""
     state = CACHE / "nodes" / cluster
     state.mkdir(parents=True, exist_ok=True)
     key = ssh_key()
@@ -251,7 +303,8 @@ def up(cluster: str, profiles: list[str], count: int, pve_cluster: bool = False)
     if pve_cluster:
         seed_pve_cluster(state, sorted(wanted))
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        started = {host: pool.submit(start_node, host, cluster, profile, state, key, pve_cluster)
+        started = {host: pool.submit(start_node, host, cluster, profile, state, key, pve_cluster,
+                                     (vfio_after_boot or {}).get(profile["name"]))
                    for host, profile in wanted.items()}
         hosts = {host: future.result() for host, future in started.items()}
     inventory = {"all": {
@@ -291,11 +344,14 @@ def main() -> int:
     start.add_argument("--count", type=int, default=1)
     start.add_argument("--pve-cluster", action="store_true",
                        help="make the nodes one Proxmox VE cluster: pvesh and qm test doubles with shared state")
+    start.add_argument("--vfio-after-boot", action="append", default=[], metavar="PROFILE=ADDRESS[,ADDRESS]",
+                       help="nodes of PROFILE can be rebooted (simulated) and boot with ADDRESS on vfio-pci")
     stop = sub.add_parser("down", help="remove the cluster's containers")
     stop.add_argument("--name", default="vfio-sim")
     args = parser.parse_args()
     if args.command == "up":
-        print(up(args.name, args.profile or ["guide-intel"], args.count, args.pve_cluster))
+        after = {k: v.split(",") for k, _sep, v in (a.partition("=") for a in args.vfio_after_boot)}
+        print(up(args.name, args.profile or ["guide-intel"], args.count, args.pve_cluster, after))
     else:
         print("removed: %s" % " ".join(down(args.name)))
     return 0

@@ -78,6 +78,12 @@ def test_each_node_takes_its_turn_alone(rollout):
     assert all(len(run) == 1 for run in runs), "every turn runs on one node only: %s" % runs
 
 
+def test_the_turns_follow_the_inventory_order(rollout):
+    _rc, output = rollout({})
+    runs = task_hosts(output, "Read the node's guests and decide what the reboot does to them")
+    assert runs == [["alpha"], ["beta"], ["gamma"]], output
+
+
 def test_a_node_that_fails_its_turn_stops_the_turns_after_it(rollout):
     rc, output = rollout({"100": {"node": socket.gethostname().split(".")[0], "status": "running",
                                   "config": {"name": "firewall"}}})
@@ -87,6 +93,7 @@ def test_a_node_that_fails_its_turn_stops_the_turns_after_it(rollout):
     refused = [host for host, line in fatal.items() if "The reboot is refused - VM 100 (firewall) is running" in line]
     assert len(refused) == 1, output
     first = refused[0]
+    assert first == "alpha", "the first turn is the first node's"
     for host in set(fatal) - {first}:
         assert re.search(r"The reboot of %s is refused - the rollout stopped because [\w, ]*\b%s\b[\w, ]* did not "
                          r"finish a reboot turn" % (host, first), fatal[host]), fatal[host]
