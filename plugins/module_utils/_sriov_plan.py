@@ -17,6 +17,7 @@ PF_SELECTORS = ("address", "interface", "mac")
 PF_OPTIONS = ("id", "vfs", "vf_driver", "vf_macs", "vf")
 VF_KEYS = ("index", "mac", "vlan", "trust", "spoofchk", "state")
 VF_DRIVERS = ("none", "vfio-pci", "host")
+SRIOV_CONF = "/etc/vfio-proxmox/sriov.conf"
 LINK_STATES = ("auto", "enable", "disable")
 
 
@@ -42,6 +43,13 @@ class SriovPlanner:
         self.warnings: list[str] = []
         self.reasons: list[str] = []
         self.macs: dict[str, str] = {}
+        # Every MAC a NIC of the node has now (current and permanent): a VF must not get one of them.
+        self.node_macs: dict[str, tuple[str, str]] = {}
+        for address, device in sorted(self.devices.items()):
+            for netdev in device.get("netdevs") or []:
+                for mac in (netdev.get("mac"), netdev.get("permanent_mac")):
+                    if mac and MAC.match(mac.lower()) and mac.lower() != "00:00:00:00:00:00":
+                        self.node_macs.setdefault(mac.lower(), (address, netdev["name"]))
 
     def plan(self, entries) -> list[dict]:
         if entries in (None, ""):
@@ -140,8 +148,8 @@ class SriovPlanner:
         netdevs = device.get("netdevs") or []
         interface = netdevs[0]["name"] if netdevs else None
         pf_mac = (netdevs[0].get("permanent_mac") or netdevs[0].get("mac")) if netdevs else None
-        settings = self._settings(where, entry.get("vf"), vfs, macs, pf_mac)
         current = sriov.get("num_vfs") or 0
+        settings = self._settings(where, entry.get("vf"), vfs, macs, pf_mac, address, current != vfs)
         plan = {"address": address, "id": pci_id, "interface": interface, "total_vfs": sriov["total_vfs"],
                 "vfs": vfs, "current_vfs": current, "vf_driver": driver, "settings": settings,
                 "count_changes": current != vfs, "selected_by": where}
@@ -160,8 +168,10 @@ class SriovPlanner:
         return count
 
     # --- each virtual function ---------------------------------------------
-    def _settings(self, where: str, raw, vfs: int, macs: str, pf_mac: str | None) -> list[dict]:
+    def _settings(self, where: str, raw, vfs: int, macs: str, pf_mac: str | None, pf: str = "",
+                  recreated: bool = True) -> list[dict]:
         given: dict[int, dict] = {}
+        labels: dict[int, str] = {}
         if raw not in (None, ""):
             if not isinstance(raw, list):
                 self.errors.append("%s.vf: %r is not a list of per-VF settings, for example [{index: 0, vlan: 10}]"
@@ -176,6 +186,10 @@ class SriovPlanner:
                     self.errors.append("%s: index %d is already set by an earlier item" % (label, vf["index"]))
                     continue
                 given[vf["index"]] = vf
+                labels[vf["index"]] = "%s.mac: %r" % (label, item.get("mac"))
+        # The VFs this PF has now, in index order (a VF's routing ID grows with its index). A count change
+        # destroys them all, so their MACs are free then; otherwise VF N may keep the MAC it has.
+        own = [] if recreated else (self.devices.get(pf, {}).get("sriov") or {}).get("vfs") or []
         settings = []
         for index in range(vfs):
             vf = given.get(index, {"index": index})
@@ -186,6 +200,15 @@ class SriovPlanner:
                     return []
                 vf = dict(vf, mac=derived_mac(pf_mac, index))
             if vf.get("mac"):
+                holder = self.node_macs.get(vf["mac"])
+                if holder and holder[0] in (self.devices.get(pf, {}).get("sriov") or {}).get("vfs", []) and (
+                        recreated or (index < len(own) and own[index] == holder[0])):
+                    holder = None  # this very VF has it now, or the VFs are made anew
+                if holder:
+                    self.errors.append("%s is already the MAC of %s (%s) on this node - two NICs with one MAC "
+                                       "break the network" % (
+                                           labels.get(index, "%s.vf_macs: derive gives VF %d %s" % (
+                                               where, index, vf["mac"])), holder[1], holder[0]))
                 other = self.macs.get(vf["mac"])
                 if other:
                     self.errors.append("%s: VF %d would get MAC %s, already given to %s" % (
@@ -247,24 +270,76 @@ class SriovPlanner:
                 self.warnings.append("%s: changing the VF count of %s, which carries the management path - some "
                                      "drivers reset the port for a moment while VFs are created" % (
                                          where, plan["address"]))
-        if not plan["count_changes"] or not plan["current_vfs"]:
+        if not plan["count_changes"]:
+            self._moves(plan)
+            return
+        if not plan["current_vfs"]:
             return
         users = self.host.get("vfio_users") or {}
         busy = []
-        for vf in sorted((d for d in self.devices.values() if (d.get("sriov") or {}).get("physfn") == plan["address"]),
-                         key=lambda d: d["address"]):
+        for vf in self._vfs_of(plan["address"]):
             if vf["driver"] == "vfio-pci" and users.get(vf["iommu_group"]):
                 busy.append("%s is on vfio-pci and IOMMU group %s is in use by %s" % (
                     vf["address"], vf["iommu_group"], ", ".join(users[vf["iommu_group"]])))
             for netdev in vf.get("netdevs") or []:
-                held = [a["address"] for a in netdev.get("addresses") or [] if a.get("scope", "global") == "global"]
-                if held or netdev.get("management") or netdev.get("uppers"):
-                    busy.append("%s (%s) carries %s" % (vf["address"], netdev["name"], ", ".join(
-                        held + list(netdev.get("uppers") or [])) or "the management path"))
+                held = self._held(netdev)
+                if held:
+                    busy.append("%s (%s) carries %s" % (vf["address"], netdev["name"], held))
         if busy:
             self.errors.append("%s: changing the VF count of %s from %d to %d destroys every VF, and %s - stop that "
                                "VM or move that address first" % (where, plan["address"], plan["current_vfs"],
                                                                   plan["vfs"], "; ".join(busy)))
+
+    def _vfs_of(self, address: str) -> list[dict]:
+        return sorted((d for d in self.devices.values() if (d.get("sriov") or {}).get("physfn") == address),
+                      key=lambda d: d["address"])
+
+    def _held(self, netdev: dict) -> str:
+        """What a VF's host interface carries that taking it from its driver would cut ('' for nothing).
+        Fail closed: when the network could not be read, that is what it carries."""
+        held = [a["address"] for a in netdev.get("addresses") or [] if a.get("scope", "global") == "global"]
+        held += list(netdev.get("uppers") or [])
+        if held:
+            return ", ".join(held)
+        if netdev.get("management"):
+            return "the management path (%s)" % "; ".join(netdev.get("management_reasons") or []) \
+                if netdev.get("management_reasons") else "the management path"
+        unknown = netdev.get("management_unknown") or self.host.get("network_error")
+        if unknown:
+            return "what cannot be known: addresses and routes could not be read (%s)" % unknown \
+                if not netdev.get("management_unknown") else "what cannot be known: %s" % unknown
+        return ""
+
+    def _moves(self, plan: dict) -> None:
+        """The same count, another vf_driver: the VFs move now (sriov_vfs), so the guards run here too -
+        off a host driver (vfio-pci, none) cuts what its interface carries; off vfio-pci (host) takes the VF
+        from a VM that holds it."""
+        where, target = plan["selected_by"], plan["vf_driver"]
+        users = self.host.get("vfio_users") or {}
+        cut, taken, moved = [], [], []
+        for vf in self._vfs_of(plan["address"]):
+            driver = vf.get("driver")
+            if target in ("vfio-pci", "none") and driver not in (None, "vfio-pci"):
+                moved.append(vf["address"])
+                for netdev in vf.get("netdevs") or []:
+                    held = self._held(netdev)
+                    if held:
+                        cut.append("%s (%s, %s) carries %s" % (vf["address"], netdev["name"], driver, held))
+            elif target == "host" and driver == "vfio-pci":
+                moved.append(vf["address"])
+                if users.get(vf.get("iommu_group")):
+                    taken.append("%s is in use by %s (IOMMU group %s)" % (
+                        vf["address"], ", ".join(users[vf["iommu_group"]]), vf["iommu_group"]))
+        if cut:
+            self.errors.append("%s.vf_driver: %r takes VFs of %s off their host driver now, and %s - move that "
+                               "first, or keep vf_driver: host" % (where, target, plan["address"], "; ".join(cut)))
+        if taken:
+            self.errors.append("%s.vf_driver: %r takes VFs of %s from vfio-pci now, and %s - stop that VM first" % (
+                where, target, plan["address"], "; ".join(taken)))
+        if moved and not cut and not taken:
+            self.reasons.append("%s: %s go %s now" % (
+                where, ", ".join(moved), "from vfio-pci to the host's VF driver" if target == "host"
+                else "to vfio-pci" if target == "vfio-pci" else "off their host driver"))
 
 
 def recorded_pfs(text: str | None) -> list[dict]:
@@ -299,9 +374,24 @@ def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: st
         pf["boot"] = [{"index": s["index"], "args": vf_arguments(s, {})} for s in pf["settings"]
                       if vf_arguments(s, {})]
     planned = {pf["address"] for pf in pfs}
-    released = [{"address": r["address"], "id": r["id"], "vfs": 0, "vf_driver": "none", "settings": []}
-                for r in recorded_pfs(record) if r["address"] not in planned]
-    for pf in released:
-        planner.reasons.append("%s: no longer in passthrough_sriov - its VFs are removed" % pf["address"])
+    released = []
+    for old in recorded_pfs(record):
+        if old["address"] in planned:
+            continue
+        device = planner.devices.get(old["address"])
+        now = "%s:%s" % (device["vendor"], device["device"]) if device else None
+        # A card that is gone took its VFs with it; another card in the slot is not ours to touch. Either way
+        # the boot configuration drops it, so cleanup converges and the unit stops failing at boot.
+        if device is None:
+            planner.warnings.append("%s (%s) is in %s but no longer on the node: its VFs went with the card; "
+                                    "dropped from the boot configuration" % (old["address"], old["id"], SRIOV_CONF))
+        elif now != old["id"]:
+            planner.warnings.append("%s was %s in %s and is %s now - another card is in that slot and is not "
+                                    "touched; dropped from the boot configuration" % (
+                                        old["address"], old["id"], SRIOV_CONF, now))
+        else:
+            released.append({"address": old["address"], "id": old["id"], "vfs": 0, "vf_driver": "none",
+                             "settings": []})
+            planner.reasons.append("%s: no longer in passthrough_sriov - its VFs are removed" % old["address"])
     return {"pfs": pfs, "apply": [_module_args(pf) for pf in pfs] + released, "errors": planner.errors,
             "warnings": planner.warnings, "reasons": planner.reasons}

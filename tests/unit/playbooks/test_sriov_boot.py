@@ -112,3 +112,18 @@ def test_another_card_in_the_slot_or_no_pf_is_logged_and_left_alone(tmp_path, fa
         "vfio-proxmox-sriov: 0000:04:00.0 is 8086:1572, expected 8086:10c9: not touched",
         "vfio-proxmox-sriov: 0000:09:00.0: no PF with a driver there, skipped"]
     assert sysfs(node, PF, "sriov_numvfs").read_text() == "2\n" and calls == []
+
+
+def test_a_second_run_leaves_vfs_already_on_vfio_pci_alone(tmp_path, fake_node):
+    """systemctl restart runs the script again: a VF a VM holds must not be unbound (issue 19)."""
+    def on_vfio(profile):
+        for device in profile["devices"]:
+            if device["address"] in ("0000:04:02.0", "0000:04:02.1"):
+                device.update(driver="vfio-pci", netdevs=[])
+    node = fake_node("sriov-x710", mutate=on_vfio)
+    drivers = Path(node.roots["sysfs_root"], "bus", "pci", "drivers")
+    done, calls = run_script(tmp_path, node, "pf 0000:04:00.0 8086:1572 2 vfio-pci\n")
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    assert not (drivers / "vfio-pci" / "unbind").exists()
+    assert not Path(node.roots["sysfs_root"], "bus", "pci", "drivers_probe").exists()
+    assert done.stdout == "vfio-proxmox-sriov: 0000:04:00.0: 2 VFs (vfio-pci)\n"
