@@ -17,7 +17,18 @@ PF_SELECTORS = ("address", "interface", "mac")
 PF_OPTIONS = ("id", "vfs", "vf_driver", "vf_macs", "vf")
 VF_KEYS = ("index", "mac", "vlan", "trust", "spoofchk", "state")
 VF_DRIVERS = ("none", "vfio-pci", "host")
+# The feature's rows of the owned-file table: path, mode, template (roles/passthrough/templates).
 SRIOV_CONF = "/etc/vfio-proxmox/sriov.conf"
+SRIOV_SCRIPT = "/usr/local/sbin/vfio-proxmox-sriov"
+SRIOV_UNIT_NAME = "vfio-proxmox-sriov.service"
+SRIOV_UNIT = "/etc/systemd/system/" + SRIOV_UNIT_NAME
+# systemctl enable makes this link (WantedBy=multi-user.target); its presence says the unit is enabled.
+SRIOV_WANTS = "/etc/systemd/system/multi-user.target.wants/" + SRIOV_UNIT_NAME
+SRIOV_FILES = (
+    (SRIOV_CONF, "0644", "sriov.conf.j2"),
+    (SRIOV_SCRIPT, "0755", "vfio-proxmox-sriov.sh.j2"),
+    (SRIOV_UNIT, "0644", "vfio-proxmox-sriov.service.j2"),
+)
 LINK_STATES = ("auto", "enable", "disable")
 
 
@@ -395,3 +406,44 @@ def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: st
             planner.reasons.append("%s: no longer in passthrough_sriov - its VFs are removed" % old["address"])
     return {"pfs": pfs, "apply": [_module_args(pf) for pf in pfs] + released, "errors": planner.errors,
             "warnings": planner.warnings, "reasons": planner.reasons}
+
+
+def watched_paths() -> dict[str, list[str]]:
+    """What the feature must see on the node (paths) and read (read) before it can decide."""
+    paths = [f[0] for f in SRIOV_FILES] + [SRIOV_WANTS]
+    return {"paths": paths + sorted({p.rsplit("/", 1)[0] for p in paths}), "read": [SRIOV_CONF]}
+
+
+def fragment(facts: dict, entries, selected: set[str], state: str, seen: dict) -> dict:
+    """The SR-IOV feature's part of the composed plan (see _compose.py).
+
+    sriov_plan() plus what the role moves: `files` (rows of the owned-file table, template None =
+    remove it when it exists), `dirs`, `unit` (enable/disable: booleans the YAML tests), `live`
+    (sriov_vfs has PFs to apply), `involved` (the feature asks for something or left something on the
+    node). The record of the feature is its boot configuration, sriov.conf.
+    """
+    def exists(path: str) -> bool:
+        return bool((seen.get(path) or {}).get("exists"))
+
+    entry = seen.get(SRIOV_CONF) or {}
+    record = entry.get("content") if entry.get("exists") else None
+    plan = sriov_plan(facts, entries, selected, state, record)
+    wanted = state == "present" and bool(plan["pfs"])
+    left = [p for p in [f[0] for f in SRIOV_FILES] + [SRIOV_WANTS] if exists(p)]
+    involved = wanted or bool(left) or bool(plan["apply"])
+    for path in [f[0] for f in SRIOV_FILES]:
+        kind = (seen.get(path) or {}).get("type")
+        if exists(path) and kind != "file":
+            plan["errors"].append("%s is a %s, not a file: the role owns this path and writes only regular files "
+                                  "there - move it away" % (path, kind))
+    plan.update(
+        involved=involved,
+        files=[{"path": path, "mode": mode, "template": template if wanted else None, "rebuild": None,
+                "backup": None} for path, mode, template in SRIOV_FILES] if involved else [],
+        dirs=sorted({f[0].rsplit("/", 1)[0] for f in SRIOV_FILES}) if wanted else [],
+        unit={"name": SRIOV_UNIT_NAME, "path": SRIOV_UNIT,
+              "enable": wanted and not exists(SRIOV_WANTS),
+              # systemctl disable needs the unit file; without it only the link is left, and it goes with it.
+              "disable": not wanted and exists(SRIOV_WANTS) and exists(SRIOV_UNIT)},
+        live=bool(plan["apply"]))
+    return plan

@@ -1,4 +1,4 @@
-"""The SR-IOV boot script, unit and configuration, rendered from the sriov playbook's templates
+"""The SR-IOV boot script, unit and configuration, rendered from the passthrough role's templates
 (the configuration from a real plan) and the script run by a real sh on a fake tree."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import jinja2
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import recorded_pfs, sriov_plan
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "playbooks" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[3] / "roles" / "passthrough" / "templates"
 PF = "0000:04:00.0"
 
 
@@ -29,7 +29,7 @@ def plan_for(node, entries, record=None, state="present"):
 def test_the_configuration_lists_each_pf_and_each_vf_setting(fake_node):
     plan = plan_for(fake_node("sriov-x710"), [{"address": PF, "vfs": 2, "vf_driver": "vfio-pci",
                                                "vf": [{"index": 1, "vlan": 20, "trust": False}]}])
-    conf = render("sriov.conf.j2", sriov_plan=plan)
+    conf = render("sriov.conf.j2", passthrough_plan={"sriov": plan})
     assert conf.splitlines()[2:] == [
         "pf 0000:04:00.0 8086:1572 2 vfio-pci",
         "vf 0000:04:00.0 0 mac 02:00:04:00:00:00",
