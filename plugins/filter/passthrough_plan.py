@@ -23,8 +23,8 @@ def passthrough_plan(facts: dict, inputs: dict, files: dict | None = None) -> di
     return plan_node(facts, inputs, files or {})
 
 
-def passthrough_changes(plan: dict, files: dict, rendered: list) -> dict:
-    return changes(plan, files, list(rendered))
+def passthrough_changes(plan: dict, files: dict, rendered: list, check_mode: bool = False) -> dict:
+    return changes(plan, files, list(rendered), bool(check_mode))
 
 
 def passthrough_outcome(plan: dict, bind_results: list | None = None) -> dict:

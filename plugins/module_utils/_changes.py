@@ -28,7 +28,7 @@ def _same_file(have: dict, content: str, mode: str) -> bool:
         "file", text_checksum(content), mode, 0, 0)
 
 
-def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
+def changes(plan: dict, seen: dict, rendered: list[str], check_mode: bool = False) -> dict:
     """{write, remove, backup, restore, dirs, remove_dirs, block, cmdline, rebuild, any, files, finish}.
 
     rendered: the texts of plan.files that have a template, in that order. `files` and `finish` are
@@ -101,9 +101,12 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
     adopt = [f["path"] for f in plan["adopt"]["files"]]
     # Units of the features (SR-IOV's): disabled before their file goes, enabled after it is written, and
     # systemd reloaded whenever a unit file changed.
+    # In check mode a unit whose file is not on the node yet cannot be asked about (systemd_service fails
+    # on a unit it cannot find): the write of its file is what check mode reports then.
     unit = (plan.get("sriov") or {}).get("unit") or {}
+    askable = bool(unit) and (not check_mode or bool((seen.get(unit["path"]) or {}).get("exists")))
     units = {"disable": [unit["name"]] if unit.get("disable") else [],
-             "enable": [unit["name"]] if unit.get("enable") else [],
+             "enable": [unit["name"]] if unit.get("enable") and askable else [],
              "reload": bool(unit) and unit["path"] in write + remove}
     return {"write": write, "remove": remove, "backup": backup, "restore": restore, "dirs": dirs,
             "remove_dirs": remove_dirs, "block": block_change, "cmdline": cmdline_change, "rebuild": ordered,

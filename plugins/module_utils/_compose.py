@@ -23,8 +23,8 @@ def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
     claimed: dict[str, str] = {f["path"]: "passthrough" for f in plan["files"]}
     for row in sriov["files"]:
         if row["path"] in claimed:
-            errors.append("%s is claimed by both %s and SR-IOV - one owner per file" % (row["path"],
-                                                                                       claimed[row["path"]]))
+            errors.append("%s is claimed by both %s and SR-IOV - one owner per file" % (
+                row["path"], claimed[row["path"]]))
     devices = {d["address"]: d for d in facts.get("vfio_pci_devices") or []}
     by_pf = {pf["address"]: pf for pf in sriov["apply"]}
     changing = {pf["address"]: pf for pf in sriov.get("pfs") or []}

@@ -151,3 +151,11 @@ def test_the_watch_list_covers_both_features():
     watched = watched_paths()
     assert {SRIOV_CONF, SRIOV_SCRIPT, SRIOV_UNIT, SRIOV_WANTS} <= set(watched["paths"])
     assert SRIOV_CONF in watched["read"] and "/etc/vfio-proxmox/state.json" in watched["read"]
+
+
+def test_check_mode_asks_systemd_only_about_a_unit_whose_file_is_on_the_node(fake_node):
+    plan = plan_node(facts(fake_node), inputs(sriov=[{"address": PF, "vfs": 2}]))
+    assert changes(plan, {}, render(plan), check_mode=True)["units"]["enable"] == []
+    seen = {SRIOV_UNIT: on_node(SRIOV_UNIT, "older", "0644")}
+    plan = plan_node(facts(fake_node), inputs(sriov=[{"address": PF, "vfs": 2}]), seen)
+    assert changes(plan, seen, render(plan), check_mode=True)["units"]["enable"] == ["vfio-proxmox-sriov.service"]
