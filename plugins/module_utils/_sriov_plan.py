@@ -9,6 +9,8 @@ or why not. vfio.proxmox.sriov_vfs applies it on the node (and checks again ther
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import boolean
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import ADDRESS, MAC
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov import vf_arguments
@@ -30,6 +32,14 @@ SRIOV_FILES = (
     (SRIOV_UNIT, "0644", "vfio-proxmox-sriov.service.j2"),
 )
 LINK_STATES = ("auto", "enable", "disable")
+
+
+# ASCII digits only: str.isdigit() also accepts superscripts and other scripts' digits, which int() refuses.
+DIGITS = re.compile(r"^[0-9]+$")
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and bool(DIGITS.match(str(value).strip()))
 
 
 def derived_mac(pf_mac: str, index: int) -> str:
@@ -168,7 +178,7 @@ class SriovPlanner:
         return plan if len(self.errors) == before else None
 
     def _count(self, where: str, value, total, address: str) -> int | None:
-        if isinstance(value, bool) or not str(value).strip().isdigit():
+        if not _number(value):
             self.errors.append("%s.vfs: %r is not a number of VFs (0 to disable)" % (where, value))
             return None
         count = int(str(value).strip())
@@ -237,10 +247,10 @@ class SriovPlanner:
             self.errors.append("%s: unknown key(s) %s (allowed: %s)" % (label, ", ".join(unknown), ", ".join(VF_KEYS)))
             return None
         index = item.get("index")
-        if isinstance(index, bool) or not str(index).strip().isdigit() or int(str(index)) >= vfs:
+        if not _number(index) or int(str(index).strip()) >= vfs:
             self.errors.append("%s.index: %r is not a VF index below vfs (%d)" % (label, index, vfs))
             return None
-        vf = {"index": int(str(index))}
+        vf = {"index": int(str(index).strip())}
         problems = []
         if item.get("mac") not in (None, ""):
             mac = str(item["mac"]).strip().lower()
@@ -250,10 +260,10 @@ class SriovPlanner:
             vf["mac"] = mac
         if item.get("vlan") not in (None, ""):
             vlan = item["vlan"]
-            if isinstance(vlan, bool) or not str(vlan).strip().isdigit() or int(str(vlan)) > 4094:
+            if not _number(vlan) or int(str(vlan).strip()) > 4094:
                 problems.append("%s.vlan: %r is not a VLAN ID (1 to 4094, 0 for none)" % (label, vlan))
             else:
-                vf["vlan"] = int(str(vlan))
+                vf["vlan"] = int(str(vlan).strip())
         for key in ("trust", "spoofchk"):
             if item.get(key) not in (None, ""):
                 value, problem = boolean(item[key])
@@ -354,13 +364,14 @@ class SriovPlanner:
 
 
 def recorded_pfs(text: str | None) -> list[dict]:
-    """The PFs the boot configuration (/etc/vfio-proxmox/sriov.conf) names: {address, id, vfs}."""
-    found = []
+    """The PFs the boot configuration (/etc/vfio-proxmox/sriov.conf) names: {address, id, vfs}, each
+    once (a PF named twice, by a hand edit, is its first line)."""
+    found: dict[str, dict] = {}
     for line in (text or "").splitlines():
         words = line.split()
-        if len(words) >= 4 and words[0] == "pf" and words[3].isdigit():
-            found.append({"address": words[1], "id": words[2], "vfs": int(words[3])})
-    return found
+        if len(words) >= 4 and words[0] == "pf" and DIGITS.match(words[3]) and words[1] not in found:
+            found[words[1]] = {"address": words[1], "id": words[2], "vfs": int(words[3])}
+    return list(found.values())
 
 
 def _module_args(pf: dict) -> dict:

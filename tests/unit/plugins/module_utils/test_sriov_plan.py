@@ -216,3 +216,13 @@ def test_a_vf_that_already_has_its_mac_is_no_conflict(fake_node):
     # A count change destroys every VF of the PF: their MACs are free again.
     entry = {"address": PF, "vfs": 3, "vf": [{"index": 1, "mac": "3e:00:00:04:02:00"}]}
     assert sriov_plan(facts(fake_node), [entry])["errors"] == []
+
+
+@pytest.mark.parametrize(("key", "item"), [
+    ("vfs", {"vfs": "\u00b2"}),
+    ("vf[0].index", {"vfs": 2, "vf": [{"index": "\u00b9"}]}),
+    ("vf[0].vlan", {"vfs": 2, "vf": [{"index": 0, "vlan": "\u0663"}]}),
+])
+def test_a_number_in_another_script_is_refused_not_a_crash(fake_node, key, item):
+    plan = sriov_plan(facts(fake_node), [dict({"address": PF}, **item)])
+    assert len(plan["errors"]) == 1 and plan["errors"][0].startswith("passthrough_sriov[0].%s: " % key)
