@@ -447,10 +447,14 @@ def fragment(facts: dict, entries, selected: set[str], state: str, seen: dict) -
         if exists(path) and kind != "file":
             plan["errors"].append("%s is a %s, not a file: the role owns this path and writes only regular files "
                                   "there - move it away" % (path, kind))
+    rows = [{"path": path, "mode": mode, "template": template if wanted else None, "rebuild": None,
+             "backup": None} for path, mode, template in SRIOV_FILES] if involved else []
+    if not wanted and exists(SRIOV_WANTS) and not exists(SRIOV_UNIT):
+        # A link left without its unit file (removed by hand): systemctl cannot disable it, so it is removed.
+        rows.append({"path": SRIOV_WANTS, "mode": "0777", "template": None, "rebuild": None, "backup": None})
     plan.update(
         involved=involved,
-        files=[{"path": path, "mode": mode, "template": template if wanted else None, "rebuild": None,
-                "backup": None} for path, mode, template in SRIOV_FILES] if involved else [],
+        files=rows,
         dirs=sorted({f[0].rsplit("/", 1)[0] for f in SRIOV_FILES}) if wanted else [],
         unit={"name": SRIOV_UNIT_NAME, "path": SRIOV_UNIT,
               "enable": wanted and not exists(SRIOV_WANTS),

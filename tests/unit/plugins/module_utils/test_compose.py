@@ -159,3 +159,10 @@ def test_check_mode_asks_systemd_only_about_a_unit_whose_file_is_on_the_node(fak
     seen = {SRIOV_UNIT: on_node(SRIOV_UNIT, "older", "0644")}
     plan = plan_node(facts(fake_node), inputs(sriov=[{"address": PF, "vfs": 2}]), seen)
     assert changes(plan, seen, render(plan), check_mode=True)["units"]["enable"] == ["vfio-proxmox-sriov.service"]
+
+
+def test_a_unit_link_left_without_its_unit_file_is_removed_not_disabled(fake_node):
+    seen = {SRIOV_WANTS: {"exists": True, "type": "link"}}
+    plan = plan_node(facts(fake_node), inputs(state="absent"), seen)
+    change = changes(plan, seen, render(plan))
+    assert SRIOV_WANTS in change["remove"] and change["units"]["disable"] == []
