@@ -164,8 +164,18 @@ class Applier:
         if not self.check:
             action()
 
+    def _users(self) -> dict[str, list[str]]:
+        """Who holds which VFIO group open. Fail closed: vfio_users answers {} when procfs cannot be listed,
+        which would clear every VF; that is a refusal here."""
+        try:
+            os.listdir(self.procfs)
+        except OSError as exc:
+            raise Refused("cannot tell which VFs a running VM holds: %s cannot be read (%s); nothing changed" % (
+                self.procfs, exc.strerror or exc)) from exc
+        return vfio_users(self.procfs)
+
     def _refuse_in_use(self, pf: PhysicalFunction, current: int, wanted: int) -> None:
-        users = vfio_users(self.procfs)
+        users = self._users()
         busy = []
         for address in pf.vfs():
             vf_dir = os.path.join(self.sysfs, "bus", "pci", "devices", address)
@@ -192,7 +202,7 @@ class Applier:
     def _refuse_moves(self, pf: PhysicalFunction, target: str) -> None:
         """The same count, another driver: the VFs move now, so the same guards as for a count change -
         checked again here on the node, before the first write on this PF."""
-        users = vfio_users(self.procfs)
+        users = self._users()
         cut, taken = [], []
         for address in pf.vfs():
             vf_dir = os.path.join(self.sysfs, "bus", "pci", "devices", address)

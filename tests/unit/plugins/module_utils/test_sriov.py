@@ -202,3 +202,15 @@ def test_zero_vfs_on_a_card_that_is_gone_is_nothing_to_do(fake_node):
     assert "refused" not in result
     assert (result["changed"], result["changes"], result["gone"]) == (False, [], True)
     assert kernel.writes == []
+
+
+def test_a_vf_move_or_count_change_is_refused_when_procfs_cannot_be_read(fake_node):
+    node, kernel = setup(fake_node)
+    kernel.up.add("enp4s0f0np0")
+    applier = Applier(node.roots["sysfs_root"], os.path.join(node.roots["procfs_root"], "missing"), kernel.ip, False,
+                      kernel, settle=0.5)
+    for wanted in ({"vfs": 4, "vf_driver": "none"}, {"vfs": 2, "vf_driver": "host"}):
+        result = applier.apply(dict({"address": PF, "id": PF_ID, "settings": []}, **wanted))
+        assert result["refused"].startswith("cannot tell which VFs a running VM holds: ")
+        assert result["refused"].endswith("missing cannot be read (No such file or directory); nothing changed")
+    assert kernel.writes == []
