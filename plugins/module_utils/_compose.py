@@ -12,6 +12,7 @@ feature's own guard. The role tests only the booleans set here: `act` (something
 
 from __future__ import annotations
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import STATE_RECORD, read_record
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import watched_paths as passthrough_paths
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import fragment
@@ -49,7 +50,8 @@ def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
 def compose(plan: dict, facts: dict, inputs: dict, seen: dict) -> dict:
     """The passthrough plan with the SR-IOV fragment merged in (plan is changed and returned)."""
     selected = {d["address"] for d in plan["devices"]}
-    sriov = fragment(facts, inputs.get("sriov"), selected, plan["state"], seen)
+    record, _problem = read_record(seen)  # a broken record is passthrough's refusal already
+    sriov = fragment(facts, inputs.get("sriov"), selected, plan["state"], seen, record.get("sriov"))
     plan["verify"] = bool(plan["act"]) and plan["state"] == "present"
     plan["sriov"] = sriov
     plan["errors"] += sriov.pop("errors") + conflicts(plan, sriov, facts)
@@ -59,9 +61,35 @@ def compose(plan: dict, facts: dict, inputs: dict, seen: dict) -> dict:
         plan["act"] = True
         plan["files"] = plan["files"] + sriov["files"]
         plan["dirs"] = plan["dirs"] + [d for d in sriov["dirs"] if d not in plan["dirs"]]
-        # The feature's own record (sriov.conf) lives in the state directory: keep it while it is wanted.
+        # The feature's files (sriov.conf) live in the state directory: keep it while they are wanted.
         plan["keeps_state_dir"] = bool(sriov["dirs"])
+    _record(plan, sriov, record, seen)
     return plan
+
+
+def _record(plan: dict, sriov: dict, record: dict, seen: dict) -> None:
+    """One record, state.json, with a section per feature. Passthrough writes it when it acts; when only
+    SR-IOV acts, the record as the node holds it is kept and only the sriov section changes."""
+    section = sriov.pop("record")
+    if plan["state"] != "present":
+        return  # removal: passthrough removes state.json
+    if plan["state_record"] is not None:
+        if section:
+            plan["state_record"]["sriov"] = section
+        return
+    on_node = {k: v for k, v in record.items() if k != "_comment"}
+    if section is None and "sriov" not in on_node:
+        return
+    kept = dict(on_node, sriov=section) if section else {k: v for k, v in on_node.items() if k != "sriov"}
+    plan["act"] = True
+    if not section and not any(kept.get(k) for k in kept):
+        plan["files"] = plan["files"] + [{"path": STATE_RECORD, "mode": "0644", "template": None, "rebuild": None,
+                                          "backup": None}]
+        return
+    plan["state_record"] = kept
+    plan["keeps_state_dir"] = True
+    plan["files"] = plan["files"] + [{"path": STATE_RECORD, "mode": "0644", "template": "state.json.j2",
+                                      "rebuild": None, "backup": None}]
 
 
 def watched_paths() -> dict[str, list[str]]:

@@ -381,7 +381,7 @@ def _module_args(pf: dict) -> dict:
 
 
 def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: str = "present",
-               record: str | None = None) -> dict:
+               record: str | None = None, recorded: list | None = None) -> dict:
     """{pfs, apply, boot, errors, warnings, reasons} for passthrough_sriov.
 
     apply: sriov_vfs' `pfs` - the planned PFs, and with 0 VFs every PF the boot configuration
@@ -397,7 +397,13 @@ def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: st
                       if vf_arguments(s, {})]
     planned = {pf["address"] for pf in pfs}
     released = []
-    for old in recorded_pfs(record):
+    known = {}
+    # The role's record (state.json's sriov section) first, then the boot configuration (older runs wrote
+    # only that): a PF either names is released when it is no longer planned.
+    for old in [r for r in recorded or [] if isinstance(r, dict) and r.get("address") and r.get("id")] + \
+            recorded_pfs(record):
+        known.setdefault(str(old["address"]), {"address": str(old["address"]), "id": str(old["id"])})
+    for old in known.values():
         if old["address"] in planned:
             continue
         device = planner.devices.get(old["address"])
@@ -425,20 +431,21 @@ def watched_paths() -> dict[str, list[str]]:
     return {"paths": paths + sorted({p.rsplit("/", 1)[0] for p in paths}), "read": [SRIOV_CONF]}
 
 
-def fragment(facts: dict, entries, selected: set[str], state: str, seen: dict) -> dict:
+def fragment(facts: dict, entries, selected: set[str], state: str, seen: dict, recorded: list | None = None) -> dict:
     """The SR-IOV feature's part of the composed plan (see _compose.py).
 
     sriov_plan() plus what the role moves: `files` (rows of the owned-file table, template None =
     remove it when it exists), `dirs`, `unit` (enable/disable: booleans the YAML tests), `live`
     (sriov_vfs has PFs to apply), `involved` (the feature asks for something or left something on the
-    node). The record of the feature is its boot configuration, sriov.conf.
+    node), `record` (its section of state.json, None when it wants nothing). A PF is known from that
+    section and from the boot configuration, sriov.conf (all that older runs recorded).
     """
     def exists(path: str) -> bool:
         return bool((seen.get(path) or {}).get("exists"))
 
     entry = seen.get(SRIOV_CONF) or {}
     record = entry.get("content") if entry.get("exists") else None
-    plan = sriov_plan(facts, entries, selected, state, record)
+    plan = sriov_plan(facts, entries, selected, state, record, recorded)
     wanted = state == "present" and bool(plan["pfs"])
     left = [p for p in [f[0] for f in SRIOV_FILES] + [SRIOV_WANTS] if exists(p)]
     involved = wanted or bool(left) or bool(plan["apply"])
@@ -460,5 +467,8 @@ def fragment(facts: dict, entries, selected: set[str], state: str, seen: dict) -
               "enable": wanted and not exists(SRIOV_WANTS),
               # systemctl disable needs the unit file; without it only the link is left, and it goes with it.
               "disable": not wanted and exists(SRIOV_WANTS) and exists(SRIOV_UNIT)},
-        live=bool(plan["apply"]))
+        live=bool(plan["apply"]),
+        # The feature's section of the role's record (state.json).
+        record=[{"address": pf["address"], "id": pf["id"], "vfs": pf["vfs"], "vf_driver": pf["vf_driver"]}
+                for pf in plan["pfs"]] if wanted else None)
     return plan

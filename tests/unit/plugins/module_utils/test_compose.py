@@ -4,6 +4,7 @@ any write, SR-IOV's owned files and unit moved through the role's one chain."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import jinja2
@@ -11,6 +12,7 @@ import pytest
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes
 from ansible_collections.vfio.proxmox.plugins.module_utils._compose import conflicts, plan_node, watched_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import STATE_RECORD
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import (
@@ -36,7 +38,10 @@ def inputs(**given) -> dict:
 def render(plan: dict) -> list[str]:
     texts = []
     for row in plan["files"]:
-        if row["template"] and not row["template"].startswith(("sriov", "vfio-proxmox-sriov")):
+        if row["template"] == "state.json.j2":
+            texts.append(json.dumps(dict({"_comment": "Ansible managed - vfio.proxmox: record"},
+                                         **plan["state_record"]), indent=2))
+        elif row["template"] and not row["template"].startswith(("sriov", "vfio-proxmox-sriov")):
             texts.append("rendered %s\n" % row["path"])  # passthrough's: only count and order matter here
         elif row["template"]:
             template = jinja2.Template((TEMPLATES / row["template"]).read_text(), keep_trailing_newline=True,
@@ -103,11 +108,12 @@ def test_sriov_alone_writes_its_files_enables_its_unit_and_then_converges(fake_n
     assert plan["errors"] == [] and plan["act"] is True and plan["verify"] is False
     assert [(f["path"], f["template"]) for f in plan["files"]] == [
         (SRIOV_CONF, "sriov.conf.j2"), (SRIOV_SCRIPT, "vfio-proxmox-sriov.sh.j2"),
-        (SRIOV_UNIT, "vfio-proxmox-sriov.service.j2")]
+        (SRIOV_UNIT, "vfio-proxmox-sriov.service.j2"), (STATE_RECORD, "state.json.j2")]
+    assert plan["state_record"] == {"sriov": [{"address": PF, "id": "8086:1572", "vfs": 2, "vf_driver": "vfio-pci"}]}
     assert plan["sriov"]["live"] and plan["sriov"]["unit"]["enable"] and not plan["sriov"]["unit"]["disable"]
     texts = render(plan)
     change = changes(plan, {}, texts)
-    assert change["write"] == [SRIOV_CONF, SRIOV_SCRIPT, SRIOV_UNIT]
+    assert change["write"] == [SRIOV_CONF, SRIOV_SCRIPT, SRIOV_UNIT, STATE_RECORD]
     assert change["units"] == {"disable": [], "enable": ["vfio-proxmox-sriov.service"], "reload": True}
     assert change["rebuild"] == [] and change["block"] is False and change["cmdline"] is False
     assert "/etc/vfio-proxmox" not in change["finish"]["remove_empty_dirs"]
@@ -166,3 +172,45 @@ def test_a_unit_link_left_without_its_unit_file_is_removed_not_disabled(fake_nod
     plan = plan_node(facts(fake_node), inputs(state="absent"), seen)
     change = changes(plan, seen, render(plan))
     assert SRIOV_WANTS in change["remove"] and change["units"]["disable"] == []
+
+
+def state_json(**record) -> dict:
+    return on_node(STATE_RECORD, json.dumps(dict({"_comment": "Ansible managed - vfio.proxmox: record"}, **record)),
+                   "0644")
+
+
+SECTION = [{"address": PF, "id": "8086:1572", "vfs": 2, "vf_driver": "none"}]
+
+
+def test_the_record_keeps_passthroughs_part_when_only_sriov_acts(fake_node):
+    earlier = {"selectors": {}, "targets": [{"address": "0000:00:1f.6", "id": "8086:1a1c"}], "created_dirs": [],
+               "backups": {}}
+    seen = {STATE_RECORD: state_json(**earlier)}
+    plan = plan_node(facts(fake_node), inputs(sriov=[{"address": PF, "vfs": 2}]), seen)
+    assert plan["state_record"] == dict(earlier, sriov=SECTION)
+
+
+def test_passthrough_acting_writes_both_sections(fake_node):
+    plan = plan_node(facts(fake_node), inputs(devices=[{"address": "0000:04:02.0"}],
+                                              sriov=[{"address": PF, "vfs": 2}]))
+    assert plan["errors"] == [] and plan["state_record"]["sriov"] == SECTION
+    assert plan["state_record"]["targets"] == [{"address": "0000:04:02.0", "id": "8086:154c"}]
+    assert [f["path"] for f in plan["files"]].count(STATE_RECORD) == 1
+
+
+def test_sriov_dropped_takes_its_section_out_and_a_record_of_sriov_alone_goes(fake_node):
+    seen = {STATE_RECORD: state_json(sriov=SECTION)}
+    plan = plan_node(facts(fake_node), inputs(), seen)
+    assert plan["sriov"]["apply"] == [dict(SECTION[0], vfs=0, settings=[])]
+    assert changes(plan, seen, render(plan))["remove"] == [STATE_RECORD]
+    earlier = {"selectors": {}, "targets": [{"address": "0000:00:1f.6", "id": "8086:1a1c"}]}
+    seen = {STATE_RECORD: state_json(sriov=SECTION, **earlier)}
+    plan = plan_node(facts(fake_node), inputs(), seen)
+    assert plan["state_record"] == earlier
+
+
+def test_the_record_alone_is_enough_to_release_the_vfs_when_sriov_conf_is_lost(fake_node):
+    seen = {STATE_RECORD: state_json(sriov=SECTION)}
+    plan = plan_node(facts(fake_node), inputs(state="absent"), seen)
+    assert plan["sriov"]["apply"] == [dict(SECTION[0], vfs=0, settings=[])]
+    assert STATE_RECORD in changes(plan, seen, render(plan))["remove"]
