@@ -50,8 +50,11 @@ def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
 def compose(plan: dict, facts: dict, inputs: dict, seen: dict) -> dict:
     """The passthrough plan with the SR-IOV fragment merged in (plan is changed and returned)."""
     selected = {d["address"] for d in plan["devices"]}
-    record, _problem = read_record(seen)  # a broken record is passthrough's refusal already
+    record, problem = read_record(seen)
     sriov = fragment(facts, inputs.get("sriov"), selected, plan["state"], seen, record.get("sriov"))
+    if problem and sriov["involved"] and problem not in plan["errors"]:
+        # Fail closed: SR-IOV would rewrite the record, and the PFs it names cannot be known.
+        plan["errors"].append(problem + " - SR-IOV cannot tell which PFs it gave VFs; move it away or fix it")
     plan["verify"] = bool(plan["act"]) and plan["state"] == "present"
     plan["sriov"] = sriov
     plan["errors"] += sriov.pop("errors") + conflicts(plan, sriov, facts)

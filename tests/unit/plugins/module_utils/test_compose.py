@@ -214,3 +214,11 @@ def test_the_record_alone_is_enough_to_release_the_vfs_when_sriov_conf_is_lost(f
     plan = plan_node(facts(fake_node), inputs(state="absent"), seen)
     assert plan["sriov"]["apply"] == [dict(SECTION[0], vfs=0, settings=[])]
     assert STATE_RECORD in changes(plan, seen, render(plan))["remove"]
+
+
+def test_an_unreadable_record_is_refused_before_sriov_rewrites_it(fake_node):
+    seen = {STATE_RECORD: on_node(STATE_RECORD, "{not json", "0644")}
+    plan = plan_node(facts(fake_node), inputs(sriov=[{"address": PF, "vfs": 2}]), seen)
+    assert len(plan["errors"]) == 1
+    assert plan["errors"][0].startswith("/etc/vfio-proxmox/state.json is not valid JSON (")
+    assert plan["errors"][0].endswith(" - SR-IOV cannot tell which PFs it gave VFs; move it away or fix it")
