@@ -3,7 +3,8 @@
 """The passthrough role's planning filters: the role's YAML only moves what these return.
 
 passthrough_watch: what file_state must look at; passthrough_plan: refusals, decisions and the
-whole desired state (_plan.py, _desired.py); passthrough_changes: what this run writes and
+whole desired state of every feature (_plan.py, _desired.py, _sriov_plan.py, composed by
+_compose.py); passthrough_changes: what this run writes and
 rebuilds (_changes.py); passthrough_outcome: drivers after the run and whether to reboot;
 passthrough_verify: why the node is not ready yet.
 """
@@ -11,8 +12,7 @@ passthrough_verify: why the node is not ready yet.
 from __future__ import annotations
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes, outcome, verify
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import watched_paths
-from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils._compose import plan_node, watched_paths
 
 
 def passthrough_watch(state: str) -> dict:
@@ -20,11 +20,11 @@ def passthrough_watch(state: str) -> dict:
 
 
 def passthrough_plan(facts: dict, inputs: dict, files: dict | None = None) -> dict:
-    return make_plan(facts, inputs, files or {})
+    return plan_node(facts, inputs, files or {})
 
 
-def passthrough_changes(plan: dict, files: dict, rendered: list) -> dict:
-    return changes(plan, files, list(rendered))
+def passthrough_changes(plan: dict, files: dict, rendered: list, check_mode: bool = False) -> dict:
+    return changes(plan, files, list(rendered), bool(check_mode))
 
 
 def passthrough_outcome(plan: dict, bind_results: list | None = None) -> dict:

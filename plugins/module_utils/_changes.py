@@ -28,7 +28,7 @@ def _same_file(have: dict, content: str, mode: str) -> bool:
         "file", text_checksum(content), mode, 0, 0)
 
 
-def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
+def changes(plan: dict, seen: dict, rendered: list[str], check_mode: bool = False) -> dict:
     """{write, remove, backup, restore, dirs, remove_dirs, block, cmdline, rebuild, any, files, finish}.
 
     rendered: the texts of plan.files that have a template, in that order. `files` and `finish` are
@@ -38,6 +38,7 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
         return {"write": [], "remove": [], "backup": [], "restore": [], "dirs": [], "remove_dirs": [],
                 "block": False, "cmdline": False, "rebuild": [], "remove_state_dir": False, "any": False,
                 "files": [], "copies": [], "adopt": [], "give_back": [],
+                "units": {"disable": [], "enable": [], "reload": False},
                 "finish": {"remove": [], "remove_empty_dirs": []}}
     templated = [f for f in plan["files"] if f["template"]]
     if len(templated) != len(rendered):
@@ -59,10 +60,12 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
             rebuild.add(item["rebuild"])
 
     block = plan["block"]
-    text = adopted.get(block["path"], (seen.get(block["path"]) or {}).get("content"))
-    marker_line = block["marker"].replace("{mark}", "BEGIN")
-    block_change = (not holds_block(text, block["marker"], block["lines"]) if block["lines"] is not None
-                    else marker_line in (text or ""))
+    block_change = False
+    if block is not None:  # None: only another feature (SR-IOV) acts, passthrough leaves the block alone
+        text = adopted.get(block["path"], (seen.get(block["path"]) or {}).get("content"))
+        marker_line = block["marker"].replace("{mark}", "BEGIN")
+        block_change = (not holds_block(text, block["marker"], block["lines"]) if block["lines"] is not None
+                        else marker_line in (text or ""))
     if block_change:
         rebuild.add("initramfs")
 
@@ -83,7 +86,8 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
     if ordered and plan["state_dir"] not in exists and plan["state_dir"] not in dirs:
         dirs.insert(0, plan["state_dir"])  # the pending-rebuild mark lives there
     remove_dirs = [d for d in plan["remove_dirs"] if d in exists]
-    remove_state_dir = plan["state_record"] is None and (plan["state_dir"] in exists or plan["state_dir"] in dirs)
+    remove_state_dir = plan["state_record"] is None and not plan.get("keeps_state_dir") and (
+        plan["state_dir"] in exists or plan["state_dir"] in dirs)
     # What owned_files writes, in order: the pending mark before anything else, then the owned files.
     mark = [{"path": plan["pending_path"], "content": "\n".join(ordered) + "\n", "mode": "0644"}] if ordered else []
     files = mark + plan["adopt"]["files"] + [{"path": f["path"], "content": texts[f["path"]], "mode": f["mode"]}
@@ -95,13 +99,24 @@ def changes(plan: dict, seen: dict, rendered: list[str]) -> dict:
               "remove_empty_dirs": cleanup["remove_empty_dirs"] + remove_dirs
               + ([plan["state_dir"]] if remove_state_dir else [])}
     adopt = [f["path"] for f in plan["adopt"]["files"]]
+    # Units of the features (SR-IOV's): disabled before their file goes, enabled after it is written, and
+    # systemd reloaded whenever a unit file changed.
+    # In check mode a unit whose file is not on the node yet cannot be asked about (systemd_service fails
+    # on a unit it cannot find): the write of its file is what check mode reports then.
+    unit = (plan.get("sriov") or {}).get("unit") or {}
+    askable = bool(unit) and (not check_mode or bool((seen.get(unit["path"]) or {}).get("exists")))
+    units = {"disable": [unit["name"]] if unit.get("disable") else [],
+             "enable": [unit["name"]] if unit.get("enable") and askable else [],
+             "reload": bool(unit) and unit["path"] in write + remove}
     return {"write": write, "remove": remove, "backup": backup, "restore": restore, "dirs": dirs,
             "remove_dirs": remove_dirs, "block": block_change, "cmdline": cmdline_change, "rebuild": ordered,
             "remove_state_dir": remove_state_dir, "files": files, "finish": finish,
             "copies": plan["adopt"]["copies"], "adopt": adopt,
             "give_back": [{"path": r["path"], "backup": r["backup"]} for r in plan["give_back"]],
+            "units": units,
             "any": bool(write or remove or restore or dirs or remove_dirs or block_change or cmdline_change
-                        or ordered or remove_state_dir or adopt or plan["give_back"] or finish["remove"])}
+                        or ordered or remove_state_dir or adopt or plan["give_back"] or finish["remove"]
+                        or units["enable"] or units["disable"])}
 
 
 def verify(plan: dict, facts: dict) -> list[str]:

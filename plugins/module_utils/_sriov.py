@@ -122,6 +122,10 @@ class Applier:
 
     def _apply(self, pf: PhysicalFunction, wanted: dict, result: dict) -> None:
         if not os.path.isdir(pf.dir):
+            if not wanted["vfs"]:
+                # Its VFs went with the card: nothing is left to remove, so removal converges.
+                result["gone"] = True
+                return
             raise Refused("%s: no such PCI device" % pf.address)
         if wanted.get("id") and pf.pci_id() != wanted["id"]:
             raise Refused("%s is %s, expected %s - another card is in that slot; nothing touched" % (
@@ -138,6 +142,8 @@ class Applier:
         before = pf.addresses(interface) if interface else []
         if current != wanted["vfs"] and current:
             self._refuse_in_use(pf, current, wanted["vfs"])
+        elif current == wanted["vfs"]:
+            self._refuse_moves(pf, wanted.get("vf_driver") or "none")
         if interface and "UP" not in (pf.link(interface).get("flags") or []):
             self._do(result, "bring %s up" % interface, lambda: pf.run_ip("link", "set", "dev", interface, "up"))
         probe = "1" if wanted.get("vf_driver") == "host" else "0"
@@ -158,8 +164,18 @@ class Applier:
         if not self.check:
             action()
 
+    def _users(self) -> dict[str, list[str]]:
+        """Who holds which VFIO group open. Fail closed: vfio_users answers {} when procfs cannot be listed,
+        which would clear every VF; that is a refusal here."""
+        try:
+            os.listdir(self.procfs)
+        except OSError as exc:
+            raise Refused("cannot tell which VFs a running VM holds: %s cannot be read (%s); nothing changed" % (
+                self.procfs, exc.strerror or exc)) from exc
+        return vfio_users(self.procfs)
+
     def _refuse_in_use(self, pf: PhysicalFunction, current: int, wanted: int) -> None:
-        users = vfio_users(self.procfs)
+        users = self._users()
         busy = []
         for address in pf.vfs():
             vf_dir = os.path.join(self.sysfs, "bus", "pci", "devices", address)
@@ -168,14 +184,41 @@ class Applier:
             if driver == VFIO and users.get(group or ""):
                 busy.append("%s is on vfio-pci and IOMMU group %s is in use by %s" % (
                     address, group, ", ".join(users[group])))
-            for name in pf.reader.listdir(os.path.join(vf_dir, "net")):
-                held = pf.addresses(name)
-                master = pf.reader.link_name(os.path.join(vf_dir, "net", name, "master"), warn=False)
-                if held or master:
-                    busy.append("%s (%s) carries %s" % (address, name, ", ".join(held + ([master] if master else []))))
+            busy += self._carries(pf, vf_dir, address)
         if busy:
             raise Refused("changing the VF count of %s from %d to %d destroys every VF, and %s - stop that VM or "
                           "move that address first; nothing changed" % (pf.address, current, wanted, "; ".join(busy)))
+
+    def _carries(self, pf: PhysicalFunction, vf_dir: str, address: str) -> list[str]:
+        """What each interface of a VF carries: its global addresses and the bridge or bond it is in."""
+        busy = []
+        for name in pf.reader.listdir(os.path.join(vf_dir, "net")):
+            held = pf.addresses(name)
+            master = pf.reader.link_name(os.path.join(vf_dir, "net", name, "master"), warn=False)
+            if held or master:
+                busy.append("%s (%s) carries %s" % (address, name, ", ".join(held + ([master] if master else []))))
+        return busy
+
+    def _refuse_moves(self, pf: PhysicalFunction, target: str) -> None:
+        """The same count, another driver: the VFs move now, so the same guards as for a count change -
+        checked again here on the node, before the first write on this PF."""
+        users = self._users()
+        cut, taken = [], []
+        for address in pf.vfs():
+            vf_dir = os.path.join(self.sysfs, "bus", "pci", "devices", address)
+            driver = pf.reader.link_name(os.path.join(vf_dir, "driver"), warn=False)
+            if target in (VFIO, "none") and driver not in (None, VFIO):
+                cut += self._carries(pf, vf_dir, address)
+            elif target == "host" and driver == VFIO:
+                group = pf.reader.link_name(os.path.join(vf_dir, "iommu_group"), warn=False)
+                if users.get(group or ""):
+                    taken.append("%s is in use by %s (IOMMU group %s)" % (address, ", ".join(users[group]), group))
+        if cut:
+            raise Refused("vf_driver %s takes the VFs of %s off their host driver, and %s - move that first; nothing "
+                          "changed" % (target, pf.address, "; ".join(cut)))
+        if taken:
+            raise Refused("vf_driver host takes the VFs of %s from vfio-pci, and %s - stop that VM first; nothing "
+                          "changed" % (pf.address, "; ".join(taken)))
 
     def _count(self, pf: PhysicalFunction, result: dict, current: int, wanted: int) -> None:
         numvfs = os.path.join(pf.dir, "sriov_numvfs")
@@ -220,6 +263,28 @@ class Applier:
                 if driver != VFIO:
                     result["problems"].append("VF %d (%s) is on %s, not vfio-pci, after binding (%s)" % (
                         index, address, driver or "no driver", done.get("reason") or done["status"]))
+            elif driver_wanted == "host" and driver in (None, VFIO):
+                # Back to the host's VF driver now, not at the next boot: vfio-pci lets go (never while a VM
+                # holds the VF - rebind checks again), or a VF without a driver is probed.
+                if driver == VFIO:
+                    done = rebind(self.sysfs, address, vf_id, "absent", self.check, self.write, self.procfs)
+                    status = done["status"]
+                    now = done.get("driver") if not self.check else None
+                else:
+                    override = pf.reader.text(os.path.join(vf_dir, "driver_override"), warn=False)
+                    status = "probed" if not self.check else "would_probe"
+                    if not self.check:
+                        if override not in (None, "", "(null)"):
+                            self.write(os.path.join(vf_dir, "driver_override"), "\n")
+                        self.write(os.path.join(self.sysfs, "bus", "pci", "drivers_probe"), address)
+                    now = pf.reader.link_name(os.path.join(vf_dir, "driver"), warn=False) if not self.check else None
+                result["changes"].append("VF %d (%s) to the host driver: %s" % (index, address, status))
+                if status == "in_use":
+                    raise Refused("VF %d (%s): %s - stop that VM first" % (index, address, done.get("reason")))
+                driver = now
+                if not self.check and driver in (None, VFIO):
+                    result["problems"].append("VF %d (%s) is on %s after probing, not on a host driver" % (
+                        index, address, driver or "no driver"))
             elif driver_wanted == "none" and driver and driver != VFIO:
                 self._do(result, "VF %d (%s) released from %s" % (index, address, driver),
                          lambda d=driver, a=address: self.write(

@@ -9,6 +9,8 @@ or why not. vfio.proxmox.sriov_vfs applies it on the node (and checks again ther
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import boolean
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import ADDRESS, MAC
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov import vf_arguments
@@ -17,7 +19,27 @@ PF_SELECTORS = ("address", "interface", "mac")
 PF_OPTIONS = ("id", "vfs", "vf_driver", "vf_macs", "vf")
 VF_KEYS = ("index", "mac", "vlan", "trust", "spoofchk", "state")
 VF_DRIVERS = ("none", "vfio-pci", "host")
+# The feature's rows of the owned-file table: path, mode, template (roles/passthrough/templates).
+SRIOV_CONF = "/etc/vfio-proxmox/sriov.conf"
+SRIOV_SCRIPT = "/usr/local/sbin/vfio-proxmox-sriov"
+SRIOV_UNIT_NAME = "vfio-proxmox-sriov.service"
+SRIOV_UNIT = "/etc/systemd/system/" + SRIOV_UNIT_NAME
+# systemctl enable makes this link (WantedBy=multi-user.target); its presence says the unit is enabled.
+SRIOV_WANTS = "/etc/systemd/system/multi-user.target.wants/" + SRIOV_UNIT_NAME
+SRIOV_FILES = (
+    (SRIOV_CONF, "0644", "sriov.conf.j2"),
+    (SRIOV_SCRIPT, "0755", "vfio-proxmox-sriov.sh.j2"),
+    (SRIOV_UNIT, "0644", "vfio-proxmox-sriov.service.j2"),
+)
 LINK_STATES = ("auto", "enable", "disable")
+
+
+# ASCII digits only: str.isdigit() also accepts superscripts and other scripts' digits, which int() refuses.
+DIGITS = re.compile(r"^[0-9]+$")
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and bool(DIGITS.match(str(value).strip()))
 
 
 def derived_mac(pf_mac: str, index: int) -> str:
@@ -42,6 +64,13 @@ class SriovPlanner:
         self.warnings: list[str] = []
         self.reasons: list[str] = []
         self.macs: dict[str, str] = {}
+        # Every MAC a NIC of the node has now (current and permanent): a VF must not get one of them.
+        self.node_macs: dict[str, tuple[str, str]] = {}
+        for address, device in sorted(self.devices.items()):
+            for netdev in device.get("netdevs") or []:
+                for mac in (netdev.get("mac"), netdev.get("permanent_mac")):
+                    if mac and MAC.match(mac.lower()) and mac.lower() != "00:00:00:00:00:00":
+                        self.node_macs.setdefault(mac.lower(), (address, netdev["name"]))
 
     def plan(self, entries) -> list[dict]:
         if entries in (None, ""):
@@ -140,8 +169,8 @@ class SriovPlanner:
         netdevs = device.get("netdevs") or []
         interface = netdevs[0]["name"] if netdevs else None
         pf_mac = (netdevs[0].get("permanent_mac") or netdevs[0].get("mac")) if netdevs else None
-        settings = self._settings(where, entry.get("vf"), vfs, macs, pf_mac)
         current = sriov.get("num_vfs") or 0
+        settings = self._settings(where, entry.get("vf"), vfs, macs, pf_mac, address, current != vfs)
         plan = {"address": address, "id": pci_id, "interface": interface, "total_vfs": sriov["total_vfs"],
                 "vfs": vfs, "current_vfs": current, "vf_driver": driver, "settings": settings,
                 "count_changes": current != vfs, "selected_by": where}
@@ -149,7 +178,7 @@ class SriovPlanner:
         return plan if len(self.errors) == before else None
 
     def _count(self, where: str, value, total, address: str) -> int | None:
-        if isinstance(value, bool) or not str(value).strip().isdigit():
+        if not _number(value):
             self.errors.append("%s.vfs: %r is not a number of VFs (0 to disable)" % (where, value))
             return None
         count = int(str(value).strip())
@@ -160,8 +189,10 @@ class SriovPlanner:
         return count
 
     # --- each virtual function ---------------------------------------------
-    def _settings(self, where: str, raw, vfs: int, macs: str, pf_mac: str | None) -> list[dict]:
+    def _settings(self, where: str, raw, vfs: int, macs: str, pf_mac: str | None, pf: str = "",
+                  recreated: bool = True) -> list[dict]:
         given: dict[int, dict] = {}
+        labels: dict[int, str] = {}
         if raw not in (None, ""):
             if not isinstance(raw, list):
                 self.errors.append("%s.vf: %r is not a list of per-VF settings, for example [{index: 0, vlan: 10}]"
@@ -176,6 +207,10 @@ class SriovPlanner:
                     self.errors.append("%s: index %d is already set by an earlier item" % (label, vf["index"]))
                     continue
                 given[vf["index"]] = vf
+                labels[vf["index"]] = "%s.mac: %r" % (label, item.get("mac"))
+        # The VFs this PF has now, in index order (a VF's routing ID grows with its index). A count change
+        # destroys them all, so their MACs are free then; otherwise VF N may keep the MAC it has.
+        own = [] if recreated else (self.devices.get(pf, {}).get("sriov") or {}).get("vfs") or []
         settings = []
         for index in range(vfs):
             vf = given.get(index, {"index": index})
@@ -186,6 +221,15 @@ class SriovPlanner:
                     return []
                 vf = dict(vf, mac=derived_mac(pf_mac, index))
             if vf.get("mac"):
+                holder = self.node_macs.get(vf["mac"])
+                if holder and holder[0] in (self.devices.get(pf, {}).get("sriov") or {}).get("vfs", []) and (
+                        recreated or (index < len(own) and own[index] == holder[0])):
+                    holder = None  # this very VF has it now, or the VFs are made anew
+                if holder:
+                    self.errors.append("%s is already the MAC of %s (%s) on this node - two NICs with one MAC "
+                                       "break the network" % (
+                                           labels.get(index, "%s.vf_macs: derive gives VF %d %s" % (
+                                               where, index, vf["mac"])), holder[1], holder[0]))
                 other = self.macs.get(vf["mac"])
                 if other:
                     self.errors.append("%s: VF %d would get MAC %s, already given to %s" % (
@@ -203,10 +247,10 @@ class SriovPlanner:
             self.errors.append("%s: unknown key(s) %s (allowed: %s)" % (label, ", ".join(unknown), ", ".join(VF_KEYS)))
             return None
         index = item.get("index")
-        if isinstance(index, bool) or not str(index).strip().isdigit() or int(str(index)) >= vfs:
+        if not _number(index) or int(str(index).strip()) >= vfs:
             self.errors.append("%s.index: %r is not a VF index below vfs (%d)" % (label, index, vfs))
             return None
-        vf = {"index": int(str(index))}
+        vf = {"index": int(str(index).strip())}
         problems = []
         if item.get("mac") not in (None, ""):
             mac = str(item["mac"]).strip().lower()
@@ -216,10 +260,10 @@ class SriovPlanner:
             vf["mac"] = mac
         if item.get("vlan") not in (None, ""):
             vlan = item["vlan"]
-            if isinstance(vlan, bool) or not str(vlan).strip().isdigit() or int(str(vlan)) > 4094:
+            if not _number(vlan) or int(str(vlan).strip()) > 4094:
                 problems.append("%s.vlan: %r is not a VLAN ID (1 to 4094, 0 for none)" % (label, vlan))
             else:
-                vf["vlan"] = int(str(vlan))
+                vf["vlan"] = int(str(vlan).strip())
         for key in ("trust", "spoofchk"):
             if item.get(key) not in (None, ""):
                 value, problem = boolean(item[key])
@@ -247,34 +291,87 @@ class SriovPlanner:
                 self.warnings.append("%s: changing the VF count of %s, which carries the management path - some "
                                      "drivers reset the port for a moment while VFs are created" % (
                                          where, plan["address"]))
-        if not plan["count_changes"] or not plan["current_vfs"]:
+        if not plan["count_changes"]:
+            self._moves(plan)
+            return
+        if not plan["current_vfs"]:
             return
         users = self.host.get("vfio_users") or {}
         busy = []
-        for vf in sorted((d for d in self.devices.values() if (d.get("sriov") or {}).get("physfn") == plan["address"]),
-                         key=lambda d: d["address"]):
+        for vf in self._vfs_of(plan["address"]):
             if vf["driver"] == "vfio-pci" and users.get(vf["iommu_group"]):
                 busy.append("%s is on vfio-pci and IOMMU group %s is in use by %s" % (
                     vf["address"], vf["iommu_group"], ", ".join(users[vf["iommu_group"]])))
             for netdev in vf.get("netdevs") or []:
-                held = [a["address"] for a in netdev.get("addresses") or [] if a.get("scope", "global") == "global"]
-                if held or netdev.get("management") or netdev.get("uppers"):
-                    busy.append("%s (%s) carries %s" % (vf["address"], netdev["name"], ", ".join(
-                        held + list(netdev.get("uppers") or [])) or "the management path"))
+                held = self._held(netdev)
+                if held:
+                    busy.append("%s (%s) carries %s" % (vf["address"], netdev["name"], held))
         if busy:
             self.errors.append("%s: changing the VF count of %s from %d to %d destroys every VF, and %s - stop that "
                                "VM or move that address first" % (where, plan["address"], plan["current_vfs"],
                                                                   plan["vfs"], "; ".join(busy)))
 
+    def _vfs_of(self, address: str) -> list[dict]:
+        return sorted((d for d in self.devices.values() if (d.get("sriov") or {}).get("physfn") == address),
+                      key=lambda d: d["address"])
+
+    def _held(self, netdev: dict) -> str:
+        """What a VF's host interface carries that taking it from its driver would cut ('' for nothing).
+        Fail closed: when the network could not be read, that is what it carries."""
+        held = [a["address"] for a in netdev.get("addresses") or [] if a.get("scope", "global") == "global"]
+        held += list(netdev.get("uppers") or [])
+        if held:
+            return ", ".join(held)
+        if netdev.get("management"):
+            return "the management path (%s)" % "; ".join(netdev.get("management_reasons") or []) \
+                if netdev.get("management_reasons") else "the management path"
+        unknown = netdev.get("management_unknown") or self.host.get("network_error")
+        if unknown:
+            return "what cannot be known: addresses and routes could not be read (%s)" % unknown \
+                if not netdev.get("management_unknown") else "what cannot be known: %s" % unknown
+        return ""
+
+    def _moves(self, plan: dict) -> None:
+        """The same count, another vf_driver: the VFs move now (sriov_vfs), so the guards run here too -
+        off a host driver (vfio-pci, none) cuts what its interface carries; off vfio-pci (host) takes the VF
+        from a VM that holds it."""
+        where, target = plan["selected_by"], plan["vf_driver"]
+        users = self.host.get("vfio_users") or {}
+        cut, taken, moved = [], [], []
+        for vf in self._vfs_of(plan["address"]):
+            driver = vf.get("driver")
+            if target in ("vfio-pci", "none") and driver not in (None, "vfio-pci"):
+                moved.append(vf["address"])
+                for netdev in vf.get("netdevs") or []:
+                    held = self._held(netdev)
+                    if held:
+                        cut.append("%s (%s, %s) carries %s" % (vf["address"], netdev["name"], driver, held))
+            elif target == "host" and driver == "vfio-pci":
+                moved.append(vf["address"])
+                if users.get(vf.get("iommu_group")):
+                    taken.append("%s is in use by %s (IOMMU group %s)" % (
+                        vf["address"], ", ".join(users[vf["iommu_group"]]), vf["iommu_group"]))
+        if cut:
+            self.errors.append("%s.vf_driver: %r takes VFs of %s off their host driver now, and %s - move that "
+                               "first, or keep vf_driver: host" % (where, target, plan["address"], "; ".join(cut)))
+        if taken:
+            self.errors.append("%s.vf_driver: %r takes VFs of %s from vfio-pci now, and %s - stop that VM first" % (
+                where, target, plan["address"], "; ".join(taken)))
+        if moved and not cut and not taken:
+            self.reasons.append("%s: %s go %s now" % (
+                where, ", ".join(moved), "from vfio-pci to the host's VF driver" if target == "host"
+                else "to vfio-pci" if target == "vfio-pci" else "off their host driver"))
+
 
 def recorded_pfs(text: str | None) -> list[dict]:
-    """The PFs the boot configuration (/etc/vfio-proxmox/sriov.conf) names: {address, id, vfs}."""
-    found = []
+    """The PFs the boot configuration (/etc/vfio-proxmox/sriov.conf) names: {address, id, vfs}, each
+    once (a PF named twice, by a hand edit, is its first line)."""
+    found: dict[str, dict] = {}
     for line in (text or "").splitlines():
         words = line.split()
-        if len(words) >= 4 and words[0] == "pf" and words[3].isdigit():
-            found.append({"address": words[1], "id": words[2], "vfs": int(words[3])})
-    return found
+        if len(words) >= 4 and words[0] == "pf" and DIGITS.match(words[3]) and words[1] not in found:
+            found[words[1]] = {"address": words[1], "id": words[2], "vfs": int(words[3])}
+    return list(found.values())
 
 
 def _module_args(pf: dict) -> dict:
@@ -284,7 +381,7 @@ def _module_args(pf: dict) -> dict:
 
 
 def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: str = "present",
-               record: str | None = None) -> dict:
+               record: str | None = None, recorded: list | None = None) -> dict:
     """{pfs, apply, boot, errors, warnings, reasons} for passthrough_sriov.
 
     apply: sriov_vfs' `pfs` - the planned PFs, and with 0 VFs every PF the boot configuration
@@ -299,9 +396,79 @@ def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: st
         pf["boot"] = [{"index": s["index"], "args": vf_arguments(s, {})} for s in pf["settings"]
                       if vf_arguments(s, {})]
     planned = {pf["address"] for pf in pfs}
-    released = [{"address": r["address"], "id": r["id"], "vfs": 0, "vf_driver": "none", "settings": []}
-                for r in recorded_pfs(record) if r["address"] not in planned]
-    for pf in released:
-        planner.reasons.append("%s: no longer in passthrough_sriov - its VFs are removed" % pf["address"])
+    released = []
+    known = {}
+    # The role's record (state.json's sriov section) first, then the boot configuration (older runs wrote
+    # only that): a PF either names is released when it is no longer planned.
+    for old in [r for r in recorded or [] if isinstance(r, dict) and r.get("address") and r.get("id")] + \
+            recorded_pfs(record):
+        known.setdefault(str(old["address"]), {"address": str(old["address"]), "id": str(old["id"])})
+    for old in known.values():
+        if old["address"] in planned:
+            continue
+        device = planner.devices.get(old["address"])
+        now = "%s:%s" % (device["vendor"], device["device"]) if device else None
+        # A card that is gone took its VFs with it; another card in the slot is not ours to touch. Either way
+        # the boot configuration drops it, so cleanup converges and the unit stops failing at boot.
+        if device is None:
+            planner.warnings.append("%s (%s) is in %s but no longer on the node: its VFs went with the card; "
+                                    "dropped from the boot configuration" % (old["address"], old["id"], SRIOV_CONF))
+        elif now != old["id"]:
+            planner.warnings.append("%s was %s in %s and is %s now - another card is in that slot and is not "
+                                    "touched; dropped from the boot configuration" % (
+                                        old["address"], old["id"], SRIOV_CONF, now))
+        else:
+            released.append({"address": old["address"], "id": old["id"], "vfs": 0, "vf_driver": "none",
+                             "settings": []})
+            planner.reasons.append("%s: no longer in passthrough_sriov - its VFs are removed" % old["address"])
     return {"pfs": pfs, "apply": [_module_args(pf) for pf in pfs] + released, "errors": planner.errors,
             "warnings": planner.warnings, "reasons": planner.reasons}
+
+
+def watched_paths() -> dict[str, list[str]]:
+    """What the feature must see on the node (paths) and read (read) before it can decide."""
+    paths = [f[0] for f in SRIOV_FILES] + [SRIOV_WANTS]
+    return {"paths": paths + sorted({p.rsplit("/", 1)[0] for p in paths}), "read": [SRIOV_CONF]}
+
+
+def fragment(facts: dict, entries, selected: set[str], state: str, seen: dict, recorded: list | None = None) -> dict:
+    """The SR-IOV feature's part of the composed plan (see _compose.py).
+
+    sriov_plan() plus what the role moves: `files` (rows of the owned-file table, template None =
+    remove it when it exists), `dirs`, `unit` (enable/disable: booleans the YAML tests), `live`
+    (sriov_vfs has PFs to apply), `involved` (the feature asks for something or left something on the
+    node), `record` (its section of state.json, None when it wants nothing). A PF is known from that
+    section and from the boot configuration, sriov.conf (all that older runs recorded).
+    """
+    def exists(path: str) -> bool:
+        return bool((seen.get(path) or {}).get("exists"))
+
+    entry = seen.get(SRIOV_CONF) or {}
+    record = entry.get("content") if entry.get("exists") else None
+    plan = sriov_plan(facts, entries, selected, state, record, recorded)
+    wanted = state == "present" and bool(plan["pfs"])
+    left = [p for p in [f[0] for f in SRIOV_FILES] + [SRIOV_WANTS] if exists(p)]
+    involved = wanted or bool(left) or bool(plan["apply"])
+    for path in [f[0] for f in SRIOV_FILES]:
+        kind = (seen.get(path) or {}).get("type")
+        if exists(path) and kind != "file":
+            plan["errors"].append("%s is a %s, not a file: the role owns this path and writes only regular files "
+                                  "there - move it away" % (path, kind))
+    rows = [{"path": path, "mode": mode, "template": template if wanted else None, "rebuild": None,
+             "backup": None} for path, mode, template in SRIOV_FILES] if involved else []
+    if not wanted and exists(SRIOV_WANTS) and not exists(SRIOV_UNIT):
+        # A link left without its unit file (removed by hand): systemctl cannot disable it, so it is removed.
+        rows.append({"path": SRIOV_WANTS, "mode": "0777", "template": None, "rebuild": None, "backup": None})
+    plan.update(
+        involved=involved,
+        files=rows,
+        dirs=sorted({f[0].rsplit("/", 1)[0] for f in SRIOV_FILES}) if wanted else [],
+        unit={"name": SRIOV_UNIT_NAME, "path": SRIOV_UNIT,
+              "enable": wanted and not exists(SRIOV_WANTS),
+              # systemctl disable needs the unit file; without it only the link is left, and it goes with it.
+              "disable": not wanted and exists(SRIOV_WANTS) and exists(SRIOV_UNIT)},
+        live=bool(plan["apply"]),
+        # The feature's section of the role's record (state.json).
+        record=[{"address": pf["address"], "id": pf["id"], "vfs": pf["vfs"], "vf_driver": pf["vf_driver"]}
+                for pf in plan["pfs"]] if wanted else None)
+    return plan

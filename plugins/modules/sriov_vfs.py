@@ -16,7 +16,12 @@ description:
     host driver.
   - A VF is in use when it is on C(vfio-pci) and a process holds its IOMMU group open (a running VM, named
     as C(PID (kvm -id VMID))), or when its interface carries an address or sits in a bridge or bond. Then a
-    count change, which destroys every VF of the PF, is refused and nothing on that PF changes.
+    count change, which destroys every VF of the PF, is refused and nothing on that PF changes. With the same count,
+    a C(vf_driver) change moves the VFs now and is refused the same way - V(vfio-pci) or V(none) while a VF on a
+    host driver carries an address or sits in a bridge or bond, V(host) while a VM holds a VF on C(vfio-pci).
+  - V(host) gives VFs on C(vfio-pci) back to the host's VF driver at once, and has VFs without a driver probed.
+  - O(pfs[].vfs=0) for a PF that is no longer on the node is nothing to do (its VFs went with the card) -
+    RV(results[].gone).
   - Afterwards the PF must still be up with the addresses it had (a problem is reported otherwise), and each
     VF's IOMMU group is returned with any other device in it.
   - It changes nothing persistent - the VFs are gone at the next boot unless something creates them again.
@@ -152,6 +157,10 @@ results:
         changed.
       type: list
       elements: str
+    gone:
+      description: The PF is not on the node and O(pfs[].vfs=0) was asked - nothing to remove.
+      type: bool
+      returned: when the PF is gone
     refused:
       description: Why nothing (more) was done on this PF; the task fails when any PF has it.
       type: str

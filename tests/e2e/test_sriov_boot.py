@@ -7,9 +7,11 @@ IOMMU; the guest's own kernel creates the VFs. The tests run in order on one gue
   3  2 -> 4: 0 is written first (the kernel refuses 4 over 2), the 4 VFs come up
   4  a count change while a process holds a VF's IOMMU group open is refused, nothing changes
   5  0 removes every VF
-  6  the sriov playbook makes 3 VFs now and its unit makes them again at boot (same derived MACs,
-     the VLAN, on vfio-pci, the PF up); a second run changes nothing
-  7  its rollback removes the VFs, the unit, its script and its configuration
+  6  the sriov playbook (the passthrough role) makes 3 VFs now and its unit makes them again at
+     boot (same derived MACs, the VLAN, on vfio-pci, the PF up); a second run changes nothing
+  6b systemctl restart of the unit leaves a VF a process holds open on vfio-pci (issue 19)
+  6c vf_driver host with the same count gives the VFs to igbvf now, not at the next boot (issue 19)
+  7  the rollback playbook removes the VFs, the unit, its script and its configuration
 """
 
 from __future__ import annotations
@@ -122,8 +124,30 @@ def test_6_the_playbook_makes_them_now_and_again_at_every_boot(node, pf):
     assert "changed=0" in out.split("PLAY RECAP", 1)[1]
 
 
+def test_6b_a_restart_of_the_unit_leaves_a_vf_a_vm_holds_on_vfio_pci(node, pf):
+    vf0 = node.sh("basename $(readlink /sys/bus/pci/devices/%s/virtfn0)" % pf["address"]).strip()
+    group = node.sh("basename $(readlink /sys/bus/pci/devices/%s/iommu_group)" % vf0).strip()
+    with node.holding_group(group) as pid:
+        # Before issue 19 the script unbound it again (vfio-pci's remove then waits for the holder).
+        node.sh("timeout 120 systemctl restart vfio-proxmox-sriov.service")
+        assert node.sh("systemctl is-active vfio-proxmox-sriov.service").strip() == "active"
+        assert node.driver(vf0) == "vfio-pci"
+        assert node.sh("kill -0 %s && echo alive" % pid).strip() == "alive"
+    assert numvfs(node, pf) == 3
+
+
+def test_6c_vf_driver_host_with_the_same_count_moves_the_vfs_now(node, pf):
+    wanted = {"passthrough_sriov": [{"address": pf["address"], "id": PF_ID, "vfs": 3, "vf_driver": "host",
+                                     "vf": [{"index": 0, "vlan": 10}]}]}
+    node.playbook("vfio.proxmox.sriov", wanted)
+    assert numvfs(node, pf) == 3
+    vfs = node.sh("for v in /sys/bus/pci/devices/%s/virtfn*; do basename $(readlink $v/driver); done" % pf["address"])
+    assert vfs.split() == ["igbvf"] * 3
+    assert node.sh("cat /sys/bus/pci/devices/%s/sriov_drivers_autoprobe" % pf["address"]).strip() == "1"
+
+
 def test_7_rollback_removes_the_vfs_the_unit_and_its_files(node, pf):
-    node.playbook("vfio.proxmox.sriov", {"passthrough_state": "absent"})
+    node.playbook("vfio.proxmox.rollback")
     assert numvfs(node, pf) == 0
     files = ("/etc/vfio-proxmox/sriov.conf /usr/local/sbin/vfio-proxmox-sriov /etc/systemd/system/vfio-proxmox-sriov"
              ".service /etc/systemd/system/multi-user.target.wants/vfio-proxmox-sriov.service")

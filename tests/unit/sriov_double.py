@@ -7,7 +7,9 @@ a real kernel answers). Each rule it enforces, and where the real one lives:
   with EBUSY ("%d VFs already enabled. Disable before enabling %d VFs"); 0 removes every VF.
 - drivers/pci/iov.c pci_iov_add_virtfn(): each VF gets a PCI function below the PF's bus with
   `physfn` and the PF a `virtfnN` link; it is probed only when sriov_drivers_autoprobe is 1.
-- drivers/pci/pci-driver.c / bus.c: driver_override, unbind and drivers_probe as vfio_bind uses them.
+- drivers/pci/pci-driver.c / bus.c: driver_override, unbind and drivers_probe as vfio_bind uses them;
+  pci_device_can_probe(): a VF without driver_override is probed (by its VF driver) only while its
+  PF's sriov_drivers_autoprobe is 1 - also through drivers_probe.
 - iproute2 ip/ipaddress.c print_vfinfo(): `ip -j -d link show dev PF` lists `vfinfo_list` with `vf`,
   `address`, `vlan_list` [{vlan}], `spoofchk`, `link_state`, `trust`; `ip link set dev PF vf N ...`
   sets them and fails for an N beyond the PF's VFs.
@@ -57,6 +59,8 @@ class SriovKernel:
             override = self._read(self.pci("devices", value, "driver_override")) or ""
             if override.strip():
                 self._bind(value, override.strip())
+            elif self._autoprobes(value):
+                self._bind(value, self.vf_driver)
         else:
             with open(path, "w", encoding="ascii") as handle:
                 handle.write(value)
@@ -68,6 +72,12 @@ class SriovKernel:
                 return handle.read()
         except OSError:
             return None
+
+    def _autoprobes(self, address: str) -> bool:
+        physfn = self.pci("devices", address, "physfn")
+        if not os.path.islink(physfn):
+            return False  # only VFs are modelled; another device keeps what it has
+        return (self._read(os.path.join(physfn, "sriov_drivers_autoprobe")) or "1").strip() == "1"
 
     def _numvfs(self, pf_dir: str, wanted: int) -> None:
         path = os.path.join(pf_dir, "sriov_numvfs")

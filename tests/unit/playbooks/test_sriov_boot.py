@@ -1,4 +1,4 @@
-"""The SR-IOV boot script, unit and configuration, rendered from the sriov playbook's templates
+"""The SR-IOV boot script, unit and configuration, rendered from the passthrough role's templates
 (the configuration from a real plan) and the script run by a real sh on a fake tree."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import jinja2
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import recorded_pfs, sriov_plan
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "playbooks" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[3] / "roles" / "passthrough" / "templates"
 PF = "0000:04:00.0"
 
 
@@ -29,7 +29,7 @@ def plan_for(node, entries, record=None, state="present"):
 def test_the_configuration_lists_each_pf_and_each_vf_setting(fake_node):
     plan = plan_for(fake_node("sriov-x710"), [{"address": PF, "vfs": 2, "vf_driver": "vfio-pci",
                                                "vf": [{"index": 1, "vlan": 20, "trust": False}]}])
-    conf = render("sriov.conf.j2", sriov_plan=plan)
+    conf = render("sriov.conf.j2", passthrough_plan={"sriov": plan})
     assert conf.splitlines()[2:] == [
         "pf 0000:04:00.0 8086:1572 2 vfio-pci",
         "vf 0000:04:00.0 0 mac 02:00:04:00:00:00",
@@ -112,3 +112,18 @@ def test_another_card_in_the_slot_or_no_pf_is_logged_and_left_alone(tmp_path, fa
         "vfio-proxmox-sriov: 0000:04:00.0 is 8086:1572, expected 8086:10c9: not touched",
         "vfio-proxmox-sriov: 0000:09:00.0: no PF with a driver there, skipped"]
     assert sysfs(node, PF, "sriov_numvfs").read_text() == "2\n" and calls == []
+
+
+def test_a_second_run_leaves_vfs_already_on_vfio_pci_alone(tmp_path, fake_node):
+    """systemctl restart runs the script again: a VF a VM holds must not be unbound (issue 19)."""
+    def on_vfio(profile):
+        for device in profile["devices"]:
+            if device["address"] in ("0000:04:02.0", "0000:04:02.1"):
+                device.update(driver="vfio-pci", netdevs=[])
+    node = fake_node("sriov-x710", mutate=on_vfio)
+    drivers = Path(node.roots["sysfs_root"], "bus", "pci", "drivers")
+    done, calls = run_script(tmp_path, node, "pf 0000:04:00.0 8086:1572 2 vfio-pci\n")
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    assert not (drivers / "vfio-pci" / "unbind").exists()
+    assert not Path(node.roots["sysfs_root"], "bus", "pci", "drivers_probe").exists()
+    assert done.stdout == "vfio-proxmox-sriov: 0000:04:00.0: 2 VFs (vfio-pci)\n"

@@ -98,3 +98,47 @@ def test_other_entry_points_take_the_main_entry_points_options(entry):
     specs = load("meta/argument_specs.yml")["argument_specs"]
     for name, spec in specs[entry]["options"].items():
         assert spec == specs["main"]["options"][name], name
+
+
+def test_sriov_item_options_are_the_keys_the_sriov_planner_accepts():
+    from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import (
+        LINK_STATES,
+        PF_OPTIONS,
+        PF_SELECTORS,
+        VF_DRIVERS,
+        VF_KEYS,
+    )
+
+    item = load("meta/argument_specs.yml")["argument_specs"]["main"]["options"]["passthrough_sriov"]["options"]
+    assert sorted(item) == sorted(PF_SELECTORS + PF_OPTIONS)
+    assert item["vf_driver"]["choices"] == list(VF_DRIVERS) and item["vf_driver"]["default"] == "none"
+    assert item["vf_macs"]["choices"] == ["derive", "keep"]
+    assert sorted(item["vf"]["options"]) == sorted(VF_KEYS)
+    assert item["vf"]["options"]["state"]["choices"] == list(LINK_STATES)
+    for entry in ("verify_only", "plan_only"):
+        assert "passthrough_sriov" in load("meta/argument_specs.yml")["argument_specs"][entry]["options"]
+
+
+PLAYBOOKS = ROLE.parents[1] / "playbooks"
+
+
+def test_the_sriov_playbook_is_the_role_so_passthrough_devices_are_planned_with_it():
+    """Issue 19: the shipped playbook planned SR-IOV with an empty passthrough_devices list."""
+    (play,) = yaml.safe_load((PLAYBOOKS / "sriov.yml").read_text())
+    assert play["roles"] == [{"role": "vfio.proxmox.passthrough"}] and "tasks" not in play
+    assert "passthrough_sriov" in load("vars/main.yml")["__passthrough_inputs"]["sriov"]
+
+
+def test_the_sriov_unit_is_enabled_through_systemd_with_a_daemon_reload_and_no_hand_made_link():
+    """Issue 19: the unit was enabled with ansible.builtin.file state=link and no daemon-reload."""
+    tasks = load("tasks/configure.yml")
+    enable = [t for t in tasks if (t.get("ansible.builtin.systemd_service") or {}).get("enabled") is True]
+    assert len(enable) == 1 and enable[0]["ansible.builtin.systemd_service"]["daemon_reload"] is True
+    assert enable[0]["loop"] == "{{ __passthrough_changes.units.enable }}"
+    disable = [t for t in tasks if (t.get("ansible.builtin.systemd_service") or {}).get("enabled") is False]
+    writes = [i for i, t in enumerate(tasks) if "vfio.proxmox.owned_files" in t]
+    assert tasks.index(disable[0]) < writes[0] < tasks.index(enable[0])
+    for path in list(ROLE.glob("tasks/*.yml")) + list(PLAYBOOKS.glob("*.yml")):
+        for task in yaml.safe_load(path.read_text()) or []:
+            for play_task in [task] + list(task.get("tasks") or []):
+                assert (play_task.get("ansible.builtin.file") or {}).get("state") != "link", path

@@ -136,3 +136,81 @@ def test_a_vf_setting_the_driver_rejects_is_refused_with_ips_message(fake_node):
                             "settings": [{"index": 5, "mac": "02:00:00:00:00:05"}]})
     assert result["refused"] == ("ip link set dev enp4s0f0np0 vf 5 mac 02:00:00:00:00:05 failed (rc 2): RTNETLINK "
                                  "answers: Invalid argument")
+
+
+# --- issue 19: a vf_driver change with the same count is guarded on the node too, and moves now ----
+def hold_group(node, kernel, vf: str) -> str:
+    proc = node.roots["procfs_root"]
+    group = os.path.basename(os.path.realpath(os.path.join(kernel.pci("devices", vf), "iommu_group")))
+    os.makedirs(os.path.join(proc, "4242", "fd"))
+    os.symlink("/dev/vfio/%s" % group, os.path.join(proc, "4242", "fd", "30"))
+    with open(os.path.join(proc, "4242", "cmdline"), "wb") as handle:
+        handle.write(b"/usr/bin/kvm\x00-id\x00101\x00")
+    return group
+
+
+def test_vfio_pci_with_the_same_count_refuses_a_vf_whose_interface_holds_an_address_or_sits_in_a_bridge(fake_node):
+    node, kernel = setup(fake_node)
+    kernel.up.add("enp4s0f0np0")
+    kernel.addresses["enp4s0f0v0"] = ["198.51.100.7/24"]
+    bridge = os.path.join(node.roots["sysfs_root"], "class", "net", "vmbr0")
+    os.makedirs(bridge, exist_ok=True)
+    os.symlink(bridge, os.path.join(kernel.pci("devices", "0000:04:02.1"), "net", "enp4s0f0v1", "master"))
+    for driver in ("vfio-pci", "none"):
+        result = apply(node, kernel, vfs=2, vf_driver=driver)
+        assert result["refused"] == (
+            "vf_driver %s takes the VFs of 0000:04:00.0 off their host driver, and 0000:04:02.0 (enp4s0f0v0) carries "
+            "198.51.100.7/24; 0000:04:02.1 (enp4s0f0v1) carries vmbr0 - move that first; nothing changed" % driver)
+        assert kernel.writes == [] and result["changed"] is False
+
+
+def test_host_with_the_same_count_moves_the_vfs_back_now_and_not_from_a_running_vm(fake_node):
+    node, kernel = setup(fake_node)
+    kernel.up.add("enp4s0f0np0")
+    apply(node, kernel, vfs=2, vf_driver="vfio-pci")
+    group = hold_group(node, kernel, "0000:04:02.1")
+    kernel.writes.clear()
+    result = apply(node, kernel, vfs=2, vf_driver="host")
+    assert result["refused"] == ("vf_driver host takes the VFs of 0000:04:00.0 from vfio-pci, and 0000:04:02.1 is in "
+                                 "use by 4242 (/usr/bin/kvm -id 101) (IOMMU group %s) - stop that VM first; nothing "
+                                 "changed" % group)
+    assert kernel.writes == []
+    os.unlink(os.path.join(node.roots["procfs_root"], "4242", "fd", "30"))
+    result = apply(node, kernel, vfs=2, vf_driver="host")
+    assert "refused" not in result, result
+    assert result["changes"] == ["sriov_drivers_autoprobe 1", "VF 0 (0000:04:02.0) to the host driver: released",
+                                 "VF 1 (0000:04:02.1) to the host driver: released"]
+    assert [v["driver"] for v in result["vfs"]] == ["iavf", "iavf"]
+    again = apply(node, kernel, vfs=2, vf_driver="host")
+    assert (again["changed"], again["changes"]) == (False, [])
+
+
+def test_host_probes_vfs_that_none_left_without_a_driver(fake_node):
+    node, kernel = setup(fake_node)
+    kernel.up.add("enp4s0f0np0")
+    apply(node, kernel, vfs=2, vf_driver="none")
+    result = apply(node, kernel, vfs=2, vf_driver="host")
+    assert result["changes"] == ["sriov_drivers_autoprobe 1", "VF 0 (0000:04:02.0) to the host driver: probed",
+                                 "VF 1 (0000:04:02.1) to the host driver: probed"]
+    assert [v["driver"] for v in result["vfs"]] == ["iavf", "iavf"]
+
+
+# --- issue 19: removing the VFs of a card that is gone converges --------------------------------
+def test_zero_vfs_on_a_card_that_is_gone_is_nothing_to_do(fake_node):
+    node, kernel = setup(fake_node)
+    result = apply(node, kernel, address="0000:09:00.0", vfs=0)
+    assert "refused" not in result
+    assert (result["changed"], result["changes"], result["gone"]) == (False, [], True)
+    assert kernel.writes == []
+
+
+def test_a_vf_move_or_count_change_is_refused_when_procfs_cannot_be_read(fake_node):
+    node, kernel = setup(fake_node)
+    kernel.up.add("enp4s0f0np0")
+    applier = Applier(node.roots["sysfs_root"], os.path.join(node.roots["procfs_root"], "missing"), kernel.ip, False,
+                      kernel, settle=0.5)
+    for wanted in ({"vfs": 4, "vf_driver": "none"}, {"vfs": 2, "vf_driver": "host"}):
+        result = applier.apply(dict({"address": PF, "id": PF_ID, "settings": []}, **wanted))
+        assert result["refused"].startswith("cannot tell which VFs a running VM holds: ")
+        assert result["refused"].endswith("missing cannot be read (No such file or directory); nothing changed")
+    assert kernel.writes == []
