@@ -34,7 +34,7 @@ mkdir /src && tar -C /src -x && cd /src
 python3 --version
 ls /usr/bin/python3* | tr '\\n' ' '; echo
 scripts/setup
-.venv/bin/python -m pytest tests/unit -p no:cacheprovider -q
+.venv/bin/python -m pytest tests/unit -p no:cacheprovider -q -n auto
 # The README's other path: Debian's own ansible-core, the collection built and installed
 # from this checkout, the discover playbook run on this container (it only reads).
 apt-get install -y -qq --no-install-recommends ansible-core >/dev/null 2>&1
