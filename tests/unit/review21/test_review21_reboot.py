@@ -232,3 +232,78 @@ def test_no_allowed_node_names_why_proxmox_disallows_the_others(capsys, cluster)
     edit(cluster, lambda s: s["vms"]["100"]["config"].update(hostpci0="mapping=vf"))
     refused = guests(capsys, cluster)["refused"]
     assert refused and "hostpci0" in refused[0], refused
+
+
+# 13 -----------------------------------------------------------------------------------------------------------
+def test_a_container_is_not_sent_to_a_node_without_its_storage(capsys, cluster):
+    """Storage `ceph` (CT 102's rootfs) is enabled on pve1 and pve2 only (storage.cfg `nodes`). pve-container
+    checks the target - src/PVE/LXC/Migrate.pm:100-107 storage_check_enabled(..., $self->{node}) - so the move
+    to pve3 fails inside the evacuation (after HA maintenance and VM 100's move). pve_guests picks a container's
+    target from the online nodes alone (allowed: None), reading no storage."""
+    storage = json.dumps([{"storage": "ceph", "type": "rbd", "shared": 1, "content": "images,rootdir",
+                           "nodes": "pve1,pve2"},
+                          {"storage": "local-lvm", "type": "lvmthin", "content": "images,rootdir"},
+                          {"storage": "local", "type": "dir", "content": "iso,vztmpl,backup"}])
+    cluster["pvesh"] = wrapper(cluster, "pvesh-storage", "[ \"$1 $2\" = 'get /storage' ] && "
+                               "{ echo '%s'; exit 0; }" % storage)
+    decided = guests(capsys, cluster)
+    assert [m["target"] for m in decided["migrate"] if m["vmid"] == 102] != ["pve3"], decided["report"]
+
+
+# 14 -----------------------------------------------------------------------------------------------------------
+def test_a_container_on_local_storage_is_refused_like_a_vm_on_local_storage(capsys, cluster):
+    """The feature refuses a guest with a local disk ("moving it would copy the disk"); for a container on
+    local-lvm pve_guests plans a restart-mode migration: pve-container copies the volume while the container is
+    shut down (src/PVE/LXC/Migrate.pm:93-96 local volume only in restart mode, :164-172 shutdown first) - and
+    back again after the reboot: the container is down for two full disk copies, and a copy longer than
+    passthrough_reboot_settle_timeout fails the evacuation mid-migration."""
+    edit(cluster, lambda s: s["vms"]["102"]["config"].update(rootfs="local-lvm:vm-102-disk-0,size=200G"))
+    decided = guests(capsys, cluster)
+    assert any("CT 102" in line for line in decided["refused"]), decided["report"]
+
+
+# 15 -----------------------------------------------------------------------------------------------------------
+def test_a_failed_wait_after_the_reboot_still_brings_the_guests_back(capsys, cluster):
+    """roles/passthrough/tasks/reboot.yml: the waits for quorum and for Ceph's former health come before
+    "Leave HA maintenance and bring the migrated guests back" and "Start the guests the reboot shut down", with
+    no block/always. Ceph recovery after a node's OSDs come back often takes longer than the settle timeout
+    (HEALTH_OK before -> HEALTH_WARN for a while): the turn fails and the node's guests stay shut down (shutdown
+    policy) or away, with the node left in HA maintenance - and Ceph's noout, set cluster-wide for the reboot,
+    is never cleared when the quorum wait fails (failed OSDs are then never marked out anywhere)."""
+    import yaml
+    tasks = yaml.safe_load((Path(__file__).resolve().parents[3] / "roles" / "passthrough" / "tasks" /
+                            "reboot.yml").read_text())
+
+    def brings_back(task: dict) -> bool:
+        text = json.dumps(task)
+        return "startall" in text or '"state": "returned"' in text or "noout" in text
+
+    always = [t for block in tasks if isinstance(block, dict) and "block" in block
+              for t in (block.get("always") or []) + (block.get("rescue") or [])]
+    assert any(brings_back(t) for t in always), \
+        "guests are brought back only when every wait before succeeded: %s" % [t.get("name") for t in tasks]
+
+
+
+# 16 (the double) ----------------------------------------------------------------------------------------------
+def test_double_ha_maintenance_leaves_a_stopped_ha_service_where_it_is(cluster):
+    """pve-ha-manager src/PVE/HA/Manager.pm:1315-1318 (next_state_stopped: a service whose requested state is
+    `stopped` just returns - it is not moved off a node in maintenance; only next_state_started records
+    maintenance_node, :1384-1388). The double's ha_maintenance moves every HA guest on the node and gives it a
+    maintenance_node, so a stopped HA guest looks moved and "back after" in every test."""
+    import subprocess
+    edit(cluster, lambda s: s["vms"].update({"103": {"node": "pve1", "status": "stopped", "ha": "stopped",
+                                                     "config": {"name": "cold", "scsi0": "ceph:vm-103"}}}))
+    subprocess.run([cluster["ha-manager"], "crm-command", "node-maintenance", "enable", "pve1"], check=True)
+    vm = read_state(cluster)["vms"]["103"]
+    assert (vm["node"], vm.get("maintenance_node")) == ("pve1", None)
+
+
+def test_double_migrate_precondition_refuses_a_locked_vm(cluster):
+    """qemu-server src/PVE/API2/Qemu.pm:5410 (migrate_vm_precondition: PVE::QemuConfig->check_lock dies
+    "VM is locked (backup)"). The double answers the precondition of a locked VM as if it could move."""
+    import subprocess
+    edit(cluster, lambda s: s["vms"]["100"]["config"].update(lock="backup"))
+    done = subprocess.run([cluster["pvesh"], "get", "/nodes/pve1/qemu/100/migrate"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode != 0 and "locked" in done.stderr, done.stdout
