@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import PveshError
+
 # pve-ha-manager Manager.pm: service states that are not "running somewhere or on the way there".
 HA_AT_REST = ("stopped", "ignored", "disabled", "error")
 
@@ -136,18 +138,44 @@ class Evacuation:
         return found
 
     def evacuate(self, moves: list[dict], ha_maintenance: bool, check_mode: bool) -> bool:
-        changed = self.maintenance(True, check_mode) if ha_maintenance else False
-        for move in moves:
-            changed = self.migrate(move, self.node, move["target"], check_mode) or changed
-        if check_mode:
-            return changed
-        if ha_maintenance:
-            self.wait("HA has moved every service away from %s (node state maintenance)" % self.node, self.ha_away)
-        left = self.running_here()
-        if left:
-            raise EvacuateError("still running on %s after the evacuation: %s - the reboot is refused"
-                                % (self.node, ", ".join(left)))
-        return changed
+        """Moves everything away; when a step fails, what it already did is undone (guests back, maintenance
+        left) before the error is raised, so a refused reboot leaves the node as it was."""
+        entered, moved = False, []
+        try:
+            entered = self.maintenance(True, check_mode) if ha_maintenance else False
+            for move in moves:
+                if self.migrate(move, self.node, move["target"], check_mode):
+                    moved.append(move)
+            if check_mode:
+                return entered or bool(moved)
+            if ha_maintenance:
+                self.wait("HA has moved every service away from %s (node state maintenance)" % self.node,
+                          self.ha_away)
+            left = self.running_here()
+            if left:
+                raise EvacuateError("still running on %s after the evacuation: %s - the reboot is refused"
+                                    % (self.node, ", ".join(left)))
+        except (EvacuateError, PveshError) as err:
+            raise EvacuateError("%s; %s" % (err, self.undo(moved, entered))) from None
+        return entered or bool(moved)
+
+    def undo(self, moved: list[dict], entered: bool) -> str:
+        """Best effort after a failed evacuation: the guests it moved back, HA maintenance left. Says what it did."""
+        undone, failed = [], []
+        for move in reversed(moved):
+            try:
+                self.migrate(move, move["target"], self.node, False)
+                undone.append("%s back" % move["vmid"])
+            except (EvacuateError, PveshError) as err:
+                failed.append("%s stays on %s (%s)" % (move["vmid"], move["target"], err))
+        if entered:
+            try:
+                self.maintenance(False, False)
+                undone.append("HA maintenance left")
+            except (EvacuateError, PveshError) as err:
+                failed.append("%s stays in HA maintenance (%s)" % (self.node, err))
+        return "undone: %s%s" % (", ".join(undone) or "nothing to undo",
+                                 "; NOT undone: " + "; ".join(failed) if failed else "")
 
     def give_back(self, moves: list[dict], ha_maintenance: bool, back: bool, check_mode: bool) -> bool:
         changed = self.maintenance(False, check_mode) if ha_maintenance else False

@@ -56,9 +56,13 @@ def ha_managed(guest: dict) -> bool:
 
 
 def read_cluster(pvesh, node: str) -> dict:
-    """{online: [other online nodes], load: {node: running guests}} from /cluster/status and /cluster/resources."""
+    """{online: [other online nodes], load: {node: running guests}} from /cluster/status and /cluster/resources.
+    A node HA counts in maintenance (another reboot is coming there) is no place to send guests."""
+    status = (pvesh.get("/cluster/ha/status/manager_status") or {}).get("manager_status") or {}
+    away = {n for n, state in (status.get("node_status") or {}).items() if state != "online"}
     online = sorted(str(e["name"]) for e in pvesh.get("/cluster/status") or []
-                    if e.get("type") == "node" and int(e.get("online") or 0) and e.get("name") != node)
+                    if e.get("type") == "node" and int(e.get("online") or 0) and e.get("name") != node
+                    and e.get("name") not in away)
     load = {name: 0 for name in online}
     for resource in pvesh.get("/cluster/resources", ["--type", "vm"]) or []:
         if resource.get("status") == "running" and resource.get("node") in load:
@@ -66,36 +70,80 @@ def read_cluster(pvesh, node: str) -> dict:
     return {"online": online, "load": load}
 
 
-def local_mount_points(config: dict) -> list[str]:
-    """A container's bind or device mount points without shared=1 (pve-container LXC/Migrate.pm prepare)."""
-    found = []
+# pve-storage: the plugins whose storage every node reaches (their `shared` property is fixed on) - rbd, cephfs,
+# nfs, cifs, glusterfs, iscsi, iscsidirect, pbs and zfs over iSCSI; others are shared only when marked so.
+SHARED_TYPES = ("rbd", "cephfs", "nfs", "cifs", "glusterfs", "iscsi", "iscsidirect", "pbs", "zfs")
+
+
+def read_storage(pvesh) -> dict:
+    """{storage: {shared: bool, nodes: [node] or None}} from /storage (pve-storage API2/Storage/Config.pm)."""
+    table = {}
+    for entry in pvesh.get("/storage") or []:
+        nodes = [n for n in str(entry.get("nodes") or "").split(",") if n]
+        table[str(entry["storage"])] = {"shared": bool(int(entry.get("shared") or 0)) or entry.get("type") in
+                                        SHARED_TYPES, "nodes": nodes or None}
+    return table
+
+
+def container_blockers(config: dict, storage: dict) -> tuple[list[str], set[str]]:
+    """(why a running container cannot move, the storages it needs). pve-container LXC/Migrate.pm prepare: a
+    bind or device mount point without shared=1 cannot move, a local volume is copied while the container is
+    down (refused here, as a VM's local disk is); its devN passes a host device no other node has; a lock."""
+    blockers, needs = [], set()
+    if config.get("lock"):
+        blockers.append("lock %s" % config["lock"])
     for key in sorted(config):
-        if re.match(r"^(rootfs|mp\d+)$", key):
-            fields = str(config[key]).split(",")
-            volume = fields[0].partition("=")[2] if fields[0].startswith("volume=") else fields[0]
-            shared = any(f.replace(" ", "") in ("shared=1", "shared=yes", "shared=on", "shared=true") for f in fields)
-            if volume.startswith("/") and not shared:
-                found.append("%s (%s)" % (key, volume))
-    return found
+        if re.match(r"^dev\d+$", key):
+            blockers.append("passed-through device %s (%s)" % (key, str(config[key]).split(",")[0]))
+        if not re.match(r"^(rootfs|mp\d+|unused\d+)$", key):
+            continue
+        fields = str(config[key]).split(",")
+        volume = fields[0].partition("=")[2] if fields[0].startswith("volume=") else fields[0]
+        shared = any(f.replace(" ", "") in ("shared=1", "shared=yes", "shared=on", "shared=true") for f in fields)
+        if volume.startswith("/"):
+            if not shared:
+                blockers.append("local mount point %s (%s)" % (key, volume))
+            continue
+        store = volume.partition(":")[0]
+        needs.add(store)
+        if store not in storage:
+            blockers.append("%s on storage %s, which /storage does not list" % (key, store))
+        elif not storage[store]["shared"]:
+            blockers.append("local disk %s" % volume)
+    return blockers, needs
 
 
 def read_moves(pvesh, node: str, guests: list[dict]) -> dict:
-    """For each running guest the collection would migrate: {vmid: {blockers: [why], allowed: [node]}}."""
-    moves = {}
+    """For each running guest: {vmid: {blockers: [why], allowed: [node] or None, why_not: {node: why}}}. HA-managed
+    VMs too: HA cannot move a VM that Proxmox's own migration check refuses either."""
+    moves, storage = {}, None
     for guest in guests:
-        if guest["status"] != "running" or ha_managed(guest):
+        if guest["status"] != "running":
             continue
         base = "/nodes/%s/%s/%d" % (node, guest["type"], guest["vmid"])
         if guest["type"] == "qemu":
             pre = pvesh.get(base + "/migrate") or {}
             blockers = ["local device %s" % r for r in pre.get("local_resources") or []]
+            # qemu-server QemuMigrate.pm: TPM state and a cloud-init drive are generated - copied while it runs
             blockers += ["local %s %s" % ("CD-ROM" if d.get("cdrom") else "disk", d.get("volid"))
-                         for d in pre.get("local_disks") or [] if not d.get("is_unused")]
-            moves[guest["vmid"]] = {"blockers": blockers, "allowed": [str(n) for n in pre.get("allowed_nodes") or []]}
-        else:
-            config = pvesh.get(base + "/config") or {}
-            moves[guest["vmid"]] = {"blockers": ["local mount point %s" % m for m in local_mount_points(config)],
-                                    "allowed": None}
+                         for d in pre.get("local_disks") or []
+                         if not (d.get("is_unused") or d.get("is_tpmstate") or d.get("is_cloudinit")
+                                 or re.search(r"vm-\d+-cloudinit", str(d.get("volid"))))]
+            why_not = {str(n): ", ".join(sorted(
+                "%s has no mapping entry there" % ", ".join(v) if k == "unavailable-resources" else
+                "storage %s is not there" % ", ".join(v) if k == "unavailable_storages" else k for k, v in
+                (why or {}).items())) for n, why in (pre.get("not_allowed_nodes") or {}).items()}
+            moves[guest["vmid"]] = {"blockers": blockers, "allowed": [str(n) for n in pre.get("allowed_nodes") or []],
+                                    "why_not": why_not}
+        elif not ha_managed(guest):
+            storage = read_storage(pvesh) if storage is None else storage
+            blockers, needs = container_blockers(pvesh.get(base + "/config") or {}, storage)
+            nodes = [set(storage[s]["nodes"]) for s in needs if s in storage and storage[s]["nodes"]]
+            allowed = sorted(set.intersection(*nodes)) if nodes else None
+            moves[guest["vmid"]] = {"blockers": blockers, "allowed": allowed,
+                                    "why_not": {} if allowed is None else {"*": "its storage %s is enabled on %s only"
+                                                                            % (", ".join(sorted(needs)),
+                                                                               ", ".join(allowed))}}
     return moves
 
 
@@ -113,7 +161,10 @@ def _target(guest: dict, move: dict, cluster: dict, wanted: str | None, load: di
         return None, "passthrough_reboot_migrate_to: %s is not an online node Proxmox allows for it (allowed: %s)" % (
             wanted, ", ".join(allowed) or "none")
     if not allowed:
-        return None, "no online node to migrate it to (online: %s)" % (", ".join(cluster["online"]) or "none")
+        why = "; ".join("%s: %s" % (n, w) for n, w in sorted((move.get("why_not") or {}).items())
+                        if n == "*" or n in cluster["online"])
+        return None, "Proxmox allows no online node for it (online: %s%s)" % (
+            ", ".join(cluster["online"]) or "none", "; " + why if why else "")
     return min(allowed, key=lambda n: (load.get(n, 0), n)), ""
 
 
@@ -141,6 +192,10 @@ def decide(guests: list[dict], policy: str, node: str = "", moves: dict | None =
         elif policy == "shutdown":
             stop.append(guest["vmid"])
             report.append("%s is running: shut down before the reboot, started again after it" % label(guest))
+        elif ha_managed(guest) and ((moves or {}).get(guest["vmid"]) or {}).get("blockers"):
+            reason = ", ".join(moves[guest["vmid"]]["blockers"])
+            refused.append("%s cannot be moved by HA either: it uses %s" % (label(guest), reason))
+            report.append("%s is HA-managed and cannot move (%s): the reboot is refused" % (label(guest), reason))
         elif ha_managed(guest):
             ha_maintenance = True
             report.append("%s is HA-managed: HA moves it away when %s enters HA maintenance, and back after"

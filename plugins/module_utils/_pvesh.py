@@ -18,15 +18,20 @@ class PveshError(RuntimeError):
 
 
 class Pvesh:
-    def __init__(self, run: Runner, binary: str) -> None:
+    def __init__(self, run: Runner, binary: str, timeout: float | None = None) -> None:
+        """timeout: seconds one call may take (coreutils `timeout`): a hung pmxcfs must not hang a wait."""
         self.run = run
         self.binary = binary
+        self.timeout = timeout
         self.calls: list[list] = []
 
     def _call(self, verb: str, path: str, options: list | None = None) -> object:
         argv = [self.binary, verb, path, *(options or []), "--output-format", "json"]
         self.calls.append(argv)
-        rc, out, err = self.run(argv)
+        limit = ["timeout", "--kill-after=5", "%d" % max(1, self.timeout)] if self.timeout else []
+        rc, out, err = self.run(limit + argv)
+        if limit and rc in (124, 137):
+            raise PveshError(argv, "no answer within %d s" % max(1, self.timeout))
         if rc != 0:
             raise PveshError(argv, (err or out or "exit code %d" % rc).strip())
         out = (out or "").strip()
@@ -34,6 +39,13 @@ class Pvesh:
             return None
         try:
             return json.loads(out)
+        except ValueError:
+            pass
+        # A worker started from the CLI (migrate, stopall) runs in the foreground and copies its task log to
+        # stdout before the result (pve-common RESTEnvironment.pm fork_worker: $sync for the 'cli' type): the
+        # result is the last line.
+        try:
+            return json.loads(out.splitlines()[-1])
         except ValueError:
             raise PveshError(argv, "output is not JSON: %s" % out[:200]) from None
 

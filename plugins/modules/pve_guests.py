@@ -185,7 +185,7 @@ def main() -> None:
                          ha_maintenance=False,
                          reason="no pvesh here - not a Proxmox VE node, no guests to consider",
                          report=["no pvesh here - not a Proxmox VE node, no guests to consider"])
-    pvesh = Pvesh(module.run_command, binary)
+    pvesh = Pvesh(module.run_command, binary, timeout=60)
     try:
         guests = read(pvesh, node)
         policy = module.params["policy"]

@@ -133,7 +133,8 @@ def main() -> None:
     if binary is None:
         module.exit_json(changed=False, proxmox=False, refused=[],
                          reason="no pvesh here - not a Proxmox VE node, no cluster to read or wait for")
-    pvesh = Pvesh(module.run_command, binary)
+    # Each call has its own limit: pmxcfs can hang after a reboot, and a wait must still end on time.
+    pvesh = Pvesh(module.run_command, binary, timeout=min(30, params["timeout"]) if params["wait"] else 60)
     here = socket.gethostname().split(".")[0]
     if params["wait"]:
         status, missing, waited = wait(pvesh, params["nodes"], params["ceph_health"], params["timeout"],

@@ -531,6 +531,8 @@ def migrate_precondition(state: dict, node: str, vmid: str) -> dict:
     storage that is not shared, CD-ROMs included), local_resources, mapped-resources."""
     entry = vm(state, vmid, node)
     config = entry["config"]
+    if config.get("lock"):  # API2/Qemu.pm migrate_vm_precondition: PVE::QemuConfig->check_lock
+        raise ApiError("VM is locked (%s)" % config["lock"])
     running = entry.get("status") == "running"
     blockers, mapped = local_resources(state, config, running)
     allowed, not_allowed = [], {}
@@ -552,7 +554,10 @@ def migrate_precondition(state: dict, node: str, vmid: str) -> dict:
         volid, cdrom = fields[0], "media=cdrom" in fields
         if volid in ("none", "cdrom") or (":" in volid and storage_shared(state, volid)):
             continue
-        disks.append({"volid": volid, "cdrom": int(cdrom), "is_unused": int(key.startswith("unused"))})
+        # QemuServer.pm foreach_volid: the attributes a volume carries (is_cloudinit, is_tpmstate, drivename)
+        disks.append({"volid": volid, "cdrom": int(cdrom), "is_unused": int(key.startswith("unused")),
+                      "is_cloudinit": int(bool(re.search(r"vm-\d+-cloudinit", volid))),
+                      "is_tpmstate": int(key == "tpmstate0"), "drivename": key})
     return {"running": int(running), "allowed_nodes": allowed, "not_allowed_nodes": not_allowed,
             "local_disks": disks, "local_resources": blockers, "mapped-resources": sorted(mapped),
             "mapped-resource-info": mapped}
@@ -585,7 +590,9 @@ def migrate(state: dict, node: str, kind: str, vmid: str, options: dict[str, lis
     online = BOOLEANS.get(options.get("online", ["0"])[-1].lower(), 0)
     restart = BOOLEANS.get(options.get("restart", ["0"])[-1].lower(), 0)
     error = None
-    if target in (state.get("offline") or []):
+    if entry["config"].get("lock"):  # QemuMigrate.pm / LXC/Migrate.pm prepare: check_lock
+        error = "migration aborted: %s is locked (%s)" % ("VM" if kind == "qemu" else "CT", entry["config"]["lock"])
+    elif target in (state.get("offline") or []):
         error = "migration aborted: target node '%s' is not online" % target
     elif kind == "qemu":
         if running and not online:
@@ -649,7 +656,9 @@ def ha_maintenance(state: dict, action: str, node: str) -> None:
     if action == "enable":
         ha_nodes[node] = "maintenance"
         for vmid, guest in sorted(guests.items()):
-            if guest["node"] != node or not guest.get("ha") or guest["ha"] == "ignored":
+            # Manager.pm next_state_stopped: a stopped service is not moved; only a started one (:1384-1388)
+            if guest["node"] != node or not guest.get("ha") or guest["ha"] == "ignored" \
+                    or guest.get("status") != "running":
                 continue
             others = [n for n in state["nodes"] if n != node and n not in (state.get("offline") or [])
                       and ha_nodes.get(n, "online") == "online"]
@@ -706,7 +715,21 @@ def cluster_route(state: dict, parts: list[str]):
     return ha_route(state, parts)
 
 
+def storage_index(state: dict) -> list[dict]:
+    """pve-storage API2/Storage/Config.pm index: each storage's configuration (storage, type, shared, nodes)."""
+    table = state.get("storage") or DEFAULT_STORAGE
+    out = []
+    for name, conf in sorted(table.items()):
+        entry = {"storage": name, "type": conf.get("type", "dir"), "content": "images,rootdir"}
+        entry.update({"shared": 1} if conf.get("shared") else {})
+        entry.update({"nodes": conf["nodes"]} if conf.get("nodes") else {})
+        out.append(entry)
+    return out
+
+
 def ha_route(state: dict, parts: list[str]):
+    if parts == ["storage"]:
+        return storage_index(state)
     if parts == ["cluster", "ha", "status", "manager_status"]:
         return ha_manager_status(state)
     if parts == ["cluster", "ha", "resources"]:

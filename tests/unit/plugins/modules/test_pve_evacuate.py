@@ -124,7 +124,7 @@ def test_a_container_with_a_local_bind_mount_cannot_move(capsys, cluster):
 def test_no_online_node_to_go_to_refuses(capsys, cluster):
     edit(cluster, lambda s: s.update(offline=["pve2", "pve3"], quorate=True))
     decided = guests(capsys, cluster)
-    assert "VM 100 (web) cannot be migrated: no online node to migrate it to (online: none)" in decided["refused"]
+    assert "VM 100 (web) cannot be migrated: Proxmox allows no online node for it (online: none)" in decided["refused"]
 
 
 def test_migrate_to_must_be_allowed_and_online(capsys, cluster):
