@@ -6,7 +6,9 @@ Read through `pvesh` on the node (pve-manager): `/cluster/status` (PVE/API2/Clus
 `cluster` with `quorate`, one of type `node` per member with `online`), `/cluster/ceph/status`
 (PVE/API2/Cluster/Ceph.pm status: `health.status`; it dies when Ceph is not installed or not initialized -
 pveceph's check_ceph_inited - which here means "no Ceph") and `/cluster/ceph/flags` (`noout`).
-Before a reboot a cluster that is not quorate, or a Ceph that is in HEALTH_ERR, refuses it; after the reboot
+Before a reboot a cluster that is not quorate, a reboot that would leave the other nodes without quorum
+(`corosync-quorumtool -s`: total votes less this node's below the quorum), or a Ceph that is in HEALTH_ERR,
+refuses it; after the reboot
 the run waits until the cluster is quorate with every node that was online before and Ceph is back to the
 health it had (HEALTH_OK stays OK; WARN may be WARN or OK).
 """
@@ -41,9 +43,33 @@ def read(pvesh) -> dict:
     return status
 
 
-def refusals(status: dict) -> list[str]:
-    """Why this is no time to reboot a node of the cluster."""
+def parse_quorumtool(text: str) -> dict:
+    """`corosync-quorumtool -s` (corosync's votequorum, which Proxmox VE's cluster runs on): {total, quorum, local}
+    - the votes present now (a QDevice's included), the votes quorum needs, this node's own votes."""
+    found = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("Total votes", "Quorum") and value.split():
+            found["total" if key.strip() == "Total votes" else "quorum"] = int(value.split()[0])
+        fields = line.split()
+        if "(local)" in fields and len(fields) >= 2 and fields[1].isdigit():
+            found["local"] = int(fields[1])
+    missing = sorted({"total", "quorum", "local"} - set(found))
+    if missing:
+        raise ValueError("corosync-quorumtool -s said no %s" % ", ".join(missing))
+    return found
+
+
+def refusals(status: dict, votes: dict | None = None) -> list[str]:
+    """Why this is no time to reboot a node of the cluster. votes: parse_quorumtool's, for a cluster node."""
     out = []
+    # Only when other nodes are online: a cluster of one has nobody to leave without quorum.
+    if votes and len(status["online"]) > 1 and votes["total"] - votes["local"] < votes["quorum"]:
+        out.append("rebooting this node takes its %d vote(s) away and leaves the cluster %d of the %d votes "
+                   "quorum needs (corosync-quorumtool -s) - the other nodes would lose quorum (HA fences them); "
+                   "bring the offline nodes (%s) back first, or add a QDevice to a two-node cluster"
+                   % (votes["local"], votes["total"] - votes["local"], votes["quorum"],
+                      ", ".join(status["offline"]) or "none"))
     if not status["quorate"]:
         out.append("the cluster is not quorate (nodes offline: %s) - a reboot now could leave it without a majority"
                    % (", ".join(status["offline"]) or "none"))

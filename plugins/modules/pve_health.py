@@ -41,6 +41,13 @@ options:
     description: Seconds between two reads while waiting.
     type: float
     default: 5
+  corosync_quorumtool:
+    description:
+      - The C(corosync-quorumtool) command. On a cluster node (without O(wait)) its C(-s) output tells whether the
+        other nodes keep quorum without this node's votes - a QDevice's votes counted; when it cannot be read the
+        reboot is refused.
+    type: str
+    default: corosync-quorumtool
   pvesh:
     description: The C(pvesh) command.
     type: str
@@ -97,6 +104,10 @@ ceph:
   description: Ceph's C(health) status and whether C(noout) is set; null without Ceph.
   returned: when O(pvesh) exists
   type: dict
+votes:
+  description: C(total) votes present, the C(quorum) they need and this node's C(local) votes; null when standalone.
+  returned: when O(pvesh) exists, without O(wait)
+  type: dict
 refused:
   description: Why this is no time to reboot a node (without O(wait)).
   returned: always
@@ -112,7 +123,7 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._health import read, refusals, wait
+from ansible_collections.vfio.proxmox.plugins.module_utils._health import parse_quorumtool, read, refusals, wait
 from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
 
 
@@ -125,6 +136,7 @@ def main() -> None:
             "timeout": {"type": "int", "default": 900},
             "interval": {"type": "float", "default": 5},
             "pvesh": {"type": "str", "default": "pvesh"},
+            "corosync_quorumtool": {"type": "str", "default": "corosync-quorumtool"},
         },
         supports_check_mode=True,
     )
@@ -151,7 +163,18 @@ def main() -> None:
     except PveshError as err:
         module.fail_json(msg="pve_health on %s: the cluster's state cannot be read, so the reboot is refused: %s"
                          % (here, err))
-    module.exit_json(changed=False, proxmox=True, reason=None, refused=refusals(status), **status)
+    votes = None
+    if not status["standalone"]:
+        # Quorum after this node goes down: corosync's own count (node votes and a QDevice's), fail closed.
+        tool = module.get_bin_path(params["corosync_quorumtool"])
+        rc, out, err = module.run_command([tool, "-s"]) if tool else (None, "", "not installed")
+        try:
+            votes = parse_quorumtool(out or "")
+        except ValueError as why:
+            module.fail_json(msg="pve_health on %s: the cluster's votes cannot be read, so the reboot is refused: %s "
+                             "(%s)" % (here, why, (err or "exit code %s" % rc).strip()))
+    module.exit_json(changed=False, proxmox=True, reason=None, refused=refusals(status, votes), votes=votes,
+                     **status)
 
 
 if __name__ == "__main__":

@@ -170,7 +170,8 @@ def pve_doubles() -> dict[str, str]:
     return {"/usr/lib/vfio-sim/pvesh_double.py": (Path(__file__).parent / "pvesh_double.py").read_text(),
             "/usr/bin/pvesh": PVESH_WRAPPER % ("pvesh", ""),
             "/usr/sbin/qm": PVESH_WRAPPER % ("qm", "qm "),
-            "/usr/sbin/ha-manager": PVESH_WRAPPER % ("ha-manager", "ha-manager ")}
+            "/usr/sbin/ha-manager": PVESH_WRAPPER % ("ha-manager", "ha-manager "),
+            "/usr/sbin/corosync-quorumtool": PVESH_WRAPPER % ("corosync-quorumtool", "corosync-quorumtool ")}
 
 
 def setup_script(profile: dict, pve_cluster: bool = False, rebootable: bool = False) -> str:
@@ -180,7 +181,7 @@ def setup_script(profile: dict, pve_cluster: bool = False, rebootable: bool = Fa
     doubles = []
     if pve_cluster:
         files.update(pve_doubles())
-        doubles += ["/usr/bin/pvesh", "/usr/sbin/qm", "/usr/sbin/ha-manager"]
+        doubles += ["/usr/bin/pvesh", "/usr/sbin/qm", "/usr/sbin/ha-manager", "/usr/sbin/corosync-quorumtool"]
     if rebootable:
         files.update(reboot_doubles())
         doubles += ["/usr/local/sbin/shutdown", "/usr/local/bin/cat"]

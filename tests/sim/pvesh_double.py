@@ -861,6 +861,32 @@ def call(command: str, path: str, options: dict[str, list[str]]) -> object:
     return None
 
 
+def quorumtool(state: dict) -> str:
+    """`corosync-quorumtool -s` of the node (corosync tools/corosync-quorumtool.c, votequorum(5)): expected votes
+    are every node's (state `votes`, default 1) plus a QDevice's (`qdevice_votes`); quorum is half of them plus
+    one; total votes are the online nodes' plus the QDevice's."""
+    offline = set(state.get("offline") or [])
+    votes = {n: (state.get("votes") or {}).get(n, 1) for n in state["nodes"]}
+    qdevice = state.get("qdevice_votes", 0)
+    expected = sum(votes.values()) + qdevice
+    total = sum(v for n, v in votes.items() if n not in offline) + qdevice
+    quorum = expected // 2 + 1
+    lines = ["Quorum information", "------------------", "Quorum provider:  corosync_votequorum",
+             "Nodes:            %d" % (len(votes) - len(offline)), "Quorate:          %s" % ("Yes" if total >= quorum
+                                                                                           else "No"),
+             "", "Votequorum information", "----------------------", "Expected votes:   %d" % expected,
+             "Highest expected: %d" % expected, "Total votes:      %d" % total, "Quorum:           %d  " % quorum,
+             "Flags:            %s%s" % ("Quorate" if total >= quorum else "", " Qdevice" if qdevice else ""), "",
+             "Membership information", "----------------------", "    Nodeid      Votes Name"]
+    for index, node in enumerate(state["nodes"]):
+        if node not in offline:
+            mine = " (local)" if node == local_node() else ""
+            lines.append("0x%08x %10d %s%s" % (index + 1, votes[node], node, mine))
+    if qdevice:
+        lines.append("0x00000000 %10d Qdevice" % qdevice)
+    return "\n".join(lines)
+
+
 def ha_manager_main(argv: list[str]) -> int:
     """`ha-manager crm-command node-maintenance enable|disable NODE`, the one ha-manager command doubled."""
     if argv[1:3] != ["crm-command", "node-maintenance"] or len(argv) != 5 or argv[3] not in ("enable", "disable"):
@@ -874,9 +900,20 @@ def ha_manager_main(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
+def other_main(argv: list[str]) -> int | None:
+    """ha-manager and corosync-quorumtool; None for pvesh and qm."""
     if argv[:1] == ["ha-manager"]:
         return ha_manager_main(argv)
+    if argv[:1] == ["corosync-quorumtool"]:
+        print(quorumtool(load()) if argv[1:] == ["-s"] else "usage: corosync-quorumtool -s (test double)")
+        return 0 if argv[1:] == ["-s"] else 255
+    return None
+
+
+def main(argv: list[str]) -> int:
+    done = other_main(argv)
+    if done is not None:
+        return done
     if argv[:2] == ["qm", "showcmd"] and len(argv) == 3:
         try:
             print(qm_showcmd(load(), argv[2], os.environ.get("PVESH_DOUBLE_SYSFS", "/sys")))

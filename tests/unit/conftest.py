@@ -47,11 +47,12 @@ def fake_node(tmp_path):
 
 @pytest.fixture
 def proxmox_commands(tmp_path) -> dict:
-    """`pvesh`, `qm` and `ha-manager` as commands in tmp_path, each the TEST DOUBLE tests/sim/pvesh_double.py -
-    the way the modules find them (their `pvesh` / `qm` / `ha_manager` options)."""
+    """`pvesh`, `qm`, `ha-manager` and `corosync-quorumtool` as commands in tmp_path, each the TEST DOUBLE
+    tests/sim/pvesh_double.py - the way the modules find them (their options of the same names)."""
     double = REPO / "tests" / "sim" / "pvesh_double.py"
     commands = {}
-    for name, prefix in (("pvesh", ""), ("qm", " qm"), ("ha-manager", " ha-manager")):
+    for name, prefix in (("pvesh", ""), ("qm", " qm"), ("ha-manager", " ha-manager"),
+                         ("corosync-quorumtool", " corosync-quorumtool")):
         command = tmp_path / name
         command.write_text('#!/bin/sh\nexec "%s" "%s"%s "$@"\n' % (sys.executable, double, prefix))
         command.chmod(0o755)

@@ -21,11 +21,12 @@ def cluster(tmp_path, monkeypatch, proxmox_commands):
                                  "ceph": {"health": "HEALTH_OK", "flags": []}}))
     monkeypatch.setenv("PVESH_DOUBLE_STATE", str(state))
     monkeypatch.setenv("PVESH_DOUBLE_NODE", "pve1")
-    return {"pvesh": pvesh, "state": state}
+    return {"pvesh": pvesh, "state": state, "quorumtool": proxmox_commands["corosync-quorumtool"]}
 
 
 def run(capsys, cluster, **args) -> tuple[bool, dict]:
-    with patch_module_args(dict({"pvesh": cluster["pvesh"]}, **args)), pytest.raises(SystemExit) as exited:
+    base = {"pvesh": cluster["pvesh"], "corosync_quorumtool": cluster["quorumtool"]}
+    with patch_module_args(dict(base, **args)), pytest.raises(SystemExit) as exited:
         pve_health.main()
     return exited.value.code != 0, json.loads(capsys.readouterr().out)
 
