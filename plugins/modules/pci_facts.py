@@ -53,6 +53,7 @@ options:
     elements: str
     default: []
   files:
+    version_added: "0.3.0"
     description:
       - Absolute paths whose state is returned as well (RV(files)) - exists, type, mode, owner, group and the
         SHA-1 checksum of a regular file - as M(vfio.proxmox.file_state) reports them.
@@ -62,6 +63,7 @@ options:
     elements: path
     default: []
   compare_proxmox:
+    version_added: "0.3.0"
     description:
       - Where C(pvesh) exists (a Proxmox VE node), also read Proxmox's own list of the node's PCI functions
         (C(pvesh get /nodes/NODE/hardware/pci --pci-class-blacklist "")) and return every difference from this
@@ -70,6 +72,7 @@ options:
     type: bool
     default: false
   read_files:
+    version_added: "0.3.0"
     description: Paths (in O(files) or not) whose text is returned in RV(files) too; each at most 1 MiB.
     type: list
     elements: path
@@ -119,6 +122,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 check_mode:
+  version_added: "0.3.0"
   description:
     - Whether the module ran in check mode - also when only the task or an included role is in check
       mode, which C(ansible_check_mode) does not show. The passthrough role decides from this.
@@ -185,6 +189,7 @@ ansible_facts:
               management: false
               management_reasons: []
     vfio_proxmox_view:
+      version_added: "0.3.0"
       description:
         - With O(compare_proxmox) only. C(checked) is false (with C(reason)) where there is no C(pvesh);
           C(differences) names each function where this module and Proxmox disagree.
@@ -214,6 +219,7 @@ ansible_facts:
           description: Running kernel release.
           type: str
         node_name:
+          version_added: "0.3.0"
           description: The short host name - the name Proxmox VE knows the node by (null when unreadable).
           type: str
         cmdline:
@@ -239,6 +245,7 @@ ansible_facts:
           description: The O(connection_address) given or found in E(SSH_CONNECTION), or null.
           type: str
         corosync_addresses:
+          version_added: "0.3.0"
           description:
             - Addresses of the corosync links (C(ringX_addr), C(linkX_addr)) in C(/etc/pve/corosync.conf)
               below O(etc_root); empty when the node is not in a cluster.
@@ -252,27 +259,32 @@ ansible_facts:
           description: Whether C(modules.alias) of the running kernel was found.
           type: bool
         installed_kernels:
+          version_added: "0.3.0"
           description: Kernel releases with modules under C(/lib/modules), the running one included.
           type: list
           elements: str
         network_error:
+          version_added: "0.3.0"
           description:
             - Why addresses or default routes could not be read (C(ip) missing, failing or unparsable); null
               when they were. The passthrough role refuses every network function while it is set.
           type: str
         storage_problems:
+          version_added: "0.3.0"
           description:
             - What could not be traced from mounts, swap, device-mapper/md stacks, ZFS pools and btrfs file
               systems to PCI functions. Empty when everything was traced.
           type: list
           elements: str
         vfio_users:
+          version_added: "0.3.0"
           description:
             - IOMMU group to the processes holding C(/dev/vfio/<group>) open (a running VM's QEMU, on Proxmox VE
               C(kvm -id VMID)), as C(PID (command line)). Read only when a device is on C(vfio-pci); empty otherwise.
           type: dict
           sample: {"12": ["4242 (/usr/bin/kvm -id 101)"]}
         vfio_config:
+          version_added: "0.3.0"
           description:
             - Hand-made configuration that decides bindings, with file and line - C(blacklist) and C(softdep)
               lines and C(options), C(install), C(remove) and C(alias) lines about vfio in the modprobe.d
@@ -285,6 +297,7 @@ ansible_facts:
           sample: [{"file": "/etc/modprobe.d/vfio.conf", "line": 1, "text": "options vfio-pci ids=8086:15f3",
                     "kind": "options", "module": "vfio_pci", "ids": ["8086:15f3"]}]
         handmade:
+          version_added: "0.3.0"
           description:
             - Passthrough configuration made by hand (as the guide does it), the role's own files and tokens left
               out - the C(vfio_config) lines plus passthrough kernel parameters (C(intel_iommu), C(amd_iommu),
@@ -313,6 +326,7 @@ ansible_facts:
                    "checksum": "6f1ed002ab5595859014ebf0951522d9e3d6a5b1",
                    "content": "options vfio-pci ids=8086:15f3\n"}}
 files:
+  version_added: "0.3.0"
   description: The state of each path in O(files) and O(read_files), keyed by path (empty when none were asked).
   returned: always
   type: dict

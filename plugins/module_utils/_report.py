@@ -1,10 +1,16 @@
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Readable reports of pci_facts results: a per-host text table and a fleet report."""
+"""Readable reports of pci_facts results: a per-host text table and a fleet report (the nic_table and
+fleet_report filters)."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
+
+# The fleet report JSON's layout (docs/fleet-report.schema.json); raised on any change a reader must know of.
+REPORT_FORMAT = "vfio.proxmox.fleet_report"
+REPORT_FORMAT_VERSION = 1
 
 
 def _ip_list(netdev: dict) -> str:
@@ -106,10 +112,14 @@ def nic_table(facts: dict) -> str:
     return "\n".join(lines)
 
 
-def fleet_report(hostvars: dict, hosts: list) -> dict:
-    """{"markdown": ..., "json": ...} for every host that has pci_facts results."""
+def fleet_report(hostvars: dict, hosts: list, generated_at: str | None = None) -> dict:
+    """{"markdown": ..., "json": ...} for every host that has pci_facts results.
+
+    The JSON document names its format and version and when it was made (ISO 8601, UTC, now unless given);
+    the hosts are under "hosts"."""
+    generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
     data = {}
-    md = ["# VFIO discovery report", ""]
+    md = ["# VFIO discovery report", "", "Generated %s." % generated_at, ""]
     for host in sorted(hosts):
         facts = hostvars.get(host, {}).get("ansible_facts", {})
         if "vfio_pci_devices" not in facts:
@@ -128,11 +138,6 @@ def fleet_report(hostvars: dict, hosts: list) -> dict:
                                         "".join(" - %s" % p for p in e.get("problems") or []))
                    for e in data[host]["handmade"]]
         md.append("")
-    return {"markdown": "\n".join(md), "json": json.dumps(data, indent=2, sort_keys=True) + "\n"}
-
-
-class FilterModule:
-    """vfio.proxmox report filters."""
-
-    def filters(self):
-        return {"nic_table": nic_table, "fleet_report": fleet_report}
+    document = {"format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION, "generated_at": generated_at,
+                "hosts": data}
+    return {"markdown": "\n".join(md), "json": json.dumps(document, indent=2, sort_keys=True) + "\n"}
