@@ -27,7 +27,15 @@ options:
     elements: str
     required: true
   generated_at:
-    description: When the report was made, ISO 8601; now in UTC when not given.
+    description:
+      - When the report's content was made, ISO 8601. When not given, the time of O(previous) if that report says
+        the same about the same hosts, else now in UTC.
+    type: str
+    version_added: "0.3.0"
+  previous:
+    description:
+      - The JSON text of an earlier report, or empty. When its hosts are the same, its C(generated_at) is kept, so
+        writing the report again changes nothing (the discover playbook passes the file it wrote before).
     type: str
     version_added: "0.3.0"
 """

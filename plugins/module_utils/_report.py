@@ -112,14 +112,27 @@ def nic_table(facts: dict) -> str:
     return "\n".join(lines)
 
 
-def fleet_report(hostvars: dict, hosts: list, generated_at: str | None = None) -> dict:
+def _earlier_time(previous: str | None, hosts: dict) -> str | None:
+    """The generated_at of an earlier report (its JSON text) that says the same about the same hosts."""
+    try:
+        earlier = json.loads(previous or "")
+    except ValueError:
+        return None
+    if not isinstance(earlier, dict) or (earlier.get("format"), earlier.get("format_version")) != (
+            REPORT_FORMAT, REPORT_FORMAT_VERSION):
+        return None
+    same = earlier.get("hosts") == json.loads(json.dumps(hosts))
+    return earlier.get("generated_at") if same and isinstance(earlier.get("generated_at"), str) else None
+
+
+def fleet_report(hostvars: dict, hosts: list, generated_at: str | None = None, previous: str | None = None) -> dict:
     """{"markdown": ..., "json": ...} for every host that has pci_facts results.
 
-    The JSON document names its format and version and when it was made (ISO 8601, UTC, now unless given);
-    the hosts are under "hosts"."""
-    generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    The JSON document names its format and version and when its content was made (ISO 8601, UTC); the hosts
+    are under "hosts". The time is generated_at when given, else that of `previous` (the JSON text of an
+    earlier report) when it says the same about the same hosts - so a second run changes nothing - else now."""
     data = {}
-    md = ["# VFIO discovery report", "", "Generated %s." % generated_at, ""]
+    md = ["# VFIO discovery report", "", "", ""]  # line 3: when, once the hosts are known
     for host in sorted(hosts):
         facts = hostvars.get(host, {}).get("ansible_facts", {})
         if "vfio_pci_devices" not in facts:
@@ -138,6 +151,9 @@ def fleet_report(hostvars: dict, hosts: list, generated_at: str | None = None) -
                                         "".join(" - %s" % p for p in e.get("problems") or []))
                    for e in data[host]["handmade"]]
         md.append("")
+    generated_at = generated_at or _earlier_time(previous, data) or datetime.now(timezone.utc).isoformat(
+        timespec="seconds")
+    md[2] = "Generated %s." % generated_at
     document = {"format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION, "generated_at": generated_at,
                 "hosts": data}
     return {"markdown": "\n".join(md), "json": json.dumps(document, indent=2, sort_keys=True) + "\n"}

@@ -82,6 +82,20 @@ def test_fleet_report_is_made_now_in_utc_unless_told():
     assert abs(datetime.now(timezone.utc) - made) < timedelta(minutes=1)
 
 
+def test_fleet_report_keeps_the_time_of_an_earlier_report_with_the_same_content(fake_node):
+    """The discover playbook writes the report again on every run: the same content keeps its time (a second
+    run changes nothing); other content, another format or text that is not a report gets a new one."""
+    hostvars = {"pve1": {"ansible_facts": facts(fake_node("guide-intel"))}}
+    first = fleet_report(hostvars, ["pve1"], generated_at="2026-12-01T10:00:00+00:00")
+    again = fleet_report(hostvars, ["pve1"], previous=first["json"])
+    assert again == first
+    other = {"pve1": {"ansible_facts": facts(fake_node("amd-zfs-uefi"))}}
+    for earlier, hosts in ((first["json"], other), (first["json"].replace('"format_version": 1', '"format_version": 2'),
+                                                   hostvars), ("not json", hostvars), ("[]", hostvars), ("", hostvars)):
+        assert json.loads(fleet_report(hosts, ["pve1"], previous=earlier)["json"])["generated_at"] != (
+            "2026-12-01T10:00:00+00:00")
+
+
 def test_report_filters_are_one_per_file():
     assert NicTable().filters() == {"nic_table": nic_table}
     assert FleetReport().filters() == {"fleet_report": fleet_report}
