@@ -90,10 +90,11 @@ def test_fleet_report_keeps_the_time_of_an_earlier_report_with_the_same_content(
     again = fleet_report(hostvars, ["pve1"], previous=first["json"])
     assert again == first
     other = {"pve1": {"ansible_facts": facts(fake_node("amd-zfs-uefi"))}}
-    for earlier, hosts in ((first["json"], other), (first["json"].replace('"format_version": 1', '"format_version": 2'),
-                                                   hostvars), ("not json", hostvars), ("[]", hostvars), ("", hostvars)):
-        assert json.loads(fleet_report(hosts, ["pve1"], previous=earlier)["json"])["generated_at"] != (
-            "2026-12-01T10:00:00+00:00")
+    version_2 = first["json"].replace('"format_version": 1', '"format_version": 2')
+    cases = [(first["json"], other), (version_2, hostvars), ("not json", hostvars), ("[]", hostvars), ("", hostvars)]
+    for earlier, hosts in cases:
+        made = json.loads(fleet_report(hosts, ["pve1"], previous=earlier)["json"])["generated_at"]
+        assert made != "2026-12-01T10:00:00+00:00"
 
 
 def test_report_filters_are_one_per_file():
