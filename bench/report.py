@@ -1,4 +1,4 @@
-"""The benchmark's outputs: a Markdown report, a PNG plot, the README's table."""
+"""The benchmark's outputs: a Markdown report, a PNG plot, the table in DEVELOPMENT.md."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def plot(summary: dict, path: Path) -> None:
 
 
 def update_readme(readme: Path, summary: dict) -> None:
-    """Replace the README's benchmark block with the latest tables."""
+    """Replace the benchmark block of DEVELOPMENT.md with the latest tables."""
     block = "\n\n".join([
         README_BEGIN,
         "Latest run (%s, %s cores, median of %d; full report: [bench/results/latest.md]"
@@ -122,5 +122,5 @@ def update_readme(readme: Path, summary: dict) -> None:
     text = readme.read_text()
     pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
     if not pattern.search(text):
-        raise SystemExit("bench: README.md has no %s ... %s block" % (README_BEGIN, README_END))
+        raise SystemExit("bench: %s has no %s ... %s block" % (readme.name, README_BEGIN, README_END))
     readme.write_text(pattern.sub(lambda _match: block, text))

@@ -1,6 +1,6 @@
 """Fleet benchmark: the role against the ping floor and the guide's way, on N simulated nodes.
 
-  scripts/bench                         # N = 5 10 20, median of 3, updates README
+  scripts/bench                         # N = 5 10 20, median of 3, updates DEVELOPMENT.md
   scripts/bench --nodes 5 --repeat 1    # a quick look
   scripts/bench --pci-facts-only        # re-time pci_facts, keep the last fleet numbers
 
@@ -53,7 +53,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, nargs="+", default=[5, 10, 20], help="fleet sizes")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per fleet size (median taken)")
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md as it is")
+    parser.add_argument("--no-readme", action="store_true", help="leave DEVELOPMENT.md as it is")
     parser.add_argument("--pci-facts-only", action="store_true",
                         help="re-time pci_facts only; the fleet numbers stay those of bench/results/latest.json")
     args = parser.parse_args()
@@ -94,7 +94,7 @@ def write(summary: dict, readme: bool) -> int:
     (RESULTS / "latest.md").write_text(report.markdown(summary))
     report.plot(summary, RESULTS / "wall-time.png")
     if readme:
-        report.update_readme(REPO / "README.md", summary)
+        report.update_readme(REPO / "DEVELOPMENT.md", summary)
     print(report.markdown(summary))
     return 0
 

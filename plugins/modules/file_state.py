@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: file_state
 short_description: Report the state of several files in one round trip
-version_added: "0.2.0"
+version_added: "0.3.0"
 description:
   - Reports, for each path, whether it exists, its type, mode, owner, group and (for a regular file)
     its SHA-1 checksum, and returns the text of the files named in O(read).

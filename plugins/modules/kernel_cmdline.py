@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: kernel_cmdline
 short_description: Add or remove tokens of a one-line kernel command line file
-version_added: "0.2.0"
+version_added: "0.3.0"
 description:
   - Edits the first line of a kernel command line file such as C(/etc/kernel/cmdline), which
     C(proxmox-boot-tool refresh) copies to the boot entries of systemd-boot nodes.

@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: owned_files
 short_description: Write, remove and restore the files a role owns, in one round trip
-version_added: "0.2.0"
+version_added: "0.3.0"
 description:
   - Creates directories, keeps exact copies of files, keeps aside foreign files found at owned paths,
     writes files with the given content and mode, removes files, puts kept-aside files back and removes
@@ -35,7 +35,6 @@ options:
     type: list
     elements: dict
     default: []
-    version_added: "0.3.0"
     suboptions:
       path:
         description: The file to copy.
@@ -134,7 +133,6 @@ copied:
   returned: always
   type: list
   elements: str
-  version_added: "0.3.0"
 backed_up:
   description: Files kept aside.
   returned: always

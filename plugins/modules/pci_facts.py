@@ -53,6 +53,7 @@ options:
     elements: str
     default: []
   files:
+    version_added: "0.3.0"
     description:
       - Absolute paths whose state is returned as well (RV(files)) - exists, type, mode, owner, group and the
         SHA-1 checksum of a regular file - as M(vfio.proxmox.file_state) reports them.
@@ -62,6 +63,7 @@ options:
     elements: path
     default: []
   compare_proxmox:
+    version_added: "0.3.0"
     description:
       - Where C(pvesh) exists (a Proxmox VE node), also read Proxmox's own list of the node's PCI functions
         (C(pvesh get /nodes/NODE/hardware/pci --pci-class-blacklist "")) and return every difference from this
@@ -70,6 +72,7 @@ options:
     type: bool
     default: false
   read_files:
+    version_added: "0.3.0"
     description: Paths (in O(files) or not) whose text is returned in RV(files) too; each at most 1 MiB.
     type: list
     elements: path
@@ -119,6 +122,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 check_mode:
+  version_added: "0.3.0"
   description:
     - Whether the module ran in check mode - also when only the task or an included role is in check
       mode, which C(ansible_check_mode) does not show. The passthrough role decides from this.
@@ -134,57 +138,205 @@ ansible_facts:
         - One entry per PCI function, sorted by address.
         - IDs are lowercase hex without C(0x) - 4 digits for vendor, device and subsystem IDs,
           6 for the class, 2 for the revision.
-        - C(storage) lists what the function holds for the node (C(holds /), C(holds swap /dev/dm-1),
-          C(holds ZFS pool rpool (/)), C(holds btrfs /)), traced from mounts, swap, device-mapper and md
-          stacks, C(zpool status -P) and C(/sys/fs/btrfs); a function in this list never leaves the host.
-        - In C(netdevs), C(permanent_mac) is the burned-in address (bond slaves share the bond's C(mac)) and
-          C(management_unknown) says why the management paths of an Open vSwitch port could not be told.
-        - C(proxmox_mapping) is what a Proxmox VE PCI resource mapping entry for this function must carry, in
-          Proxmox's format (C(path), C(id), C(subsystem-id) and C(iommugroup) when the hardware has them) - for
-          M(vfio.proxmox.pci_mapping) O(vfio.proxmox.pci_mapping#module:entries) add a C(node) and pass
-          C(subsystem-id) as C(subsystem_id).
-          C(mdev) is true when the function offers mediated devices (as Proxmox reads it).
+        - A value that could not be read is null, and a warning names the file.
       returned: always
       type: list
       elements: dict
-      sample:
-        - address: "0000:02:00.0"
-          vendor: "8086"
-          device: "15f3"
-          subsystem_vendor: "8086"
-          subsystem_device: "0000"
-          class: "020000"
-          revision: "03"
-          vendor_name: Intel Corporation
-          device_name: Ethernet Controller I225-V
-          class_name: Ethernet controller
-          driver: igc
-          modalias: "pci:v00008086d000015F3sv00008086sd00000000bc02sc00i00"
-          modules: [igc]
-          iommu_group: "14"
-          iommu_group_peers: []
-          is_bridge: false
-          is_network: true
-          numa_node: null
-          reset_methods: [flr, bus]
-          sriov: null
-          mdev: false
-          proxmox_mapping: {path: "0000:02:00.0", id: "8086:15f3", subsystem-id: "8086:0000", iommugroup: 14}
-          storage: []
-          netdevs:
-            - name: enp2s0
-              mac: "a8:a1:59:00:00:02"
-              permanent_mac: null
-              operstate: up
-              speed: 2500
-              mtu: 1500
-              master: null
-              uppers: []
-              addresses: []
-              default_route: false
-              management: false
-              management_reasons: []
+      contains:
+        address:
+          description: PCI address with its domain.
+          type: str
+          sample: "0000:02:00.0"
+        vendor:
+          description: Vendor ID.
+          type: str
+          sample: "8086"
+        device:
+          description: Device ID.
+          type: str
+          sample: "15f3"
+        subsystem_vendor:
+          description: Subsystem vendor ID.
+          type: str
+          sample: "8086"
+        subsystem_device:
+          description: Subsystem device ID.
+          type: str
+          sample: "0000"
+        class:
+          description: PCI class, base class, subclass and programming interface.
+          type: str
+          sample: "020000"
+        revision:
+          description: Revision ID.
+          type: str
+          sample: "03"
+        vendor_name:
+          description: The vendor's name from C(pci.ids); null without C(pci.ids).
+          type: str
+          sample: Intel Corporation
+        device_name:
+          description: The device's name from C(pci.ids).
+          type: str
+          sample: Ethernet Controller I225-V
+        class_name:
+          description: The class's name from C(pci.ids).
+          type: str
+          sample: Ethernet controller
+        driver:
+          description: The driver bound now; null when none.
+          type: str
+          sample: igc
+        modalias:
+          description: The function's modalias.
+          type: str
+          sample: "pci:v00008086d000015F3sv00008086sd00000000bc02sc00i00"
+        modules:
+          description: Kernel modules that could drive it, from C(modules.alias) of the running kernel.
+          type: list
+          elements: str
+          sample: [igc]
+        iommu_group:
+          description: Its IOMMU group; null when the IOMMU is off or does not cover it.
+          type: str
+          sample: "14"
+        iommu_group_peers:
+          description: The other functions in its IOMMU group - they go to a VM with it.
+          type: list
+          elements: str
+          sample: []
+        is_bridge:
+          description: A PCI bridge (never passed through).
+          type: bool
+        is_network:
+          description: A network controller (class C(02)).
+          type: bool
+        numa_node:
+          description: Its NUMA node; null on single-node machines.
+          type: int
+        reset_methods:
+          description:
+            - The kernel's reset methods for it (C(reset_method)), in order; empty when it cannot be reset alone.
+          type: list
+          elements: str
+          sample: [flr, bus]
+        sriov:
+          description: SR-IOV state; null when the function has no SR-IOV capability.
+          type: dict
+          contains:
+            total_vfs:
+              description: The most VFs it supports (C(sriov_totalvfs)).
+              type: int
+            num_vfs:
+              description: VFs enabled now.
+              type: int
+            physfn:
+              description: For a VF, the address of its physical function.
+              type: str
+            vfs:
+              description: For a PF, the addresses of its VFs.
+              type: list
+              elements: str
+        mdev:
+          description: It offers mediated devices (as Proxmox VE reads it).
+          type: bool
+          version_added: "0.3.0"
+        proxmox_mapping:
+          description:
+            - What a Proxmox VE PCI resource mapping entry for it must carry, in Proxmox's format - C(path),
+              C(id), and C(subsystem-id) and C(iommugroup) when the hardware has them.
+            - For M(vfio.proxmox.pci_mapping) O(vfio.proxmox.pci_mapping#module:entries) add a C(node) and pass
+              C(subsystem-id) as C(subsystem_id).
+          type: dict
+          sample: {path: "0000:02:00.0", id: "8086:15f3", subsystem-id: "8086:0000", iommugroup: 14}
+          version_added: "0.3.0"
+        storage:
+          description:
+            - What it holds for the node, traced from mounts, swap, device-mapper and md stacks, C(zpool status -P)
+              and C(/sys/fs/btrfs). A function in this list never leaves the host.
+          type: list
+          elements: str
+          sample: [holds /, holds swap /dev/dm-1, holds ZFS pool rpool (/)]
+          version_added: "0.3.0"
+        netdevs:
+          description: The network interfaces on this function (none for most functions).
+          type: list
+          elements: dict
+          contains:
+            name:
+              description: Interface name.
+              type: str
+              sample: enp2s0
+            mac:
+              description: Current MAC address (bond slaves share the bond's).
+              type: str
+              sample: "a8:a1:59:00:00:02"
+            permanent_mac:
+              description: The burned-in MAC address where the kernel tells it; null otherwise.
+              type: str
+              version_added: "0.3.0"
+            operstate:
+              description: C(up), C(down) and so on, as the kernel says.
+              type: str
+              sample: up
+            speed:
+              description: Link speed in Mb/s; null without link.
+              type: int
+              sample: 2500
+            mtu:
+              description: MTU.
+              type: int
+              sample: 1500
+            master:
+              description: The bridge, bond or C(ovs-system) it is enslaved to; null when none.
+              type: str
+            uppers:
+              description: Every interface stacked on it, recursively - bridges, bonds, VLANs, Open vSwitch bridges.
+              type: list
+              elements: str
+              sample: [vmbr0]
+            addresses:
+              description: The addresses of the interface and of everything stacked on it.
+              type: list
+              elements: dict
+              contains:
+                interface:
+                  description: The interface that holds it.
+                  type: str
+                  sample: vmbr0
+                family:
+                  description: C(ipv4) or C(ipv6).
+                  type: str
+                address:
+                  description: The address.
+                  type: str
+                  sample: 192.0.2.10
+                prefixlen:
+                  description: Prefix length.
+                  type: int
+                  sample: 24
+                scope:
+                  description: C(global), C(link) and so on.
+                  type: str
+            default_route:
+              description: It or an upper carries a default route.
+              type: bool
+            management:
+              description: It is a management path - passing it through would lock the operator out.
+              type: bool
+            management_reasons:
+              description: Why, per interface of its stack.
+              type: list
+              elements: str
+              sample: ["enp2s0: vmbr0: default route (ipv4)"]
+            management_unknown:
+              description:
+                - Why its management paths could not be told (an Open vSwitch port of an unknown bridge); null
+                  otherwise.
+              type: str
+              version_added: "0.3.0"
     vfio_proxmox_view:
+      version_added: "0.3.0"
       description:
         - With O(compare_proxmox) only. C(checked) is false (with C(reason)) where there is no C(pvesh);
           C(differences) names each function where this module and Proxmox disagree.
@@ -214,6 +366,7 @@ ansible_facts:
           description: Running kernel release.
           type: str
         node_name:
+          version_added: "0.3.0"
           description: The short host name - the name Proxmox VE knows the node by (null when unreadable).
           type: str
         cmdline:
@@ -239,6 +392,7 @@ ansible_facts:
           description: The O(connection_address) given or found in E(SSH_CONNECTION), or null.
           type: str
         corosync_addresses:
+          version_added: "0.3.0"
           description:
             - Addresses of the corosync links (C(ringX_addr), C(linkX_addr)) in C(/etc/pve/corosync.conf)
               below O(etc_root); empty when the node is not in a cluster.
@@ -252,27 +406,32 @@ ansible_facts:
           description: Whether C(modules.alias) of the running kernel was found.
           type: bool
         installed_kernels:
+          version_added: "0.3.0"
           description: Kernel releases with modules under C(/lib/modules), the running one included.
           type: list
           elements: str
         network_error:
+          version_added: "0.3.0"
           description:
             - Why addresses or default routes could not be read (C(ip) missing, failing or unparsable); null
               when they were. The passthrough role refuses every network function while it is set.
           type: str
         storage_problems:
+          version_added: "0.3.0"
           description:
             - What could not be traced from mounts, swap, device-mapper/md stacks, ZFS pools and btrfs file
               systems to PCI functions. Empty when everything was traced.
           type: list
           elements: str
         vfio_users:
+          version_added: "0.3.0"
           description:
             - IOMMU group to the processes holding C(/dev/vfio/<group>) open (a running VM's QEMU, on Proxmox VE
               C(kvm -id VMID)), as C(PID (command line)). Read only when a device is on C(vfio-pci); empty otherwise.
           type: dict
           sample: {"12": ["4242 (/usr/bin/kvm -id 101)"]}
         vfio_config:
+          version_added: "0.3.0"
           description:
             - Hand-made configuration that decides bindings, with file and line - C(blacklist) and C(softdep)
               lines and C(options), C(install), C(remove) and C(alias) lines about vfio in the modprobe.d
@@ -285,6 +444,7 @@ ansible_facts:
           sample: [{"file": "/etc/modprobe.d/vfio.conf", "line": 1, "text": "options vfio-pci ids=8086:15f3",
                     "kind": "options", "module": "vfio_pci", "ids": ["8086:15f3"]}]
         handmade:
+          version_added: "0.3.0"
           description:
             - Passthrough configuration made by hand (as the guide does it), the role's own files and tokens left
               out - the C(vfio_config) lines plus passthrough kernel parameters (C(intel_iommu), C(amd_iommu),
@@ -313,6 +473,7 @@ ansible_facts:
                    "checksum": "6f1ed002ab5595859014ebf0951522d9e3d6a5b1",
                    "content": "options vfio-pci ids=8086:15f3\n"}}
 files:
+  version_added: "0.3.0"
   description: The state of each path in O(files) and O(read_files), keyed by path (empty when none were asked).
   returned: always
   type: dict

@@ -217,10 +217,19 @@ used_by:
   elements: str
   sample: ["VM 100 (hostpci1, on pve1)"]
 commands:
-  description: The C(pvesh) calls made, in order.
+  description:
+    - Every C(pvesh) call made, in order, reads included - each one the command line as a list of arguments -
+      C(pvesh), the verb (C(get), C(create), C(set), C(delete)), the API path, the options, and
+      C(--output-format json). In check mode only the reads are made.
+    - To replay or audit a change, filter on the verb, for example
+      C(commands | rejectattr('1', 'eq', 'get')) for the writes.
   returned: always
   type: list
   elements: list
+  sample:
+    - [pvesh, get, /cluster/mapping/pci/wan, --output-format, json]
+    - [pvesh, create, /cluster/mapping/pci, --id, wan, --map, "node=pve1,path=0000:02:00.0,id=8086:15f3,iommugroup=14",
+       --output-format, json]
 """
 
 import socket

@@ -25,7 +25,9 @@ description:
   - Afterwards the PF must still be up with the addresses it had (a problem is reported otherwise), and each
     VF's IOMMU group is returned with any other device in it.
   - It changes nothing persistent - the VFs are gone at the next boot unless something creates them again.
-    Plans usually come from the C(passthrough_sriov) variable of the C(vfio.proxmox.passthrough) role.
+    The C(vfio.proxmox.sriov) playbook calls it with the plan it makes from the inventory variable
+    C(passthrough_sriov) (which the C(vfio.proxmox.passthrough) role does not read), and installs a boot unit
+    that makes the same VFs at every boot.
 author:
   - vfio.proxmox contributors (@vfio-proxmox)
 options:
@@ -148,10 +150,33 @@ results:
       elements: str
       sample: ["sriov_drivers_autoprobe 0", "sriov_numvfs 4", "enp4s0f0np0 vf 0 mac 02:00:04:00:00:00 vlan 10"]
     vfs:
-      description: Each VF after the run - index, address, id, driver, iommu_group and group_peers (other
-        devices in its IOMMU group).
+      description: Each VF after the run, by index.
       type: list
       elements: dict
+      contains:
+        index:
+          description: The VF's index on its PF (C(ip link set PF vf INDEX)).
+          type: int
+          sample: 0
+        address:
+          description: The VF's PCI address.
+          type: str
+          sample: "0000:04:02.0"
+        id:
+          description: The VF's vendor:device ID.
+          type: str
+          sample: "8086:154c"
+        driver:
+          description: The driver bound now (C(vfio-pci), C(iavf), ...); null when none.
+          type: str
+        iommu_group:
+          description: Its IOMMU group; null when it has none (a VM cannot get it).
+          type: str
+          sample: "41"
+        group_peers:
+          description: The other devices in its IOMMU group (empty when it is isolated).
+          type: list
+          elements: str
     problems:
       description: What a VM would trip over - a VF without an IOMMU group or sharing it, a PF whose addresses
         changed.

@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: vfio_bind
 short_description: Bind PCI functions to vfio-pci on the running kernel, or release them
-version_added: "0.2.0"
+version_added: "0.3.0"
 description:
   - With O(state=present), writes C(vfio-pci) to each device's C(driver_override), unbinds the driver
     in use and asks the kernel to probe the device again, so it moves to C(vfio-pci) without a reboot.

@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: vfio_ready
 short_description: Prove that a VM could use PCI devices, by opening them through VFIO as QEMU does
-version_added: "0.2.0"
+version_added: "0.3.0"
 description:
   - For each device, opens C(/dev/vfio/vfio), checks the VFIO API version and the type-1 IOMMU extension,
     opens the device's IOMMU group C(/dev/vfio/<group>), checks that the group is viable, adds it to the

@@ -174,6 +174,38 @@ def pve_doubles() -> dict[str, str]:
             "/usr/sbin/corosync-quorumtool": PVESH_WRAPPER % ("corosync-quorumtool", "corosync-quorumtool ")}
 
 
+def installed_kernel_script(release: str) -> list[str]:
+    """Shell that makes the profile's kernel the node's one installed kernel, as on a real Proxmox VE node.
+
+    The image's Debian kernel (the only one it has) is renamed to the profile's release - /boot/vmlinuz-,
+    config-, System.map-, initrd.img-, /lib/modules/ and initramfs-tools' record of it - so discovery,
+    the plan, update-initramfs -k all and update-grub all see the release the profile claims
+    (6.8.12-4-pve for Proxmox VE 8), and nothing else. The files are the Debian kernel's: real tools
+    build a real initramfs and grub.cfg from them. The initramfs is the image's until the first rebuild.
+    """
+    q = shlex.quote(release)
+    return [
+        "real=$(ls /lib/modules | head -n1)",
+        'if [ "$real" != %s ]; then' % q,
+        "  mv /lib/modules/\"$real\" /lib/modules/%s" % q,
+        "  for f in vmlinuz config System.map initrd.img; do",
+        "    if [ -e \"/boot/$f-$real\" ]; then mv \"/boot/$f-$real\" \"/boot/$f-\"%s; fi" % q,
+        "  done",
+        "  if [ -e \"/var/lib/initramfs-tools/$real\" ]; then",
+        "    mv \"/var/lib/initramfs-tools/$real\" /var/lib/initramfs-tools/%s" % q,
+        "  fi",
+        # Debian's kernel package points these at the kernel it installed.
+        "  for link in vmlinuz initrd.img; do",
+        "    if [ -L \"/$link\" ]; then ln -sfn \"boot/$link-\"%s \"/$link\"; fi" % q,
+        "  done",
+        "fi",
+        "if [ \"$(ls /boot | grep -c '^vmlinuz-')\" != 1 ] || [ ! -e /boot/vmlinuz-%s ] \\" % q,
+        "    || [ ! -d /lib/modules/%s ]; then" % q,
+        "  echo \"installed kernel: /boot holds $(ls /boot | tr '\\n' ' '), not only %s\" >&2; exit 1" % release,
+        "fi",
+    ]
+
+
 def setup_script(profile: dict, pve_cluster: bool = False, rebootable: bool = False) -> str:
     """Shell run inside the node once: files, test doubles, module tree, network."""
     lines = ["set -e"]
@@ -203,13 +235,11 @@ def setup_script(profile: dict, pve_cluster: bool = False, rebootable: bool = Fa
         lines.append("printf '%%s' %s > %s" % (shlex.quote(text), shlex.quote(path)))
     for path in doubles:
         lines.append("chmod 0755 %s" % path)
+    lines += installed_kernel_script(profile["kernel"])
     if profile["boot_loader"] == "grub":
         # A real node has a grub.cfg before anyone touches it. grub.cfg's `lang` follows the
         # caller's LANG: use the one Ansible's modules run with, as the role's update-grub does.
         lines.append("mkdir -p /boot/grub && LANG=C.UTF-8 update-grub >/var/log/vfio-sim-update-grub.log 2>&1")
-    # The simulated running kernel is the profile's; its modules are the image's kernel's.
-    lines.append("real=$(ls /lib/modules | head -n1)")
-    lines.append("[ -e /lib/modules/%s ] || ln -s \"$real\" /lib/modules/%s" % (profile["kernel"], profile["kernel"]))
     if rebootable:
         # A Proxmox kernel knows the profile's native drivers (igc, ...); the image's cloud kernel lacks some. After
         # a simulated boot a device sits on vfio-pci, and its native driver is found by modalias, as on a real node.

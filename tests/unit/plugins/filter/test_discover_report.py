@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from ansible_collections.vfio.proxmox.plugins.filter.discover_report import FilterModule, fleet_report, nic_table
+import jsonschema
+import pytest
+import yaml
+
+from ansible_collections.vfio.proxmox.plugins.filter.fleet_report import FilterModule as FleetReport
+from ansible_collections.vfio.proxmox.plugins.filter.nic_table import FilterModule as NicTable
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils._report import fleet_report, nic_table
+
+ROOT = Path(__file__).resolve().parents[4]
+FILTERS = ROOT / "plugins" / "filter"
+SCHEMA = ROOT / "docs" / "docsite" / "fleet-report.schema.json"
 
 
 def facts(node, **kwargs):
@@ -46,8 +59,12 @@ def test_fleet_report_markdown_and_json(fake_node):
         "pve2": {"ansible_facts": facts(fake_node("amd-zfs-uefi"))},
         "unreached": {"ansible_facts": {}},
     }
-    report = fleet_report(hostvars, ["pve2", "pve1", "unreached"])
-    data = json.loads(report["json"])
+    report = fleet_report(hostvars, ["pve2", "pve1", "unreached"], generated_at="2026-12-03T19:00:00+00:00")
+    document = json.loads(report["json"])
+    assert (document["format"], document["format_version"]) == ("vfio.proxmox.fleet_report", 1)
+    assert document["generated_at"] == "2026-12-03T19:00:00+00:00"
+    jsonschema.validate(document, json.loads(SCHEMA.read_text()))
+    data = document["hosts"]
     assert sorted(data) == ["pve1", "pve2"]
     assert [n["address"] for n in data["pve2"]["nics"]] == ["0000:05:00.0", "0000:06:00.0"]
     assert data["pve2"]["readiness"]["boot_loader"] == "systemd-boot (proxmox-boot-tool status: ESP in uefi mode)"
@@ -55,18 +72,50 @@ def test_fleet_report_markdown_and_json(fake_node):
     assert md.index("## pve1") < md.index("## pve2")
     assert "unreached" not in md
     assert "| 0000:02:00.0 | 8086:15f3 | igc | 12 |" in md
-    assert FilterModule().filters() == {"nic_table": nic_table, "fleet_report": fleet_report}
+    assert "Generated 2026-12-03T19:00:00+00:00." in md
 
 
-def test_the_table_and_the_report_show_hand_made_configuration_with_its_problems():
-    facts = {"vfio_pci_devices": [], "vfio_iommu_groups": {}, "vfio_host": {"handmade": [
-        {"file": "/etc/modprobe.d/blacklist.conf", "line": 1, "text": "blacklist e1000e", "kind": "blacklist",
-         "problems": ["blacklists e1000e, the driver of the management NIC 0000:00:1f.6 (eno1)"]},
-        {"file": "/etc/modules", "line": 2, "text": "vfio", "kind": "load", "problems": []}]}}
-    table = nic_table(facts)
-    assert "configured by hand (2 lines):" in table
-    assert ("  /etc/modprobe.d/blacklist.conf:1: blacklist e1000e  <- blacklists e1000e, the driver of the "
-            "management NIC 0000:00:1f.6 (eno1)") in table.splitlines()
-    report = fleet_report({"pve1": {"ansible_facts": facts}}, ["pve1"])
-    assert "- `/etc/modules:2: vfio`" in report["markdown"].splitlines()
-    assert '"handmade"' in report["json"]
+def test_fleet_report_is_made_now_in_utc_unless_told():
+    stamp = json.loads(fleet_report({}, [])["json"])["generated_at"]
+    made = datetime.fromisoformat(stamp)
+    assert made.utcoffset() == timedelta(0)
+    assert abs(datetime.now(timezone.utc) - made) < timedelta(minutes=1)
+
+
+def test_fleet_report_keeps_the_time_of_an_earlier_report_with_the_same_content(fake_node):
+    """The discover playbook writes the report again on every run: the same content keeps its time (a second
+    run changes nothing); other content, another format or text that is not a report gets a new one."""
+    hostvars = {"pve1": {"ansible_facts": facts(fake_node("guide-intel"))}}
+    first = fleet_report(hostvars, ["pve1"], generated_at="2026-12-01T10:00:00+00:00")
+    again = fleet_report(hostvars, ["pve1"], previous=first["json"])
+    assert again == first
+    other = {"pve1": {"ansible_facts": facts(fake_node("amd-zfs-uefi"))}}
+    version_2 = first["json"].replace('"format_version": 1', '"format_version": 2')
+    cases = [(first["json"], other), (version_2, hostvars), ("not json", hostvars), ("[]", hostvars), ("", hostvars)]
+    for earlier, hosts in cases:
+        made = json.loads(fleet_report(hosts, ["pve1"], previous=earlier)["json"])["generated_at"]
+        assert made != "2026-12-01T10:00:00+00:00"
+
+
+def test_report_filters_are_one_per_file():
+    assert NicTable().filters() == {"nic_table": nic_table}
+    assert FleetReport().filters() == {"fleet_report": fleet_report}
+
+
+@pytest.mark.parametrize("path", sorted(FILTERS.glob("*.py")), ids=lambda p: p.stem)
+def test_each_filter_file_holds_the_one_filter_its_documentation_names(path):
+    """galaxy-importer lists every file in plugins/filter as a filter, and a documentation file beside it as a
+    second one: one filter per file, named like it, documented inside it.
+
+    Read with ast, not imported: importing ansible.errors (as some filters do) into this process makes
+    AnsibleModule in later tests report warnings to the controller's display instead of in its result."""
+    tree = ast.parse(path.read_text())
+    strings = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+               if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+               and node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN")}
+    filters = [node for cls in tree.body if isinstance(cls, ast.ClassDef) and cls.name == "FilterModule"
+               for node in ast.walk(cls) if isinstance(node, ast.Return)]
+    assert len(filters) == 1 and [ast.literal_eval(k) for k in filters[0].value.keys] == [path.stem]
+    assert yaml.safe_load(strings["DOCUMENTATION"])["name"] == path.stem
+    assert yaml.safe_load(strings["EXAMPLES"]) and yaml.safe_load(strings["RETURN"])["_value"]["description"]
+    assert [p.name for p in FILTERS.iterdir() if p.suffix != ".py"] == []

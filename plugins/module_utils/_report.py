@@ -1,10 +1,16 @@
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Readable reports of pci_facts results: a per-host text table and a fleet report."""
+"""Readable reports of pci_facts results: a per-host text table and a fleet report (the nic_table and
+fleet_report filters)."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
+
+# The fleet report JSON's layout (docs/fleet-report.schema.json); raised on any change a reader must know of.
+REPORT_FORMAT = "vfio.proxmox.fleet_report"
+REPORT_FORMAT_VERSION = 1
 
 
 def _ip_list(netdev: dict) -> str:
@@ -106,10 +112,27 @@ def nic_table(facts: dict) -> str:
     return "\n".join(lines)
 
 
-def fleet_report(hostvars: dict, hosts: list) -> dict:
-    """{"markdown": ..., "json": ...} for every host that has pci_facts results."""
+def _earlier_time(previous: str | None, hosts: dict) -> str | None:
+    """The generated_at of an earlier report (its JSON text) that says the same about the same hosts."""
+    try:
+        earlier = json.loads(previous or "")
+    except ValueError:
+        return None
+    if not isinstance(earlier, dict) or (earlier.get("format"), earlier.get("format_version")) != (
+            REPORT_FORMAT, REPORT_FORMAT_VERSION):
+        return None
+    same = earlier.get("hosts") == json.loads(json.dumps(hosts))
+    return earlier.get("generated_at") if same and isinstance(earlier.get("generated_at"), str) else None
+
+
+def fleet_report(hostvars: dict, hosts: list, generated_at: str | None = None, previous: str | None = None) -> dict:
+    """{"markdown": ..., "json": ...} for every host that has pci_facts results.
+
+    The JSON document names its format and version and when its content was made (ISO 8601, UTC); the hosts
+    are under "hosts". The time is generated_at when given, else that of `previous` (the JSON text of an
+    earlier report) when it says the same about the same hosts - so a second run changes nothing - else now."""
     data = {}
-    md = ["# VFIO discovery report", ""]
+    md = ["# VFIO discovery report", "", "", ""]  # line 3: when, once the hosts are known
     for host in sorted(hosts):
         facts = hostvars.get(host, {}).get("ansible_facts", {})
         if "vfio_pci_devices" not in facts:
@@ -128,11 +151,9 @@ def fleet_report(hostvars: dict, hosts: list) -> dict:
                                         "".join(" - %s" % p for p in e.get("problems") or []))
                    for e in data[host]["handmade"]]
         md.append("")
-    return {"markdown": "\n".join(md), "json": json.dumps(data, indent=2, sort_keys=True) + "\n"}
-
-
-class FilterModule:
-    """vfio.proxmox report filters."""
-
-    def filters(self):
-        return {"nic_table": nic_table, "fleet_report": fleet_report}
+    generated_at = generated_at or _earlier_time(previous, data) or datetime.now(timezone.utc).isoformat(
+        timespec="seconds")
+    md[2] = "Generated %s." % generated_at
+    document = {"format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION, "generated_at": generated_at,
+                "hosts": data}
+    return {"markdown": "\n".join(md), "json": json.dumps(document, indent=2, sort_keys=True) + "\n"}
