@@ -94,7 +94,7 @@ def container_blockers(config: dict, storage: dict) -> tuple[list[str], set[str]
         blockers.append("lock %s" % config["lock"])
     for key in sorted(config):
         if re.match(r"^dev\d+$", key):
-            blockers.append("passed-through device %s (%s)" % (key, str(config[key]).split(",")[0]))
+            blockers.append("passed-through device %s (%s)" % (key, str(config[key]).split(",", maxsplit=1)[0]))
         if not re.match(r"^(rootfs|mp\d+|unused\d+)$", key):
             continue
         fields = str(config[key]).split(",")
@@ -140,10 +140,9 @@ def read_moves(pvesh, node: str, guests: list[dict]) -> dict:
             blockers, needs = container_blockers(pvesh.get(base + "/config") or {}, storage)
             nodes = [set(storage[s]["nodes"]) for s in needs if s in storage and storage[s]["nodes"]]
             allowed = sorted(set.intersection(*nodes)) if nodes else None
-            moves[guest["vmid"]] = {"blockers": blockers, "allowed": allowed,
-                                    "why_not": {} if allowed is None else {"*": "its storage %s is enabled on %s only"
-                                                                            % (", ".join(sorted(needs)),
-                                                                               ", ".join(allowed))}}
+            why_not = {} if allowed is None else {
+                "*": "its storage %s is enabled on %s only" % (", ".join(sorted(needs)), ", ".join(allowed))}
+            moves[guest["vmid"]] = {"blockers": blockers, "allowed": allowed, "why_not": why_not}
     return moves
 
 

@@ -871,9 +871,9 @@ def quorumtool(state: dict) -> str:
     expected = sum(votes.values()) + qdevice
     total = sum(v for n, v in votes.items() if n not in offline) + qdevice
     quorum = expected // 2 + 1
+    quorate = "Yes" if total >= quorum else "No"
     lines = ["Quorum information", "------------------", "Quorum provider:  corosync_votequorum",
-             "Nodes:            %d" % (len(votes) - len(offline)), "Quorate:          %s" % ("Yes" if total >= quorum
-                                                                                           else "No"),
+             "Nodes:            %d" % (len(votes) - len(offline)), "Quorate:          %s" % quorate,
              "", "Votequorum information", "----------------------", "Expected votes:   %d" % expected,
              "Highest expected: %d" % expected, "Total votes:      %d" % total, "Quorum:           %d  " % quorum,
              "Flags:            %s%s" % ("Quorate" if total >= quorum else "", " Qdevice" if qdevice else ""), "",

@@ -266,7 +266,6 @@ def test_a_failed_wait_after_the_reboot_still_brings_the_guests_back(capsys, clu
         "guests are brought back only when every wait before succeeded: %s" % [t.get("name") for t in tasks]
 
 
-
 # 16 (the double) ----------------------------------------------------------------------------------------------
 def test_double_ha_maintenance_leaves_a_stopped_ha_service_where_it_is(cluster):
     """pve-ha-manager src/PVE/HA/Manager.pm:1315-1318 (next_state_stopped: a service whose requested state is
