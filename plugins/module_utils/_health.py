@@ -10,7 +10,9 @@ Before a reboot a cluster that is not quorate, a reboot that would leave the oth
 (`corosync-quorumtool -s`: total votes less this node's below the quorum), or a Ceph that is in HEALTH_ERR,
 refuses it; after the reboot
 the run waits until the cluster is quorate with every node that was online before and Ceph is back to the
-health it had (HEALTH_OK stays OK; WARN may be WARN or OK).
+health it had (HEALTH_OK stays OK; WARN may be WARN or OK). A Ceph health check that says data lacks a copy or
+OSDs are down (PG_DEGRADED, OSD_DOWN, ...) refuses a reboot before it and is waited out after it, whatever the
+overall status.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import time
 from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import PveshError
 
 HEALTH_RANK = {"HEALTH_OK": 0, "HEALTH_WARN": 1, "HEALTH_ERR": 2}
+# Ceph's health checks (docs.ceph.com rados/operations/health-checks) that say data lacks a copy or OSDs are down:
+# a node going down now may take the last copy of something away and block I/O. Another warning (a flag, a
+# clock skew, an old crash) is no such risk.
+REDUNDANCY_CHECKS = ("OSD_DOWN", "OSD_HOST_DOWN", "OSD_ROOT_DOWN", "PG_AVAILABILITY", "PG_DEGRADED", "PG_DAMAGED",
+                     "OBJECT_UNFOUND", "PG_RECOVERY_FULL", "PG_BACKFILL_FULL")
 NO_CEPH = ("not installed", "not initialized", "binary not installed")
 
 
@@ -38,8 +45,11 @@ def read(pvesh) -> dict:
             return status
         raise
     flags = {f.get("name"): bool(f.get("value")) for f in pvesh.get("/cluster/ceph/flags") or []}
+    checks = (ceph.get("health") or {}).get("checks") or {}
     status["ceph"] = {"health": (ceph.get("health") or {}).get("status") or "HEALTH_ERR",
-                      "noout": flags.get("noout", False)}
+                      "noout": flags.get("noout", False),
+                      "redundancy": ["%s (%s)" % (code, ((checks[code] or {}).get("summary") or {}).get("message", ""))
+                                     for code in sorted(checks) if code in REDUNDANCY_CHECKS]}
     return status
 
 
@@ -75,6 +85,9 @@ def refusals(status: dict, votes: dict | None = None) -> list[str]:
                    % (", ".join(status["offline"]) or "none"))
     if status["ceph"] and status["ceph"]["health"] == "HEALTH_ERR":
         out.append("Ceph is in HEALTH_ERR - a reboot now could take the cluster's storage down")
+    elif status["ceph"] and status["ceph"].get("redundancy"):
+        out.append("Ceph does not have all its copies yet - %s; another node down now could block I/O: wait until "
+                   "it has recovered (ceph health detail)" % "; ".join(status["ceph"]["redundancy"]))
     return out
 
 
@@ -90,6 +103,8 @@ def unmet(status: dict, nodes: list[str], ceph_health: str | None) -> list[str]:
         have = status["ceph"]["health"]
         if HEALTH_RANK.get(have, 2) > HEALTH_RANK.get(ceph_health, 2):
             out.append("Ceph is %s, was %s before the reboot" % (have, ceph_health))
+        if status["ceph"].get("redundancy"):
+            out.append("Ceph is still recovering - %s" % "; ".join(status["ceph"]["redundancy"]))
     return out
 
 

@@ -101,7 +101,10 @@ offline:
   type: list
   elements: str
 ceph:
-  description: Ceph's C(health) status and whether C(noout) is set; null without Ceph.
+  description:
+    - Ceph's C(health) status, whether C(noout) is set, and C(redundancy) - the health checks that say data lacks a
+      copy or OSDs are down (C(PG_DEGRADED), C(OSD_DOWN), ...), each with its summary; such a check refuses a reboot
+      and is waited out after one. Null without Ceph.
   returned: when O(pvesh) exists
   type: dict
 votes:

@@ -3,8 +3,8 @@
 Against the Proxmox TEST DOUBLE tests/sim/pvesh_double.py (not Proxmox), the way
 tests/unit/plugins/modules/test_pve_evacuate.py drives it; where the double does not show what Proxmox does,
 a small wrapper in front of it does, citing the Proxmox source it follows.
-Two findings of this review are open and their tests live on the review21 branch, not here (see issue 21's
-note): a strict HA node-affinity rule, Ceph still degraded.
+One finding of this review is open and its test lives on the review21 branch, not here (see issue 21's
+note): a strict HA node-affinity rule.
 """
 
 from __future__ import annotations
@@ -201,6 +201,25 @@ def test_a_container_locked_by_a_backup_is_refused_before_anything_moves(capsys,
     edit(cluster, lambda s: s["vms"]["102"]["config"].update(lock="backup"))
     decided = guests(capsys, cluster)
     assert any("CT 102" in line for line in decided["refused"]), decided["report"]
+
+
+# 11 -----------------------------------------------------------------------------------------------------------
+def test_a_ceph_with_degraded_placement_groups_refuses_the_next_reboot(capsys, cluster):
+    """Ceph is HEALTH_WARN because the node rebooted before still recovers (PG_DEGRADED) - a cluster whose
+    health was already WARN before (any benign warning) passes both the after-reboot wait (WARN back to WARN)
+    and the next node's check (only HEALTH_ERR refuses): the next node takes a second copy of the degraded
+    placement groups down and I/O of every guest on them blocks (size 3 / min_size 2)."""
+    status = json.dumps({"health": {"status": "HEALTH_WARN", "checks": {
+        "PG_DEGRADED": {"severity": "HEALTH_WARN",
+                        "summary": {"message": "Degraded data redundancy: 1204/36120 objects degraded "
+                                               "(3.333%), 42 pgs degraded"}}}},
+        "pgmap": {"degraded_objects": 1204, "degraded_total": 36120}})
+    edit(cluster, lambda s: s.update(ceph={"health": "HEALTH_WARN", "flags": []}))
+    pvesh = wrapper(cluster, "pvesh-degraded", "[ \"$1 $2\" = 'get /cluster/ceph/status' ] && "
+                    "{ echo '%s'; exit 0; }" % status)
+    failed, result = call(pve_health, capsys, {"pvesh": pvesh, "corosync_quorumtool": cluster["corosync-quorumtool"]})
+    assert not failed and result["ceph"]["health"] == "HEALTH_WARN"
+    assert result["refused"] != [], "42 placement groups are degraded"
 
 
 # 12 -----------------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def change(cluster, **values) -> None:
 def test_a_healthy_cluster_may_reboot_a_node(capsys, cluster):
     failed, result = run(capsys, cluster)
     assert not failed and result["quorate"] and result["online"] == ["pve1", "pve2", "pve3"]
-    assert result["ceph"] == {"health": "HEALTH_OK", "noout": False} and result["refused"] == []
+    assert result["ceph"] == {"health": "HEALTH_OK", "noout": False, "redundancy": []} and result["refused"] == []
 
 
 def test_no_quorum_or_a_ceph_in_error_refuses_the_reboot(capsys, cluster):
@@ -92,3 +92,16 @@ def test_a_ceph_warning_before_accepts_a_warning_or_better_after():
 def test_a_node_without_pvesh_has_nothing_to_wait_for(capsys, cluster):
     failed, result = run(capsys, cluster, pvesh="pvesh-not-here", wait=True, nodes=["pve9"])
     assert not failed and not result["proxmox"] and "not a Proxmox VE node" in result["reason"]
+
+
+def test_the_wait_after_a_reboot_lasts_until_ceph_has_all_its_copies(capsys, cluster, tmp_path):
+    """Ceph WARN before and WARN after, but placement groups still degraded: not back yet."""
+    status = json.dumps({"health": {"status": "HEALTH_WARN", "checks": {
+        "PG_DEGRADED": {"severity": "HEALTH_WARN", "summary": {"message": "42 pgs degraded"}}}}})
+    wrapper = tmp_path / "pvesh-degraded"
+    wrapper.write_text("#!/bin/sh\n[ \"$1 $2\" = 'get /cluster/ceph/status' ] && { echo '%s'; exit 0; }\n"
+                       "exec %s \"$@\"\n" % (status, cluster["pvesh"]))
+    wrapper.chmod(0o755)
+    failed, result = run(capsys, cluster, pvesh=str(wrapper), wait=True, nodes=["pve1"], ceph_health="HEALTH_WARN",
+                         timeout=0, interval=0.1)
+    assert failed and "Ceph is still recovering - PG_DEGRADED (42 pgs degraded)" in result["msg"]
