@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import PveshError
+
 POLICIES = ("refuse", "shutdown", "migrate")
 # pve-ha-manager: a resource in state `ignored` is not managed by HA (HA/Resources.pm, Manager.pm).
 UNMANAGED_HA_STATES = ("ignored",)
@@ -113,13 +115,46 @@ def container_blockers(config: dict, storage: dict) -> tuple[list[str], set[str]
     return blockers, needs
 
 
+def optional(pvesh, path: str) -> list:
+    """An API path that only some Proxmox VE versions have: its list, or [] where pvesh has no handler for it
+    (pve-manager PVE/CLI/pvesh.pm: "no 'get' handler for PATH"). Any other error is an error."""
+    try:
+        return pvesh.get(path) or []
+    except PveshError as err:
+        if "handler for" in err.message:
+            return []
+        raise
+
+
+def read_ha_limits(pvesh) -> dict:
+    """{sid: [node]} - the nodes HA may run a resource on, where it is restricted: a strict node-affinity rule
+    (Proxmox VE 9: /cluster/ha/rules, pve-ha-manager Rules/NodeAffinity.pm) or a restricted group (Proxmox VE 8:
+    /cluster/ha/groups, HA/Groups.pm). Node lists are `node[:priority],...`."""
+    limits = {}
+    for rule in optional(pvesh, "/cluster/ha/rules"):
+        if rule.get("type") == "node-affinity" and int(rule.get("strict") or 0) and not int(rule.get("disable") or 0):
+            for sid in str(rule.get("resources") or "").split(","):
+                limits[sid] = [n.split(":")[0] for n in str(rule.get("nodes") or "").split(",") if n]
+    groups = {g.get("group"): g for g in optional(pvesh, "/cluster/ha/groups")}
+    for resource in pvesh.get("/cluster/ha/resources") or []:
+        group = groups.get(resource.get("group"))
+        if group and int(group.get("restricted") or 0):
+            limits.setdefault(str(resource["sid"]), [n.split(":")[0] for n in str(group.get("nodes") or "").split(",")
+                                                     if n])
+    return limits
+
+
 def read_moves(pvesh, node: str, guests: list[dict]) -> dict:
     """For each running guest: {vmid: {blockers: [why], allowed: [node] or None, why_not: {node: why}}}. HA-managed
     VMs too: HA cannot move a VM that Proxmox's own migration check refuses either."""
-    moves, storage = {}, None
+    moves, storage, limits = {}, None, None
     for guest in guests:
         if guest["status"] != "running":
             continue
+        if ha_managed(guest):
+            limits = read_ha_limits(pvesh) if limits is None else limits
+            sid = "%s:%d" % ("vm" if guest["type"] == "qemu" else "ct", guest["vmid"])
+            moves[guest["vmid"]] = {"blockers": [], "allowed": None, "why_not": {}, "ha_nodes": limits.get(sid)}
         base = "/nodes/%s/%s/%d" % (node, guest["type"], guest["vmid"])
         if guest["type"] == "qemu":
             pre = pvesh.get(base + "/migrate") or {}
@@ -133,8 +168,8 @@ def read_moves(pvesh, node: str, guests: list[dict]) -> dict:
                 "%s has no mapping entry there" % ", ".join(v) if k == "unavailable-resources" else
                 "storage %s is not there" % ", ".join(v) if k == "unavailable_storages" else k for k, v in
                 (why or {}).items())) for n, why in (pre.get("not_allowed_nodes") or {}).items()}
-            moves[guest["vmid"]] = {"blockers": blockers, "allowed": [str(n) for n in pre.get("allowed_nodes") or []],
-                                    "why_not": why_not}
+            moves[guest["vmid"]] = dict(moves.get(guest["vmid"]) or {}, blockers=blockers, why_not=why_not,
+                                        allowed=[str(n) for n in pre.get("allowed_nodes") or []])
         elif not ha_managed(guest):
             storage = read_storage(pvesh) if storage is None else storage
             blockers, needs = container_blockers(pvesh.get(base + "/config") or {}, storage)
@@ -167,6 +202,13 @@ def _target(guest: dict, move: dict, cluster: dict, wanted: str | None, load: di
     return min(allowed, key=lambda n: (load.get(n, 0), n)), ""
 
 
+def _ha_can_move(guest: dict, moves: dict | None, cluster: dict | None, node: str) -> bool:
+    """Whether HA has another online node it may run the guest on (no restriction: any other online node)."""
+    limit = ((moves or {}).get(guest["vmid"]) or {}).get("ha_nodes")
+    online = (cluster or {}).get("online") or []
+    return bool(online) if limit is None else any(n in online and n != node for n in limit)
+
+
 def decide(guests: list[dict], policy: str, node: str = "", moves: dict | None = None, cluster: dict | None = None,
            migrate_to: str | None = None, back: bool = True) -> dict:
     """{refused: [why], stop: [vmid], start: [vmid], migrate: [move], ha_maintenance: bool, report: [line per guest]}
@@ -195,6 +237,13 @@ def decide(guests: list[dict], policy: str, node: str = "", moves: dict | None =
             reason = ", ".join(moves[guest["vmid"]]["blockers"])
             refused.append("%s cannot be moved by HA either: it uses %s" % (label(guest), reason))
             report.append("%s is HA-managed and cannot move (%s): the reboot is refused" % (label(guest), reason))
+        elif ha_managed(guest) and not _ha_can_move(guest, moves, cluster, node):
+            limit = ((moves or {}).get(guest["vmid"]) or {}).get("ha_nodes")
+            why = ("no other online node for HA to move it to" if limit is None else
+                   "a strict HA node-affinity rule or a restricted HA group keeps it on %s, and none of them is "
+                   "another online node" % (", ".join(limit) or "no node"))
+            refused.append("%s cannot be moved by HA: %s" % (label(guest), why))
+            report.append("%s is HA-managed and cannot be moved (%s): the reboot is refused" % (label(guest), why))
         elif ha_managed(guest):
             ha_maintenance = True
             report.append("%s is HA-managed: HA moves it away when %s enters HA maintenance, and back after"

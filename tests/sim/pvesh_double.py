@@ -732,9 +732,13 @@ def ha_route(state: dict, parts: list[str]):
         return storage_index(state)
     if parts == ["cluster", "ha", "status", "manager_status"]:
         return ha_manager_status(state)
+    # pve-ha-manager API2/HA/Rules.pm (Proxmox VE 9) and Groups.pm (8): only where the state has them
+    if parts in (["cluster", "ha", "rules"], ["cluster", "ha", "groups"]) and "ha_" + parts[2] in state:
+        return state["ha_" + parts[2]]
     if parts == ["cluster", "ha", "resources"]:
         # pve-ha-manager API2/HA/Resources.pm index: sid is `vm:ID` or `ct:ID`
-        return [{"sid": "%s:%s" % ("ct" if g.get("type") == "lxc" else "vm", vmid), "state": g["ha"]}
+        return [dict({"sid": "%s:%s" % ("ct" if g.get("type") == "lxc" else "vm", vmid), "state": g["ha"]},
+                     **({"group": g["ha_group"]} if g.get("ha_group") else {}))
                 for vmid, g in sorted(state.get("vms", {}).items()) if g.get("ha")]
     return None
 
@@ -815,7 +819,8 @@ def call(command: str, path: str, options: dict[str, list[str]]) -> object:
     if parts[:3] == ["cluster", "ceph", "flags"] and len(parts) == 4 and command == "set":
         return ceph_flag(state, parts[3], options)
     if parts[:3] != ["cluster", "mapping", "pci"] or len(parts) > 4:
-        raise ApiError("no such API path '%s' (pvesh double)" % path)
+        # pve-manager PVE/CLI/pvesh.pm: a path no API module handles
+        raise ApiError("no '%s' handler for '%s'" % (command, path))
     mapping_id = parts[3] if len(parts) == 4 else None
     mappings = state["mapping_pci"]
     if command == "get" and mapping_id is None:

@@ -3,8 +3,6 @@
 Against the Proxmox TEST DOUBLE tests/sim/pvesh_double.py (not Proxmox), the way
 tests/unit/plugins/modules/test_pve_evacuate.py drives it; where the double does not show what Proxmox does,
 a small wrapper in front of it does, citing the Proxmox source it follows.
-One finding of this review is open and its test lives on the review21 branch, not here (see issue 21's
-note): a strict HA node-affinity rule.
 """
 
 from __future__ import annotations
@@ -201,6 +199,21 @@ def test_a_container_locked_by_a_backup_is_refused_before_anything_moves(capsys,
     edit(cluster, lambda s: s["vms"]["102"]["config"].update(lock="backup"))
     decided = guests(capsys, cluster)
     assert any("CT 102" in line for line in decided["refused"]), decided["report"]
+
+
+# 10 -----------------------------------------------------------------------------------------------------------
+def test_an_ha_guest_a_strict_node_affinity_rule_pins_here_is_refused(capsys, cluster):
+    """vm:101 has a strict node-affinity rule for pve1 only (pve-ha-manager src/PVE/HA/Rules/NodeAffinity.pm:75
+    "restricted to the defined nodes"). In maintenance pve1 is not an online node for HA, so
+    Manager.pm:330 select_service_node returns undef and the service stays: HA maintenance never empties pve1
+    and the run waits passthrough_reboot_settle_timeout, then fails with pve1 left in maintenance. pve_guests
+    never reads /cluster/ha/rules (nor the older /cluster/ha/groups)."""
+    rules = json.dumps([{"rule": "pin-db", "type": "node-affinity", "resources": "vm:101", "nodes": "pve1",
+                         "strict": 1}])
+    cluster["pvesh"] = wrapper(cluster, "pvesh-rules", "[ \"$1 $2\" = 'get /cluster/ha/rules' ] && "
+                               "{ echo '%s'; exit 0; }" % rules)
+    decided = guests(capsys, cluster)
+    assert any("VM 101" in line for line in decided["refused"]), decided["report"]
 
 
 # 11 -----------------------------------------------------------------------------------------------------------

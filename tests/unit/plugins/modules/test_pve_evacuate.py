@@ -165,10 +165,15 @@ def test_a_guest_still_running_after_the_evacuation_refuses_the_reboot(capsys, c
 def test_ha_that_cannot_move_its_service_times_out_naming_what_it_waited_for(capsys, cluster):
     edit(cluster, lambda s: s.update(ha_nodes={"pve2": "maintenance", "pve3": "maintenance"}))
     decided = guests(capsys, cluster)
-    failed, result = evacuate(capsys, cluster, "evacuated", decided, migrate=[], timeout=0)
+    # pve_guests refuses this up front: HA has no other online node for VM 101
+    assert "VM 101 (db) cannot be moved by HA: no other online node for HA to move it to" in decided["refused"]
+    # were maintenance entered anyway, the wait would end, say what it saw, and undo the maintenance
+    failed, result = evacuate(capsys, cluster, "evacuated", decided, migrate=[], ha_maintenance=True, timeout=0)
     assert failed
     assert "timed out after 0s waiting until HA has moved every service away from pve1 (node state maintenance) " \
            "(last seen: node maintenance, services here: ['vm:101'])" in result["msg"]
+    assert "undone: HA maintenance left" in result["msg"]
+    assert json.loads(cluster["state"].read_text())["ha_nodes"]["pve1"] == "online"
 
 
 def test_a_guest_moved_elsewhere_meanwhile_is_left_there(capsys, cluster):
@@ -194,3 +199,14 @@ def test_a_bad_move_is_refused_naming_it(capsys, cluster):
     failed, result = call(pve_evacuate, capsys, {"state": "evacuated", "node": "pve1", "pvesh": cluster["pvesh"],
                                                  "migrate": [{"vmid": "100", "type": "qemu"}]})
     assert failed and result["msg"].startswith("migrate[0]: ")
+
+
+def test_an_ha_guest_a_restricted_group_keeps_here_refuses_the_reboot(capsys, cluster):
+    """Proxmox VE 8: HA group `here` (restricted, pve1 only) - HA maintenance could never move VM 101."""
+    edit(cluster, lambda s: (s["vms"]["101"].update(ha_group="here"),
+                             s.update(ha_groups=[{"group": "here", "nodes": "pve1:2", "restricted": 1}])))
+    decided = guests(capsys, cluster)
+    assert decided["refused"] == ["VM 101 (db) cannot be moved by HA: a strict HA node-affinity rule or a restricted "
+                                  "HA group keeps it on pve1, and none of them is another online node"]
+    edit(cluster, lambda s: s.update(ha_groups=[{"group": "here", "nodes": "pve1:2,pve2", "restricted": 1}]))
+    assert guests(capsys, cluster)["refused"] == []
