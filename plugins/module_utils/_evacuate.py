@@ -41,6 +41,11 @@ def where(pvesh, vmid: int) -> dict | None:
     return None
 
 
+def short(kind: str, vmid) -> str:
+    """`VM 100` or `CT 101`."""
+    return "%s %s" % ("VM" if kind == "qemu" else "CT", vmid)
+
+
 class Evacuation:
     def __init__(self, pvesh, run, ha_manager: str | None, node: str, timeout: int, sleep=time.sleep,
                  clock=time.monotonic) -> None:
@@ -78,8 +83,7 @@ class Evacuation:
             raise EvacuateError("%s failed: %s (task %s)" % (what, result, upid))
 
     def migrate(self, move: dict, source: str, target: str, check_mode: bool) -> bool:
-        what = "migrating %s %d from %s to %s" % ("VM" if move["type"] == "qemu" else "CT", move["vmid"], source,
-                                                  target)
+        what = "migrating %s from %s to %s" % (short(move["type"], move["vmid"]), source, target)
         found = where(self.pvesh, move["vmid"])
         if found is None:
             self.done.append("%s %d is gone: nothing to migrate" % (move["type"], move["vmid"]))
@@ -87,8 +91,8 @@ class Evacuation:
         if found.get("node") == target:
             return False
         if found.get("node") != source:  # someone moved it meanwhile: where it is now is not this node's business
-            self.done.append("%s %d is on %s now, not on %s: left there" % (
-                "VM" if move["type"] == "qemu" else "CT", move["vmid"], found.get("node"), source))
+            self.done.append("%s is on %s now, not on %s: left there" % (
+                short(move["type"], move["vmid"]), found.get("node"), source))
             return False
         if check_mode:
             self.done.append("would be " + what)
@@ -134,7 +138,7 @@ class Evacuation:
         for kind in ("qemu", "lxc"):
             for guest in self.pvesh.get("/nodes/%s/%s" % (self.node, kind)) or []:
                 if guest.get("status") == "running":
-                    found.append("%s %s" % ("VM" if kind == "qemu" else "CT", guest["vmid"]))
+                    found.append(short(kind, guest["vmid"]))
         return found
 
     def evacuate(self, moves: list[dict], ha_maintenance: bool, check_mode: bool) -> bool:

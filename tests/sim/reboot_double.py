@@ -38,7 +38,7 @@ def grub_cmdline() -> str:
     raise SystemExit("reboot double: no linux line in /boot/grub/grub.cfg - this node would not boot")
 
 
-def update_state(node: str, change) -> None:
+def update_state(change) -> None:
     with open(STATE) as handle:
         state = json.load(handle)
     change(state)
@@ -62,7 +62,7 @@ def main() -> int:
         state.setdefault("log", []).append("reboot %s" % node)
         if node in (state.get("reboot_stays_offline") or []):
             state["offline"] = sorted(set(state.get("offline") or []) | {node})
-    update_state(node, booted)
+    update_state(booted)
     subprocess.run(["pvesh", "create", "/nodes/%s/startall" % node], check=True, stdout=subprocess.DEVNULL)
     with open(SIM + "/boot_id.tmp", "w") as handle:
         handle.write(str(uuid.uuid4()) + "\n")

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.modules import pve_evacuate, pve_guests
-from tests.unit.module_args import patch_module_args
+from ansible_collections.vfio.proxmox.plugins.modules import pve_evacuate
+from tests.unit.pve_cluster import call, edit, evacuate, guests, where
 
 
 @pytest.fixture
@@ -33,35 +33,6 @@ def cluster(tmp_path, monkeypatch, proxmox_commands):
     monkeypatch.setenv("PVESH_DOUBLE_STATE", str(state))
     monkeypatch.setenv("PVESH_DOUBLE_NODE", "pve1")
     return dict(proxmox_commands, state=state)
-
-
-def edit(cluster, change) -> None:
-    state = json.loads(cluster["state"].read_text())
-    change(state)
-    cluster["state"].write_text(json.dumps(state))
-
-
-def call(module, capsys, args) -> tuple[bool, dict]:
-    with patch_module_args(args), pytest.raises(SystemExit) as exited:
-        module.main()
-    return exited.value.code != 0, json.loads(capsys.readouterr().out)
-
-
-def guests(capsys, cluster, **args) -> dict:
-    failed, result = call(pve_guests, capsys, dict({"node": "pve1", "pvesh": cluster["pvesh"], "policy": "migrate"},
-                                                   **args))
-    assert not failed, result
-    return result
-
-
-def evacuate(capsys, cluster, state, decided, **args) -> tuple[bool, dict]:
-    return call(pve_evacuate, capsys, dict({"state": state, "node": "pve1", "pvesh": cluster["pvesh"],
-                                            "ha_manager": cluster["ha-manager"], "migrate": decided["migrate"],
-                                            "ha_maintenance": decided["ha_maintenance"], "timeout": 5}, **args))
-
-
-def where(cluster) -> dict:
-    return {vmid: g["node"] for vmid, g in json.loads(cluster["state"].read_text())["vms"].items()}
 
 
 def test_migrate_moves_every_running_guest_away_and_back(capsys, cluster):
