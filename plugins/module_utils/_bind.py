@@ -13,7 +13,7 @@ import os
 from typing import Callable
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import VfioUsersUnknown, vfio_users
 
 VFIO = "vfio-pci"
 Writer = Callable[[str, str], None]
@@ -34,6 +34,17 @@ def _forget_id(write: Writer, remove_id: str, pci_id: str) -> None:
     except OSError as exc:
         if exc.errno != errno.ENODEV:  # ENODEV: the ID was not in the list
             raise
+
+
+def _held(reader: TreeReader, dev: str, procfs_root: str) -> str | None:
+    """Why the device's IOMMU group is taken by a process (a VM), or None. Fail closed: when /proc cannot be
+    read, a VM may hold it."""
+    group = reader.link_name(os.path.join(dev, "iommu_group"), warn=False)
+    try:
+        users = vfio_users(procfs_root).get(group or "", [])
+    except VfioUsersUnknown as exc:
+        return "whether a VM holds IOMMU group %s cannot be known: %s" % (group, exc)
+    return "IOMMU group %s is in use by %s" % (group, ", ".join(users)) if users else None
 
 
 def rebind(sysfs_root: str, address: str, expected_id: str, state: str, check_mode: bool,
@@ -59,11 +70,9 @@ def rebind(sysfs_root: str, address: str, expected_id: str, state: str, check_mo
     binding = state == "present"
     if (binding and driver == VFIO) or (not binding and VFIO not in (driver, override)):
         return dict(result, status="already")
-    if not binding and driver == VFIO and procfs_root is not None:
-        group = reader.link_name(os.path.join(dev, "iommu_group"), warn=False)
-        users = vfio_users(procfs_root).get(group or "", [])
-        if users:
-            return dict(result, status="in_use", reason="IOMMU group %s is in use by %s" % (group, ", ".join(users)))
+    held = _held(reader, dev, procfs_root) if not binding and driver == VFIO and procfs_root is not None else None
+    if held:
+        return dict(result, status="in_use", reason=held)
     if check_mode:
         return dict(result, status="would_bind" if binding else "would_release", changed=True)
     if binding:

@@ -18,7 +18,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import (
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex, parse_pci_ids
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import VfioUsersUnknown, vfio_users
 
 # run(argv) -> (rc, stdout, stderr); which(name) -> path or None
 Runner = Callable[[list], Tuple[int, str, str]]
@@ -145,6 +145,13 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         if _pci.class_matches(entry["class"], classes or []):
             devices.append(entry)
 
+    users, users_error = {}, None
+    if on_vfio:
+        try:
+            users = vfio_users(procfs_root)
+        except VfioUsersUnknown as exc:
+            users, users_error = None, str(exc)
+
     pbt = which("proxmox-boot-tool")
     pbt_status = _command(run, reader, [pbt, "status"]) if pbt else None
     dmesg = which("dmesg")
@@ -178,7 +185,8 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "storage_problems": storage_problems,
         "vfio_config": _modconf.vfio_config(reader, etc_root),
         # Only read when a device is on vfio-pci: who holds its group open (a running VM).
-        "vfio_users": vfio_users(procfs_root) if on_vfio else {},
+        "vfio_users": users,
+        "vfio_users_error": users_error,
         "pci_ids_found": names is not None,
         "modules_alias_found": aliases is not None,
     }

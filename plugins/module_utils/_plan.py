@@ -557,10 +557,17 @@ class Planner:
 
     def check_in_use(self, releases: list[dict]) -> None:
         """Taking a device back from vfio-pci while a VM holds its group would take it from that VM."""
-        users = self.host.get("vfio_users") or {}
+        users = self.host.get("vfio_users", {})
         for target in releases:
             group = self.devices.get(target["address"], {}).get("iommu_group")
-            if group is not None and users.get(group):
+            if group is not None and users is None:
+                # Fail closed: nobody seen is not nobody there.
+                self.errors.append(
+                    "%s (%s) is no longer selected, but whether a running VM holds IOMMU group %s cannot be known: "
+                    "%s - releasing it now could take it from that VM; set passthrough_bind_now: false to give it "
+                    "back at the next boot" % (target["address"], target["id"], group,
+                                               self.host.get("vfio_users_error") or "pci_facts did not read /proc"))
+            elif group is not None and users.get(group):
                 self.errors.append(
                     "%s (%s) is no longer selected, but IOMMU group %s is in use by %s: releasing it now would take "
                     "it from a running VM - stop that VM first, or set passthrough_bind_now: false to give it back "

@@ -21,7 +21,7 @@ from typing import Callable
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._bind import VFIO, Writer, rebind, write_file
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import VfioUsersUnknown, vfio_users
 
 # ip's argv (without "ip") -> (rc, stdout, stderr)
 IpRunner = Callable[[list[str]], tuple[int, str, str]]
@@ -165,14 +165,11 @@ class Applier:
             action()
 
     def _users(self) -> dict[str, list[str]]:
-        """Who holds which VFIO group open. Fail closed: vfio_users answers {} when procfs cannot be listed,
-        which would clear every VF; that is a refusal here."""
+        """Who holds which VFIO group open. Fail closed: when /proc cannot be read, that is a refusal."""
         try:
-            os.listdir(self.procfs)
-        except OSError as exc:
-            raise Refused("cannot tell which VFs a running VM holds: %s cannot be read (%s); nothing changed" % (
-                self.procfs, exc.strerror or exc)) from exc
-        return vfio_users(self.procfs)
+            return vfio_users(self.procfs)
+        except VfioUsersUnknown as exc:
+            raise Refused("cannot tell which VFs a running VM holds: %s; nothing changed" % exc) from exc
 
     def _refuse_in_use(self, pf: PhysicalFunction, current: int, wanted: int) -> None:
         users = self._users()

@@ -296,12 +296,11 @@ class SriovPlanner:
             return
         if not plan["current_vfs"]:
             return
-        users = self.host.get("vfio_users") or {}
         busy = []
         for vf in self._vfs_of(plan["address"]):
-            if vf["driver"] == "vfio-pci" and users.get(vf["iommu_group"]):
-                busy.append("%s is on vfio-pci and IOMMU group %s is in use by %s" % (
-                    vf["address"], vf["iommu_group"], ", ".join(users[vf["iommu_group"]])))
+            holder = self._vm_holds(vf)
+            if holder:
+                busy.append("%s is on vfio-pci and IOMMU group %s is %s" % (vf["address"], vf["iommu_group"], holder))
             for netdev in vf.get("netdevs") or []:
                 held = self._held(netdev)
                 if held:
@@ -314,6 +313,18 @@ class SriovPlanner:
     def _vfs_of(self, address: str) -> list[dict]:
         return sorted((d for d in self.devices.values() if (d.get("sriov") or {}).get("physfn") == address),
                       key=lambda d: d["address"])
+
+    def _vm_holds(self, vf: dict) -> str:
+        """Who holds a VF on vfio-pci ('' for nobody). Fail closed: when /proc could not be read, that is
+        what holds it."""
+        if vf.get("driver") != "vfio-pci":
+            return ""
+        users = self.host.get("vfio_users", {})
+        if users is None:
+            return "perhaps in use - who holds it cannot be known: %s" % (
+                self.host.get("vfio_users_error") or "pci_facts did not read /proc")
+        held = users.get(vf.get("iommu_group"))
+        return "in use by %s" % ", ".join(held) if held else ""
 
     def _held(self, netdev: dict) -> str:
         """What a VF's host interface carries that taking it from its driver would cut ('' for nothing).
@@ -336,7 +347,6 @@ class SriovPlanner:
         off a host driver (vfio-pci, none) cuts what its interface carries; off vfio-pci (host) takes the VF
         from a VM that holds it."""
         where, target = plan["selected_by"], plan["vf_driver"]
-        users = self.host.get("vfio_users") or {}
         cut, taken, moved = [], [], []
         for vf in self._vfs_of(plan["address"]):
             driver = vf.get("driver")
@@ -348,9 +358,9 @@ class SriovPlanner:
                         cut.append("%s (%s, %s) carries %s" % (vf["address"], netdev["name"], driver, held))
             elif target == "host" and driver == "vfio-pci":
                 moved.append(vf["address"])
-                if users.get(vf.get("iommu_group")):
-                    taken.append("%s is in use by %s (IOMMU group %s)" % (
-                        vf["address"], ", ".join(users[vf["iommu_group"]]), vf["iommu_group"]))
+                holder = self._vm_holds(vf)
+                if holder:
+                    taken.append("%s is %s (IOMMU group %s)" % (vf["address"], holder, vf["iommu_group"]))
         if cut:
             self.errors.append("%s.vf_driver: %r takes VFs of %s off their host driver now, and %s - move that "
                                "first, or keep vf_driver: host" % (where, target, plan["address"], "; ".join(cut)))

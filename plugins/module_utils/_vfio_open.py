@@ -21,7 +21,7 @@ import os
 import struct
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import VfioUsersUnknown, vfio_users
 
 # _IO(VFIO_TYPE, VFIO_BASE + n) with VFIO_TYPE ';' and VFIO_BASE 100 (include/uapi/linux/vfio.h).
 VFIO_GET_API_VERSION = 0x3B64
@@ -104,7 +104,10 @@ def _open_group(vfio: Vfio, group_file: str, procfs_root: str, group: str) -> in
         return vfio.open(group_file)
     except OSError as exc:
         if exc.errno == errno.EBUSY:
-            holders = vfio_users(procfs_root, os.path.dirname(os.path.dirname(group_file))).get(group, [])
+            try:
+                holders = vfio_users(procfs_root, os.path.dirname(os.path.dirname(group_file))).get(group, [])
+            except VfioUsersUnknown:
+                holders = []  # only names the holder in the message; the group is busy either way
             raise Busy("IOMMU group %s is in use by %s" % (group, ", ".join(holders) or "another process")) from exc
         raise NotReady("cannot open %s: %s" % (group_file, exc.strerror or exc)) from exc
 

@@ -428,8 +428,15 @@ ansible_facts:
           description:
             - IOMMU group to the processes holding C(/dev/vfio/<group>) open (a running VM's QEMU, on Proxmox VE
               C(kvm -id VMID)), as C(PID (command line)). Read only when a device is on C(vfio-pci); empty otherwise.
+            - Null when C(/proc) could not be read (see RV(ansible_facts.vfio_host.vfio_users_error)); the passthrough
+              role then refuses to take any device from C(vfio-pci) or to move a virtual function.
           type: dict
           sample: {"12": ["4242 (/usr/bin/kvm -id 101)"]}
+        vfio_users_error:
+          version_added: "0.3.0"
+          description:
+            - Why C(/proc) could not be read to find the processes holding VFIO groups open; null when it was.
+          type: str
         vfio_config:
           version_added: "0.3.0"
           description:

@@ -152,3 +152,7 @@ def test_a_device_a_vm_holds_is_never_released(fake_node, tmp_path):
     # Another group open elsewhere does not hold this one.
     other = rebind(root, IGC, "8086:15f3", "absent", True, write, procfs_root=held_open(tmp_path / "proc2", "9"))
     assert other["status"] == "would_release"
+    # Fail closed: a /proc that cannot be read may hide the VM that holds it.
+    unknown = rebind(root, IGC, "8086:15f3", "absent", False, write, procfs_root=str(tmp_path / "no-proc"))
+    assert (unknown["status"], write.writes) == ("in_use", [])
+    assert unknown["reason"].startswith("whether a VM holds IOMMU group 12 cannot be known: ")

@@ -232,6 +232,20 @@ def test_releasing_a_device_a_running_vm_holds_is_refused(fake_node):
     assert make_plan(found, {"state": "absent", "devices": [], "bind_now": False}, seen)["errors"] == []
 
 
+def test_releasing_is_refused_when_who_holds_the_group_cannot_be_known(fake_node):
+    node = fake_node("dual-port-igb", mutate=on_vfio("0000:01:00.1"))
+    found = facts(node)
+    group = next(d["iommu_group"] for d in found["vfio_pci_devices"] if d["address"] == "0000:01:00.1")
+    found["vfio_host"].update(vfio_users=None, vfio_users_error="/proc cannot be read (Permission denied)")
+    seen = {STATE_RECORD: record(targets=[{"address": "0000:01:00.1", "id": "8086:1521"}])}
+    plan = make_plan(found, {"state": "absent", "devices": []}, seen)
+    assert plan["errors"] == [
+        "0000:01:00.1 (8086:1521) is no longer selected, but whether a running VM holds IOMMU group %s cannot be "
+        "known: /proc cannot be read (Permission denied) - releasing it now could take it from that VM; set "
+        "passthrough_bind_now: false to give it back at the next boot" % group]
+    assert make_plan(found, {"state": "absent", "devices": [], "bind_now": False}, seen)["errors"] == []
+
+
 def test_a_device_outside_every_iommu_group_is_refused_while_the_iommu_is_on(fake_node):
     found = facts(fake_node("guide-intel"))
     for dev in found["vfio_pci_devices"]:

@@ -163,3 +163,17 @@ def test_boot_loader_unrecognised(fake_node):
     result = run_gather(node)
     assert result["ansible_facts"]["vfio_host"]["boot_loader"]["name"] == "unknown"
     assert any(w.startswith("boot loader not recognised") for w in result["warnings"])
+
+
+def test_a_proc_without_process_entries_is_reported_not_read_as_nobody(fake_node):
+    # A device on vfio-pci makes discovery look for VMs holding its group; an unreadable /proc is
+    # "unknown" (null and why), never "nobody" (an empty dict), so the planners refuse to release.
+    def on_vfio(profile):
+        next(d for d in profile["devices"] if d["address"] == IGC)["driver"] = "vfio-pci"
+    node = fake_node("guide-intel", mutate=on_vfio)
+    host = run_gather(node)["ansible_facts"]["vfio_host"]
+    assert (host["vfio_users"], host["vfio_users_error"]) == ({}, None)
+    roots = dict(node.roots, procfs_root=os.path.join(os.path.dirname(node.roots["procfs_root"]), "gone"))
+    host = gather(run=node.run, which=node.which, **roots)["ansible_facts"]["vfio_host"]
+    assert host["vfio_users"] is None
+    assert host["vfio_users_error"].endswith("gone cannot be read (No such file or directory)")

@@ -175,6 +175,27 @@ def test_host_with_the_same_count_refuses_a_vf_a_running_vm_holds(fake_node):
                                "driver now"]
 
 
+def test_vfs_on_vfio_pci_do_not_move_or_go_when_who_holds_them_cannot_be_known(fake_node):
+    def on_vfio(profile):
+        for address in ("0000:04:02.0", "0000:04:02.1"):
+            _vf(profile, address).update(driver="vfio-pci", netdevs=[])
+    found = facts(fake_node, mutate=on_vfio)
+    found["vfio_host"].update(vfio_users=None, vfio_users_error="/proc cannot be read (Permission denied)")
+    unknown = "perhaps in use - who holds it cannot be known: /proc cannot be read (Permission denied)"
+    moved = sriov_plan(found, [{"address": PF, "vfs": 2, "vf_driver": "host"}])
+    assert moved["errors"] == [
+        "passthrough_sriov[0].vf_driver: 'host' takes VFs of 0000:04:00.0 from vfio-pci now, and 0000:04:02.0 is "
+        "%s (IOMMU group %s); 0000:04:02.1 is %s (IOMMU group 22) - stop that VM first" % (
+            unknown, _group(found, "0000:04:02.0"), unknown)]
+    recounted = sriov_plan(found, [{"address": PF, "vfs": 4, "vf_driver": "vfio-pci"}])
+    assert len(recounted["errors"]) == 1
+    assert "0000:04:02.1 is on vfio-pci and IOMMU group 22 is %s" % unknown in recounted["errors"][0]
+
+
+def _group(found: dict, address: str) -> str:
+    return next(d["iommu_group"] for d in found["vfio_pci_devices"] if d["address"] == address)
+
+
 def test_vfs_already_where_the_plan_wants_them_are_no_move(fake_node):
     def busy(profile):
         _vf(profile, "0000:04:02.0")["netdevs"][0].update(state="up", addresses=["198.51.100.7/24"])
