@@ -19,7 +19,14 @@ import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit as edit_cmdline
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import remove_recorded
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+from ansible_collections.vfio.proxmox.plugins.module_utils._files import text_checksum
+from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
+    kernel_args,
+    normalize_module,
+    param_key,
+    physical_lines,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
     ADOPT_DIR,
     ADOPT_MANIFEST,
     BLOCK_MARKER,
@@ -28,13 +35,6 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
     INITRAMFS_MODULES,
     KERNEL_CMDLINE,
     grub_line_match,
-)
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import text_checksum
-from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import normalize_module
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
-    kernel_args,
-    param_key,
-    physical_lines,
 )
 
 # Put in front of a line adoption comments out, so the admin sees who did it and why.
@@ -70,21 +70,6 @@ def rebuild_for(path: str) -> str | None:
     if path.startswith("/etc/modprobe.d/") or path == INITRAMFS_MODULES:
         return "initramfs"
     return None
-
-
-def read_manifest(text: str | None) -> tuple[dict, str | None]:
-    """({files: {path: {copy, original, adopted, rebuild}}, targets, lines, selection}, problem or None)."""
-    empty = {"files": {}, "targets": [], "lines": [], "selection": []}
-    if not text:
-        return empty, None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return empty, "%s is not valid JSON (%s)" % (ADOPT_MANIFEST, exc)
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        return empty, "%s does not hold a files mapping" % ADOPT_MANIFEST
-    return {"files": data["files"], "targets": data.get("targets") or [], "lines": data.get("lines") or [],
-            "selection": data.get("selection") or []}, None
 
 
 def manifest_text(files: dict, targets: list[dict], lines: list[dict], selection: list[dict]) -> str:

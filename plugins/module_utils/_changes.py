@@ -11,8 +11,9 @@ interrupted run left pending.
 from __future__ import annotations
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import KERNEL_CMDLINE, REBUILD_ORDER, satisfied
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import REBUILD_ORDER, satisfied
 from ansible_collections.vfio.proxmox.plugins.module_utils._files import text_checksum
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import KERNEL_CMDLINE
 
 
 def holds_block(text: str | None, marker: str, lines: list[str]) -> bool:

@@ -17,29 +17,6 @@ def token_key(token: str) -> str:
     return token.split("=", 1)[0]
 
 
-RECORD_HEADER = ("# Ansible managed: written by vfio.proxmox.kernel_cmdline\n"
-                 "# vfio.proxmox: kernel command line tokens added by the role (removed again on state=absent)\n")
-
-
-def parse_record(text: str) -> tuple[list[str], list[str]]:
-    """(tokens added, original tokens replaced) from a record: `restore TOKEN` lines name the originals."""
-    added, restore = [], []
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        if line.startswith("restore "):
-            restore += [t for t in line.split()[1:] if t not in restore]
-        else:
-            added += [t for t in line.split() if t not in added]
-    return added, restore
-
-
-def record_text(added: list[str], restore: list[str]) -> str | None:
-    if not added and not restore:
-        return None
-    return RECORD_HEADER + " ".join(added) + "\n" + "".join("restore %s\n" % t for t in restore)
-
-
 def replaced(result: dict, absent: list[str]) -> list[str]:
     """Tokens an edit took out only because a wanted token with the same key took their place."""
     keys = {token_key(t) for t in result["added"] if "=" in t}

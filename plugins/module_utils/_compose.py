@@ -12,8 +12,9 @@ feature's own guard. The role tests only the booleans set here: `act` (something
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import STATE_RECORD, read_record
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import read_record
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import watched_paths as passthrough_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import STATE_RECORD
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import fragment
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import watched_paths as sriov_paths

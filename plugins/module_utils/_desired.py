@@ -13,30 +13,26 @@ Removal reads the node's records, never the selection, so it works with an empty
 from __future__ import annotations
 
 import json
-import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import parse_record
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import physical_lines
-
-STATE_DIR = "/etc/vfio-proxmox"
-STATE_RECORD = STATE_DIR + "/state.json"
-CMDLINE_RECORD = STATE_DIR + "/cmdline-added"
-# Written before the first change, removed after the last rebuild: an interrupted run is repaired next time.
-PENDING = STATE_DIR + "/rebuild-pending"
-KERNEL_CMDLINE = "/etc/kernel/cmdline"
-GRUB_DEFAULT = "/etc/default/grub"
-INITRAMFS_MODULES = "/etc/initramfs-tools/modules"
-BLOCK_MARKER = "# {mark} vfio.proxmox: vfio modules for the initramfs"
-GRUB_DROPIN = "/etc/default/grub.d/vfio-proxmox.cfg"
-INIT_TOP = "/etc/initramfs-tools/scripts/init-top/vfio-proxmox"
-MODPROBE = "/etc/modprobe.d/vfio-proxmox.conf"
-MODULES_LOAD = "/etc/modules-load.d/vfio-proxmox.conf"
-# Every owned file carries this in its header; a file at an owned path without it is someone else's.
-OWN_MARK = "vfio.proxmox:"
-BACKUP_SUFFIX = ".vfio-proxmox-backup"
-# Hand-made files taken over by passthrough_adopt: exact copies below ADOPT_DIR, listed in the manifest.
-ADOPT_DIR = STATE_DIR + "/adopted"
-ADOPT_MANIFEST = STATE_DIR + "/adopted.json"
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
+    ADOPT_MANIFEST,
+    BACKUP_SUFFIX,
+    BLOCK_MARKER,
+    CMDLINE_RECORD,
+    GRUB_DEFAULT,
+    GRUB_DROPIN,
+    INIT_TOP,
+    INITRAMFS_MODULES,
+    KERNEL_CMDLINE,
+    MODPROBE,
+    MODULES_LOAD,
+    OWN_MARK,
+    PENDING,
+    STATE_DIR,
+    STATE_RECORD,
+    grub_tokens,
+    parse_record,
+)
 
 # path, mode, template, what must be rebuilt when it changes
 OWNED_FILES = (
@@ -91,29 +87,6 @@ def read_record(seen: dict) -> tuple[dict, str | None]:
 def cmdline_record(seen: dict) -> tuple[list[str], list[str]]:
     """(tokens the role added, original tokens it replaced) from kernel_cmdline's record."""
     return parse_record(_content(seen, CMDLINE_RECORD) or "")
-
-
-_GRUB_VAR = re.compile(r'^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(["\']?)(.*)\1\s*$')
-
-
-def grub_line_match(line: str):
-    """The match of a GRUB_CMDLINE_LINUX(_DEFAULT) assignment (group 2: its value), or None."""
-    return _GRUB_VAR.match(line)
-
-
-def grub_token_lines(text: str | None) -> list[tuple[int, list[str]]]:
-    """(line number, tokens) of each GRUB_CMDLINE_LINUX(_DEFAULT) line, with ${...} references dropped."""
-    found = []
-    for number, line in enumerate(physical_lines(text or ""), start=1):
-        match = grub_line_match(line.rstrip("\n"))
-        if match:
-            found.append((number, [t for t in match.group(2).split() if not t.startswith("$")]))
-    return found
-
-
-def grub_tokens(text: str | None) -> list[str]:
-    """Tokens of the GRUB_CMDLINE_LINUX(_DEFAULT) lines, with ${...} references dropped."""
-    return [token for _number, tokens in grub_token_lines(text) for token in tokens]
 
 
 def satisfied(token: str, have: list[str]) -> bool:

@@ -12,9 +12,16 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import read_manifest
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import parse_record
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+from ansible_collections.vfio.proxmox.plugins.module_utils._files import MAX_READ_BYTES, file_state
+from ansible_collections.vfio.proxmox.plugins.module_utils._host import kernel_version
+from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
+    cmdline_ids,
+    normalize_module,
+    param_key,
+    physical_lines,
+    spec_matches,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
     ADOPT_MANIFEST,
     BLOCK_MARKER,
     CMDLINE_RECORD,
@@ -25,16 +32,9 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
     MODPROBE,
     MODULES_LOAD,
     grub_token_lines,
+    parse_record,
+    read_manifest,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import MAX_READ_BYTES, file_state
-from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import normalize_module
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
-    cmdline_ids,
-    param_key,
-    physical_lines,
-    spec_matches,
-)
-from ansible_collections.vfio.proxmox.plugins.module_utils._plan import kernel_version
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
 
 # Kernel parameters that are about passthrough (the guide's, and the ones its readers add).

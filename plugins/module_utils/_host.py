@@ -21,6 +21,11 @@ _IR_ON_LINE = re.compile(r"(DMAR-IR: Enabled IRQ remapping|AMD-Vi: Interrupt rem
 _PBT_ESP = re.compile(r"^(\S+) is configured with: (\w+)", re.MULTILINE)
 
 
+def kernel_version(release: str | None) -> tuple[int, int]:
+    match = re.match(r"^(\d+)\.(\d+)", release or "")
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
 def ssh_server_address(environ: dict[str, str]) -> str | None:
     """The node's address of the SSH connection this module runs under (SSH_CONNECTION's third field)."""
     fields = environ.get("SSH_CONNECTION", "").split()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import normalize_module
+
 # Ansible's boolean semantics (ansible.module_utils.parsing.convert_bool), spelled out so
 # that anything else - "maybe", 2, a list - is refused instead of guessed.
 _TRUE = ("y", "yes", "on", "1", "true", "t")
@@ -46,10 +48,6 @@ def module_name(value) -> tuple[str | None, str | None]:
     if not isinstance(value, str) or not _MODULE.match(value.strip()):
         return None, "%r is not a kernel module name (letters, digits, _ and - only)" % (value,)
     return normalize_module(value), None
-
-
-def normalize_module(name: str) -> str:
-    return name.strip().replace("-", "_")
 
 
 def cmdline_token(value) -> tuple[str | None, str | None]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils._pci import entry_for
+
 # pve-common JSONSchema.pm: our $CONFIGID_RE = qr/[a-z][a-z0-9_-]+/i
 CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
 # pve-common JSONSchema.pm pve_verify_node_name
@@ -32,22 +34,6 @@ NODE_FIELD_RE = re.compile(r"(?:^|,)node=([^,]+)")
 
 class MappingError(ValueError):
     """A desired mapping that Proxmox would refuse, or that does not match the hardware."""
-
-
-def entry_for(device: dict) -> dict | None:
-    """What a mapping entry for this pci_facts device must carry, in Proxmox's format.
-
-    As the GUI sends it: `id` and `subsystem-id` without 0x, `iommugroup` only when the
-    device has one (Mapping/PCI.pm assert_valid demands both whenever the hardware has them).
-    """
-    if not device.get("vendor") or not device.get("device"):
-        return None
-    entry = {"path": device["address"], "id": "%s:%s" % (device["vendor"], device["device"])}
-    if device.get("subsystem_vendor") and device.get("subsystem_device"):
-        entry["subsystem-id"] = "%s:%s" % (device["subsystem_vendor"], device["subsystem_device"])
-    if device.get("iommu_group") is not None:
-        entry["iommugroup"] = int(device["iommu_group"])
-    return entry
 
 
 def parse_entry(text: str) -> dict:

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import normalize_module
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
 
 MODPROBE_DIRS = ("etc/modprobe.d", "run/modprobe.d", "usr/lib/modprobe.d", "lib/modprobe.d")
 LOAD_FILES = ("etc/modules", "etc/initramfs-tools/modules")
 LOAD_DIRS = ("etc/modules-load.d", "run/modules-load.d", "usr/lib/modules-load.d")
 DRIVERCTL_DIR = "etc/driverctl.d"
+
+
+def normalize_module(name: str) -> str:
+    return name.strip().replace("-", "_")
 
 
 def _conf_files(reader: TreeReader, etc_root: str, directories) -> list[str]:

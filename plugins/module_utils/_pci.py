@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils import _mapping
 from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import NetTopology
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex, class_name
 from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
@@ -17,6 +16,22 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeRead
 BRIDGE_CLASSES = ("0600", "0604", "0609")
 NETWORK_CLASS = "02"
 PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+
+
+def entry_for(device: dict) -> dict | None:
+    """What a mapping entry for this pci_facts device must carry, in Proxmox's format.
+
+    As the GUI sends it: `id` and `subsystem-id` without 0x, `iommugroup` only when the
+    device has one (Mapping/PCI.pm assert_valid demands both whenever the hardware has them).
+    """
+    if not device.get("vendor") or not device.get("device"):
+        return None
+    entry = {"path": device["address"], "id": "%s:%s" % (device["vendor"], device["device"])}
+    if device.get("subsystem_vendor") and device.get("subsystem_device"):
+        entry["subsystem-id"] = "%s:%s" % (device["subsystem_vendor"], device["subsystem_device"])
+    if device.get("iommu_group") is not None:
+        entry["iommugroup"] = int(device["iommu_group"])
+    return entry
 
 
 def netdevs_by_device(reader: TreeReader, sysfs_root: str) -> dict[str, list[tuple[str, str]]]:
@@ -103,7 +118,7 @@ def read_device(reader: TreeReader, sysfs_root: str, address: str, groups: dict[
         or os.path.isdir(os.path.join(directory, "nvidia")),
         "netdevs": [],
     }
-    entry["proxmox_mapping"] = _mapping.entry_for(entry)
+    entry["proxmox_mapping"] = entry_for(entry)
     for name, net_dir in sorted(netdevs):
         entry["netdevs"].append(net.describe(name, net_dir))
     return entry

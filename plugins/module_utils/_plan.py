@@ -17,29 +17,31 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import (
     copy_dirs,
     give_back,
     hand_made_ids,
-    read_manifest,
     writes,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
-    ADOPT_MANIFEST,
-    INITRAMFS_MODULES,
-    KERNEL_CMDLINE,
-    MODPROBE,
-    MODULES_LOAD,
     cmdline_record,
     desired,
     read_record,
     satisfied,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses
-from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import (
-    boolean,
-    cmdline_token,
-    module_name,
-    normalize_module,
-)
+from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses, kernel_version
+from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import boolean, cmdline_token, module_name
 from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import CONFIGID_RE
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import id_spec, spec_matches, spec_text
+from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
+    id_spec,
+    normalize_module,
+    spec_matches,
+    spec_text,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
+    ADOPT_MANIFEST,
+    INITRAMFS_MODULES,
+    KERNEL_CMDLINE,
+    MODPROBE,
+    MODULES_LOAD,
+    read_manifest,
+)
 
 ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
@@ -52,11 +54,6 @@ BASE_MODULES = ["vfio", "vfio_iommu_type1", "vfio_pci"]
 OWNED_PATHS = (MODPROBE, MODULES_LOAD, "/etc/initramfs-tools/modules")
 # Kernel parameters the role decides itself: passthrough_extra_cmdline may not set them.
 MANAGED_KEYS = ("intel_iommu", "iommu")
-
-
-def kernel_version(release: str | None) -> tuple[int, int]:
-    match = re.match(r"^(\d+)\.(\d+)", release or "")
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 def _stack_reasons(netdev: dict, corosync: set[str]) -> list[str]:

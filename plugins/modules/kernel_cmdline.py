@@ -105,14 +105,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import (
-    edit,
-    parse_record,
-    record_text,
-    remove_recorded,
-    replaced,
-    validate,
-)
+from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit, remove_recorded, replaced, validate
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import parse_record, record_text
 
 
 def read_text(module: AnsibleModule, path: str, what: str) -> str:

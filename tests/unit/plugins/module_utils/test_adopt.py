@@ -10,13 +10,9 @@ import pytest
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import COMMENT
 from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
-    ADOPT_MANIFEST,
-    GRUB_DROPIN,
-    STATE_RECORD,
-    watched_paths,
-)
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import watched_paths
 from ansible_collections.vfio.proxmox.plugins.module_utils._files import files_state
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import ADOPT_MANIFEST, GRUB_DROPIN, STATE_RECORD
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
 from ansible_collections.vfio.proxmox.plugins.module_utils._write import apply

@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes
 from ansible_collections.vfio.proxmox.plugins.module_utils._compose import conflicts, plan_node, watched_paths
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import STATE_RECORD
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import STATE_RECORD
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
 from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import (

@@ -8,13 +8,13 @@ import json
 import pytest
 
 from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes, outcome, verify
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+from ansible_collections.vfio.proxmox.plugins.module_utils._desired import watched_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
     CMDLINE_RECORD,
     GRUB_DROPIN,
     MODPROBE,
     PENDING,
     STATE_RECORD,
-    watched_paths,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
