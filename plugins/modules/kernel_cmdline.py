@@ -105,8 +105,13 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit, remove_recorded, replaced, validate
-from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import parse_record, record_text
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import parse_record, record_text
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import (
+    edit,
+    remove_recorded,
+    replaced,
+    validate,
+)
 
 
 def read_text(module: AnsibleModule, path: str, what: str) -> str:

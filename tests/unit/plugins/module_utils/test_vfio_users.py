@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import vfio_users
 
 
 def test_groups_held_open_are_named_with_the_process(tmp_path):

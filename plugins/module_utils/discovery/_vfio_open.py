@@ -20,8 +20,8 @@ import fcntl
 import os
 import struct
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import vfio_users
 
 # _IO(VFIO_TYPE, VFIO_BASE + n) with VFIO_TYPE ';' and VFIO_BASE 100 (include/uapi/linux/vfio.h).
 VFIO_GET_API_VERSION = 0x3B64

@@ -17,16 +17,14 @@ from __future__ import annotations
 import json
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit as edit_cmdline
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import remove_recorded
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import text_checksum
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import text_checksum
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     kernel_args,
     normalize_module,
     param_key,
     physical_lines,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
     ADOPT_DIR,
     ADOPT_MANIFEST,
     BLOCK_MARKER,
@@ -36,6 +34,8 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
     KERNEL_CMDLINE,
     grub_line_match,
 )
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import edit as edit_cmdline
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import remove_recorded
 
 # Put in front of a line adoption comments out, so the admin sees who did it and why.
 COMMENT = "#vfio.proxmox adopted# "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import PveshError
 
 HEALTH_RANK = {"HEALTH_OK": 0, "HEALTH_WARN": 1, "HEALTH_ERR": 2}
 # Ceph's health checks (docs.ceph.com rados/operations/health-checks) that say data lacks a copy or OSDs are down:

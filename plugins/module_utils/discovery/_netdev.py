@@ -13,7 +13,7 @@ import ipaddress
 import json
 import os
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 
 
 def parse_ip_addr(output: str) -> dict[str, list[dict]]:

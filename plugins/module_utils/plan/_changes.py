@@ -10,10 +10,10 @@ interrupted run left pending.
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import REBUILD_ORDER, satisfied
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import text_checksum
-from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import KERNEL_CMDLINE
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import text_checksum
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import KERNEL_CMDLINE
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import edit
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import REBUILD_ORDER, satisfied
 
 
 def holds_block(text: str | None, marker: str, lines: list[str]) -> bool:

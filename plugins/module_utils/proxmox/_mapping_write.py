@@ -14,9 +14,9 @@ and undoes what it names. A mapping a VM uses is never deleted.
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils import _mapping, _mappings
-from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
-from ansible_collections.vfio.proxmox.plugins.module_utils._vm_hostpci import vms_using
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox import _mapping_entry, _mapping_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import Pvesh, PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._vm_hostpci import vms_using
 
 API = "/cluster/mapping/pci"
 FLAGS = ("mdev", "live-migration-capable")
@@ -49,8 +49,8 @@ def desired_entries(params: dict) -> list[dict]:
 def canonical(text: str) -> str:
     """A map entry as compared: parsed and formatted; one we cannot parse stays as it is."""
     try:
-        return _mapping.format_entry(_mapping.parse_entry(text))
-    except _mapping.MappingError:
+        return _mapping_entry.format_entry(_mapping_entry.parse_entry(text))
+    except _mapping_entry.MappingError:
         return text
 
 
@@ -92,7 +92,7 @@ def options(state: dict, previous: dict | None) -> list:
 def node_hardware(pvesh: Pvesh, node: str) -> dict:
     """pci_facts-shaped devices of this node, from Proxmox's own view (`hardware/pci`, no class hidden)."""
     listed = pvesh.get("/nodes/%s/hardware/pci" % node, ["--pci-class-blacklist", ""]) or []
-    return {dev["id"]: _mapping.from_proxmox(dev) for dev in listed}
+    return {dev["id"]: _mapping_entry.from_proxmox(dev) for dev in listed}
 
 
 def check(pvesh: Pvesh, name: str, nodes: list[str]) -> dict:
@@ -115,8 +115,8 @@ def hardware_changes(current: dict, entries: list[dict]) -> list[str]:
     have = {}
     for text in current.get("map") or []:
         try:
-            entry = _mapping.parse_entry(text)
-        except _mapping.MappingError:
+            entry = _mapping_entry.parse_entry(text)
+        except _mapping_entry.MappingError:
             continue
         have[(entry.get("node"), entry.get("path"))] = entry
     out = []
@@ -124,7 +124,7 @@ def hardware_changes(current: dict, entries: list[dict]) -> list[str]:
         old = have.get((entry["node"], entry["path"]))
         if old is None:
             continue
-        for key in _mapping.HARDWARE_KEYS:
+        for key in _mapping_entry.HARDWARE_KEYS:
             # A field the old entry lacks is a fix (Proxmox demands it), not a change of hardware.
             if old.get(key) is not None and same_value(key, old[key], entry.get(key)) is False:
                 out.append("node %s path %s: %s was %s, is %s" % (entry["node"], entry["path"], key, old.get(key),
@@ -167,10 +167,10 @@ def plan_present(pvesh: Pvesh, params: dict, current: dict | None, cluster_nodes
     """(the nodes decided, the mapping as it must be after the run) - or Refused."""
     name = params["name"]
     try:
-        entries = _mapping.validate(name, desired_entries(params), cluster_nodes)
-    except _mapping.MappingError as err:
+        entries = _mapping_entry.validate(name, desired_entries(params), cluster_nodes)
+    except _mapping_entry.MappingError as err:
         raise Refused("name/entries: %s" % err) from None
-    problem = _mapping.description_problem(params.get("description"), in_entry=False)
+    problem = _mapping_entry.description_problem(params.get("description"), in_entry=False)
     if problem:
         raise Refused("description: %r %s" % (params["description"][:60], problem))
     nodes = owned_nodes(params, entries)
@@ -181,7 +181,7 @@ def plan_present(pvesh: Pvesh, params: dict, current: dict | None, cluster_nodes
     for node in sorted({e["node"] for e in entries}):
         hardware = node_hardware(pvesh, node)
         problems = [p for e in entries if e["node"] == node
-                    for p in _mapping.hardware_problems(e, hardware, bool(params["mdev"]))]
+                    for p in _mapping_entry.hardware_problems(e, hardware, bool(params["mdev"]))]
         if problems:
             raise Refused("entries for node %s do not match its hardware: %s" % (node, "; ".join(problems)))
     if current is not None and not params.get("allow_hardware_change"):
@@ -189,7 +189,7 @@ def plan_present(pvesh: Pvesh, params: dict, current: dict | None, cluster_nodes
         if changed:
             raise Refused("the hardware changed since the mapping was written - %s; check the device, then set "
                           "allow_hardware_change: true to map what is there now" % "; ".join(changed))
-    new_map = _mapping.merged((current or {}).get("map") or [], entries, nodes)
+    new_map = _mapping_entry.merged((current or {}).get("map") or [], entries, nodes)
     if not new_map:
         raise Refused("entries: the mapping would have no entry left (nodes %s decided with no entries); "
                       "state=absent removes it" % ", ".join(nodes))
@@ -213,14 +213,14 @@ def write(pvesh: Pvesh, name: str, action: str, after: dict, current: dict | Non
         pvesh.set("%s/%s" % (API, name), [*options(after, raw(current)), "--digest", current["digest"]])
 
 
-def present(pvesh: Pvesh, params: dict, check_mode: bool, record: _mappings.RecordFile) -> dict:
+def present(pvesh: Pvesh, params: dict, check_mode: bool, record: _mapping_plan.RecordFile) -> dict:
     name = params["name"]
     cluster_nodes = [n["node"] for n in pvesh.get("/nodes") or []]
     current = read(pvesh, name)
     nodes, after = plan_present(pvesh, params, current, cluster_nodes)
     before = view(current)
     action = "create" if current is None else "update" if compared(after) != before else None
-    kept = [text for text in after["map"] if _mapping.entry_node(text) not in nodes]
+    kept = [text for text in after["map"] if _mapping_entry.entry_node(text) not in nodes]
     result = {"changed": action is not None, "action": action, "nodes": nodes, "kept_entries": kept,
               "diff": {"before": before, "after": compared(after)}, "mapping": compared(after), "checks": {}}
     if check_mode and action is not None:
@@ -228,7 +228,7 @@ def present(pvesh: Pvesh, params: dict, check_mode: bool, record: _mappings.Reco
     noted = record.record
     if action is not None:
         write(pvesh, name, action, after, current)
-        record.save(_mappings.noted_write(noted, name, action, raw(current) if current else None, nodes))
+        record.save(_mapping_plan.noted_write(noted, name, action, raw(current) if current else None, nodes))
     check_nodes = params["check_nodes"] if params["check_nodes"] is not None else nodes
     result["checks"] = check(pvesh, name, [n for n in check_nodes if n in cluster_nodes or n == params["node"]])
     errors = errors_in(result["checks"])
@@ -267,8 +267,8 @@ def restore(pvesh: Pvesh, name: str, current: dict, change: dict, check_mode: bo
     runs for the recorded nodes: a former state the hardware no longer matches is said, not hidden."""
     before, nodes = change["before"], change.get("nodes") or []
     held = change.get("node_entries") or {
-        node: [t for t in before["map"] if _mapping.entry_node(t) == node] for node in nodes}
-    new_map = [t for t in current.get("map") or [] if _mapping.entry_node(t) not in nodes]
+        node: [t for t in before["map"] if _mapping_entry.entry_node(t) == node] for node in nodes}
+    new_map = [t for t in current.get("map") or [] if _mapping_entry.entry_node(t) not in nodes]
     new_map += [t for node in nodes for t in held.get(node) or []]
     if sorted(new_map) == sorted(before["map"]):
         new_map = list(before["map"])
@@ -286,7 +286,8 @@ def restore(pvesh: Pvesh, name: str, current: dict, change: dict, check_mode: bo
 def undo_created(pvesh: Pvesh, name: str, current: dict, decided: list[str] | None, check_mode: bool) -> dict:
     """A mapping this collection created: deleted - or, when nodes it never decided have entries now (added in
     the GUI since), only the entries of the nodes it decided are taken out. A mapping a VM uses stays."""
-    others = [t for t in current.get("map") or [] if decided is not None and _mapping.entry_node(t) not in decided]
+    others = [t for t in current.get("map") or []
+              if decided is not None and _mapping_entry.entry_node(t) not in decided]
     if not others:
         return delete_unless_used(pvesh, name, check_mode)
     users = vms_using(pvesh, name)
@@ -299,10 +300,10 @@ def undo_created(pvesh: Pvesh, name: str, current: dict, decided: list[str] | No
             "kept_entries": others}
 
 
-def run(pvesh: Pvesh, params: dict, check_mode: bool, record: _mappings.RecordFile | None = None) -> dict:
+def run(pvesh: Pvesh, params: dict, check_mode: bool, record: _mapping_plan.RecordFile | None = None) -> dict:
     name, state = params["name"], params["state"]
-    record = record or _mappings.RecordFile(None, check_mode)
-    if not _mapping.CONFIGID_RE.match(name or ""):
+    record = record or _mapping_plan.RecordFile(None, check_mode)
+    if not _mapping_entry.CONFIGID_RE.match(name or ""):
         raise Refused("name: %r is not a Proxmox mapping ID" % name)
     if state == "present":
         return present(pvesh, params, check_mode, record)
@@ -319,7 +320,7 @@ def run(pvesh: Pvesh, params: dict, check_mode: bool, record: _mappings.RecordFi
     else:
         result = delete_unless_used(pvesh, name, check_mode)
     if not result.get("used_by"):
-        record.save(_mappings.noted_undo(noted, name))
+        record.save(_mapping_plan.noted_undo(noted, name))
     result.setdefault("diff", {"before": view(current), "after": None if result["action"] else view(current)})
     result.update(checks={}, mapping=result["diff"]["after"])
     if state == "undone" and result["action"] in ("restore", "update") and not check_mode:

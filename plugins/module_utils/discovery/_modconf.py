@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 
 MODPROBE_DIRS = ("etc/modprobe.d", "run/modprobe.d", "usr/lib/modprobe.d", "lib/modprobe.d")
 LOAD_FILES = ("etc/modules", "etc/initramfs-tools/modules")

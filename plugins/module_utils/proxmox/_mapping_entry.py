@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci import entry_for
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci import entry_for
 
 # pve-common JSONSchema.pm: our $CONFIGID_RE = qr/[a-z][a-z0-9_-]+/i
 CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)

@@ -12,29 +12,14 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import (
-    Adoption,
-    copy_dirs,
-    give_back,
-    hand_made_ids,
-    writes,
-)
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
-    cmdline_record,
-    desired,
-    read_record,
-    satisfied,
-)
-from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses, kernel_version
-from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import boolean, cmdline_token, module_name
-from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import CONFIGID_RE
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import corosync_addresses, kernel_version
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     id_spec,
     normalize_module,
     spec_matches,
     spec_text,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
     ADOPT_MANIFEST,
     INITRAMFS_MODULES,
     KERNEL_CMDLINE,
@@ -42,6 +27,21 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
     MODULES_LOAD,
     read_manifest,
 )
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._adopt import (
+    Adoption,
+    copy_dirs,
+    give_back,
+    hand_made_ids,
+    writes,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import (
+    cmdline_record,
+    desired,
+    read_record,
+    satisfied,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import boolean, cmdline_token, module_name
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_entry import CONFIGID_RE
 
 ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import normalize_module
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import normalize_module
 
 # Ansible's boolean semantics (ansible.module_utils.parsing.convert_bool), spelled out so
 # that anything else - "maybe", 2, a list - is refused instead of guessed.

@@ -7,18 +7,18 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional, Tuple
 
-from ansible_collections.vfio.proxmox.plugins.module_utils import _host, _modconf, _ovs, _pci, _storage
-from ansible_collections.vfio.proxmox.plugins.module_utils._handmade import handmade, handmade_files
-from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery import _host, _modconf, _ovs, _pci, _storage
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._handmade import handmade, handmade_files
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._netdev import (
     NetTopology,
     interface_holding,
     parse_default_routes,
     parse_ip_addr,
     parse_permanent_macs,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex, parse_pci_ids
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_ids import ModaliasIndex, parse_pci_ids
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import vfio_users
 
 # run(argv) -> (rc, stdout, stderr); which(name) -> path or None
 Runner = Callable[[list], Tuple[int, str, str]]

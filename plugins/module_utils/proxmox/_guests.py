@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import PveshError
 
 POLICIES = ("refuse", "shutdown", "migrate")
 # pve-ha-manager: a resource in state `ignored` is not managed by HA (HA/Resources.pm, Manager.pm).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
     ADOPT_MANIFEST,
     BACKUP_SUFFIX,
     BLOCK_MARKER,

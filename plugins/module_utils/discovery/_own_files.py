@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import physical_lines
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import physical_lines
 
 STATE_DIR = "/etc/vfio-proxmox"
 STATE_RECORD = STATE_DIR + "/state.json"

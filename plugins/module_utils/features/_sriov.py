@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._inputs import boolean
-from ansible_collections.vfio.proxmox.plugins.module_utils._plan import ADDRESS, MAC
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov import vf_arguments
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._sriov_vfs import vf_arguments
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import ADDRESS, MAC
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import boolean
 
 PF_SELECTORS = ("address", "interface", "mac")
 PF_OPTIONS = ("id", "vfs", "vf_driver", "vf_macs", "vf")
@@ -432,7 +432,7 @@ def watched_paths() -> dict[str, list[str]]:
 
 
 def fragment(facts: dict, entries, selected: set[str], state: str, seen: dict, recorded: list | None = None) -> dict:
-    """The SR-IOV feature's part of the composed plan (see _compose.py).
+    """The SR-IOV feature's part of the composed plan (see plan/_compose.py).
 
     sriov_plan() plus what the role moves: `files` (rows of the owned-file table, template None =
     remove it when it exists), `dirs`, `unit` (enable/disable: booleans the YAML tests), `live`

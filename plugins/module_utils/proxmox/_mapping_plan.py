@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import entry_node
-from ansible_collections.vfio.proxmox.plugins.module_utils._write import write_text
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._write import write_text
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_entry import entry_node
 
 
 class MappingsError(ValueError):

@@ -19,9 +19,9 @@ import os
 import time
 from typing import Callable
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._bind import VFIO, Writer, rebind, write_file
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._bind import VFIO, Writer, rebind, write_file
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import vfio_users
 
 # ip's argv (without "ip") -> (rc, stdout, stderr)
 IpRunner = Callable[[list[str]], tuple[int, str, str]]

@@ -12,16 +12,16 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import MAX_READ_BYTES, file_state
-from ansible_collections.vfio.proxmox.plugins.module_utils._host import kernel_version
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import MAX_READ_BYTES, file_state
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import kernel_version
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     cmdline_ids,
     normalize_module,
     param_key,
     physical_lines,
     spec_matches,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
     ADOPT_MANIFEST,
     BLOCK_MARKER,
     CMDLINE_RECORD,
@@ -35,7 +35,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import (
     parse_record,
     read_manifest,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 
 # Kernel parameters that are about passthrough (the guide's, and the ones its readers add).
 PASSTHROUGH_PARAMS = ("intel_iommu", "amd_iommu", "iommu", "vfio-pci.ids", "vfio_pci.ids", "pci-stub.ids",

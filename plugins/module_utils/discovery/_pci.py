@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._netdev import NetTopology
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex, class_name
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._netdev import NetTopology
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_ids import ModaliasIndex, class_name
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 
 # Host bridge, PCI-to-PCI bridge, semi-transparent bridge: they may share an
 # IOMMU group with a passed-through device (vfio accepts them).

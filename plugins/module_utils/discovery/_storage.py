@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 
 PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 NVME_CONTROLLER = re.compile(r"^nvme\d+$")

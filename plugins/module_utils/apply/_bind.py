@@ -12,8 +12,8 @@ import errno
 import os
 from typing import Callable
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import vfio_users
 
 VFIO = "vfio-pci"
 Writer = Callable[[str, str], None]

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_entry import (
     CONFIGID_RE,
     MappingError,
     entry_node,
     entry_nodes,
     parse_entry,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import noted_attachment
-from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_plan import noted_attachment
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import Pvesh, PveshError
 
 SLOTS = 16
 SLOT_RE = re.compile(r"^hostpci(\d+)$")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_plan import (
     MappingsError,
     attach_problems,
     attachments,

@@ -1,7 +1,7 @@
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One plan from every node feature: the passthrough plan (_plan.py) and the SR-IOV fragment
-(_sriov_plan.fragment), merged, with the conflicts between them refused before anything is written.
+"""One plan from every node feature: the passthrough plan (features/_passthrough.py) and the SR-IOV
+fragment (features/_sriov.fragment), merged, with the conflicts between them refused before anything is written.
 
 Conflicts: a path two features claim; a device both passed through and split into VFs (the
 SR-IOV planner refuses a selected PF); a VF passed through while SR-IOV destroys it (a count
@@ -12,12 +12,12 @@ feature's own guard. The role tests only the booleans set here: `act` (something
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import read_record
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import watched_paths as passthrough_paths
-from ansible_collections.vfio.proxmox.plugins.module_utils._own_files import STATE_RECORD
-from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import fragment
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import watched_paths as sriov_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import STATE_RECORD
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import fragment
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import watched_paths as sriov_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import read_record
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import watched_paths as passthrough_paths
 
 
 def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:

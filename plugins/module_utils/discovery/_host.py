@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci", "vfio_pci_core", "vfio_virqfd")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import PveshError
 
 # pve-ha-manager Manager.pm: service states that are not "running somewhere or on the way there".
 HA_AT_REST = ("stopped", "ignored", "disabled", "error")
