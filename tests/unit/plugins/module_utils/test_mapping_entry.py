@@ -14,7 +14,7 @@ IGC = {"address": "0000:02:00.0", "vendor": "8086", "device": "15f3", "subsystem
 
 def test_entry_for_a_device_carries_what_proxmox_demands():
     assert entry_for(IGC) == {"path": "0000:02:00.0", "id": "8086:15f3", "subsystem-id": "8086:0000",
-                                       "iommugroup": 12}
+                              "iommugroup": 12}
 
 
 def test_entry_for_a_device_without_group_or_subsystem_leaves_them_out():
