@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
 from tests.sim.fakeroot import FakeNode
 
 SIZES = (64, 512, 4096)

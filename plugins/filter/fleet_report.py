@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._report import fleet_report
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._report import fleet_report
 
 DOCUMENTATION = r"""
 ---

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import attachments
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_plan import attachments
 
 DOCUMENTATION = r"""
 ---

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import MappingsError, mapping_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_plan import MappingsError, mapping_plan
 
 DOCUMENTATION = r"""
 ---

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import MappingsError, parse_record, union
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_plan import (
+    MappingsError,
+    parse_record,
+    union,
+)
 
 DOCUMENTATION = r"""
 ---

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._report import nic_table
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._report import nic_table
 
 DOCUMENTATION = r"""
 ---

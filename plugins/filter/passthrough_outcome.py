@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._changes import outcome
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._changes import outcome
 
 DOCUMENTATION = r"""
 ---

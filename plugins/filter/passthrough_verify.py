@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._changes import verify
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._changes import verify
 
 DOCUMENTATION = r"""
 ---

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._compose import watched_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import watched_paths
 
 DOCUMENTATION = r"""
 ---

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import sriov_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import sriov_plan
 
 DOCUMENTATION = r"""
 ---

@@ -110,7 +110,7 @@ files:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import files_state
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import files_state
 
 
 def main() -> None:

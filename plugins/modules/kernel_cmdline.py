@@ -105,10 +105,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import parse_record, record_text
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import (
     edit,
-    parse_record,
-    record_text,
     remove_recorded,
     replaced,
     validate,

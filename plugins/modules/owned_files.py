@@ -165,7 +165,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._write import WriteError, apply
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._write import WriteError, apply
 
 
 def main() -> None:

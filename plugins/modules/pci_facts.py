@@ -499,11 +499,11 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import files_state
-from ansible_collections.vfio.proxmox.plugins.module_utils._host import ssh_server_address
-from ansible_collections.vfio.proxmox.plugins.module_utils._mapping import proxmox_view_differences
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import files_state
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import ssh_server_address
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_entry import proxmox_view_differences
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import Pvesh, PveshError
 
 
 def main() -> None:

@@ -236,9 +236,9 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import MappingsError, RecordFile
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_mapping import Refused, run
-from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_plan import MappingsError, RecordFile
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_write import Refused, run
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import Pvesh, PveshError
 
 
 def main() -> None:

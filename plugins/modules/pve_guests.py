@@ -157,14 +157,14 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._guests import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._guests import (
     GuestsError,
     decide,
     read,
     read_cluster,
     read_moves,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import Pvesh, PveshError
 
 
 def main() -> None:

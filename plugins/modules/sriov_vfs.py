@@ -196,7 +196,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov import Applier
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._sriov_vfs import Applier
 
 
 def main() -> None:

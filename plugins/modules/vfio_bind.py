@@ -109,7 +109,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._bind import rebind
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._bind import rebind
 
 
 def main() -> None:

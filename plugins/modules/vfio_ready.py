@@ -99,7 +99,7 @@ results:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_open import check_device
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_open import check_device
 
 
 def main() -> None:

@@ -160,9 +160,9 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._mappings import MappingsError, RecordFile
-from ansible_collections.vfio.proxmox.plugins.module_utils._pvesh import Pvesh, PveshError
-from ansible_collections.vfio.proxmox.plugins.module_utils._vm_hostpci import Refused, run
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_plan import MappingsError, RecordFile
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import Pvesh, PveshError
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._vm_hostpci import Refused, run
 
 
 def main() -> None:

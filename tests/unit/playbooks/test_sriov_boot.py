@@ -9,8 +9,8 @@ from pathlib import Path
 
 import jinja2
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import recorded_pfs, sriov_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import recorded_pfs, sriov_plan
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "roles" / "passthrough" / "templates"
 PF = "0000:04:00.0"

@@ -38,7 +38,7 @@ def test_choices_match_what_the_planner_accepts():
 
 
 def test_device_item_options_are_the_keys_the_planner_accepts():
-    from ansible_collections.vfio.proxmox.plugins.module_utils._plan import OPTION_KEYS, SELECTOR_KEYS
+    from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import OPTION_KEYS, SELECTOR_KEYS
 
     item = load("meta/argument_specs.yml")["argument_specs"]["main"]["options"]["passthrough_devices"]["options"]
     assert sorted(item) == sorted(SELECTOR_KEYS + OPTION_KEYS)
@@ -105,7 +105,7 @@ def test_other_entry_points_validate_against_the_main_entry_point_and_read_only_
 
 
 def test_sriov_item_options_are_the_keys_the_sriov_planner_accepts():
-    from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import (
+    from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import (
         LINK_STATES,
         PF_OPTIONS,
         PF_SELECTORS,

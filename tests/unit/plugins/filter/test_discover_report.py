@@ -13,8 +13,8 @@ import yaml
 
 from ansible_collections.vfio.proxmox.plugins.filter.fleet_report import FilterModule as FleetReport
 from ansible_collections.vfio.proxmox.plugins.filter.nic_table import FilterModule as NicTable
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils._report import fleet_report, nic_table
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._report import fleet_report, nic_table
 
 ROOT = Path(__file__).resolve().parents[4]
 FILTERS = ROOT / "plugins" / "filter"

@@ -8,18 +8,18 @@ import os
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import COMMENT
-from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._write import apply
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import files_state
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
     ADOPT_MANIFEST,
     GRUB_DROPIN,
     STATE_RECORD,
-    watched_paths,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import files_state
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
-from ansible_collections.vfio.proxmox.plugins.module_utils._write import apply
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._adopt import COMMENT
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._changes import changes
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import watched_paths
 
 GUIDE = {
     "/etc/default/grub": 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n'

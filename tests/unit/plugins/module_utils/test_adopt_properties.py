@@ -8,9 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._adopt import COMMENT, edited
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import grub_token_lines
-from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     _ids,
     kernel_args,
     kmod_commands,
@@ -20,6 +18,8 @@ from ansible_collections.vfio.proxmox.plugins.module_utils._modconf import (
     physical_lines,
     spec_matches,
 )
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import grub_token_lines
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._adopt import COMMENT, edited
 
 FAST = settings(max_examples=150, deadline=None)
 HEX4 = st.integers(0, 0xFFFF).map(lambda n: "%04x" % n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._bind import rebind
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._bind import rebind
 
 IGC = "0000:02:00.0"
 

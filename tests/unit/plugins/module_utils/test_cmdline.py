@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._cmdline import edit, validate
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import edit, validate
 
 ZFS = "root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet\n"
 

@@ -1,4 +1,4 @@
-"""The composed plan (_compose.py): passthrough and SR-IOV planned together, conflicts refused before
+"""The composed plan (plan/_compose.py): passthrough and SR-IOV planned together, conflicts refused before
 any write, SR-IOV's owned files and unit moved through the role's one chain."""
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes
-from ansible_collections.vfio.proxmox.plugins.module_utils._compose import conflicts, plan_node, watched_paths
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import STATE_RECORD
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import STATE_RECORD
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import (
     SRIOV_CONF,
     SRIOV_SCRIPT,
     SRIOV_UNIT,
     SRIOV_WANTS,
 )
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._changes import changes
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import conflicts, plan_node, watched_paths
 
 TEMPLATES = Path(__file__).resolve().parents[4] / "roles" / "passthrough" / "templates"
 PF = "0000:04:00.0"

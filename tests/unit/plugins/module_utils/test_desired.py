@@ -7,17 +7,17 @@ import json
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._changes import changes, outcome, verify
-from ansible_collections.vfio.proxmox.plugins.module_utils._desired import (
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
     CMDLINE_RECORD,
     GRUB_DROPIN,
     MODPROBE,
     PENDING,
     STATE_RECORD,
-    watched_paths,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._changes import changes, outcome, verify
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import watched_paths
 
 PORT = {"address": "0000:02:00.0", "id": "8086:15f3"}
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._files import MAX_READ_BYTES, file_state
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import MAX_READ_BYTES, file_state
 
 
 def test_a_regular_file_with_checksum_mode_owner_and_text(tmp_path):

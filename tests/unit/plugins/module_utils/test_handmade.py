@@ -3,7 +3,7 @@ file and line with what is wrong (pci_facts vfio_host.handmade)."""
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
 
 GUIDE_GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\nGRUB_CMDLINE_LINUX=""\n'
 GUIDE_FILES = {
@@ -60,7 +60,7 @@ def test_the_roles_own_files_and_tokens_are_not_hand_made(fake_node):
 
 
 def test_the_role_will_not_reboot_a_node_into_a_blacklisted_management_nic(fake_node):
-    from ansible_collections.vfio.proxmox.plugins.module_utils._plan import make_plan
+    from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
 
     node = fake_node("guide-intel", mutate=lambda p: p["files"].update(
         {"/etc/modprobe.d/blacklist.conf": "blacklist e1000e\n"}))

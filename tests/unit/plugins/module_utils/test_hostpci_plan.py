@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._vm_hostpci import Refused, is_q35, plan, same
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._vm_hostpci import Refused, is_q35, plan, same
 
 PARAMS = {"vmid": 100, "mapping": "wan", "state": "present", "slot": None, "pcie": False, "rombar": None}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.vfio.proxmox.plugins.module_utils import _mapping, _vm_hostpci
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox import _mapping_entry, _vm_hostpci
 
 NODES = st.sampled_from(["pve1", "pve2", "pve3", "node-4"])
 HEX4 = st.text("0123456789abcdef", min_size=4, max_size=4)
@@ -23,12 +23,12 @@ FOREIGN = st.one_of(
 @given(st.lists(FOREIGN, max_size=6), st.lists(ENTRY, max_size=4), st.lists(NODES, max_size=3, unique=True))
 def test_a_write_keeps_every_other_nodes_entry_byte_for_byte(current, entries, nodes):
     entries = [e for e in entries if e["node"] in nodes]
-    merged = _mapping.merged(current, entries, nodes)
-    kept = [t for t in current if (_mapping.entry_nodes([t]) or [None])[0] not in nodes]
+    merged = _mapping_entry.merged(current, entries, nodes)
+    kept = [t for t in current if (_mapping_entry.entry_nodes([t]) or [None])[0] not in nodes]
     assert merged[:len(kept)] == kept
-    assert merged[len(kept):] == [_mapping.format_entry(e) for e in entries]
+    assert merged[len(kept):] == [_mapping_entry.format_entry(e) for e in entries]
     # deciding the same nodes again changes nothing more
-    assert _mapping.merged(merged, entries, nodes) == merged
+    assert _mapping_entry.merged(merged, entries, nodes) == merged
 
 
 @settings(max_examples=150, deadline=None)
@@ -36,14 +36,15 @@ def test_a_write_keeps_every_other_nodes_entry_byte_for_byte(current, entries, n
 def test_an_entry_reads_the_same_in_any_field_order_with_empty_fields(entry, padding, upper):
     fields = ["%s=%s" % kv for kv in entry.items()]
     text = ",".join(reversed(fields)) + "".join(padding)
-    assert _mapping.parse_entry(text) == _mapping.parse_entry(",".join(fields))
-    assert _mapping.format_entry(_mapping.parse_entry(_mapping.format_entry(entry))) == _mapping.format_entry(entry)
+    assert _mapping_entry.parse_entry(text) == _mapping_entry.parse_entry(",".join(fields))
+    formatted = _mapping_entry.format_entry(entry)
+    assert _mapping_entry.format_entry(_mapping_entry.parse_entry(formatted)) == formatted
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=5000), st.booleans())
 def test_a_description_is_accepted_only_if_proxmox_keeps_it_as_written(text, in_entry):
-    problem = _mapping.description_problem(text, in_entry)
+    problem = _mapping_entry.description_problem(text, in_entry)
     keeps = (len(text) <= 4096 and "\n" not in text and "\r" not in text and not (in_entry and "," in text)
              and all(ord(c) <= 0xFF for c in text))
     assert (problem is None) == keeps

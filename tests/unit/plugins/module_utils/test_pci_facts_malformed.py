@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
 
 IGC = "0000:02:00.0"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
 from tests.sim import fakeroot
 
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
 
 
 def lspci_devices() -> dict[str, dict[str, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_ids import ModaliasIndex
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_ids import ModaliasIndex
 
 ALIASES = """# Aliases extracted from modules themselves.
 alias pci:v00008086d00001521sv*sd*bc*sc*i* igb

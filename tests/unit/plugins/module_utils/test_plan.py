@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._host import corosync_addresses
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils._plan import kernel_version, make_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import corosync_addresses, kernel_version
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
 
 
 def facts(node, **kwargs):

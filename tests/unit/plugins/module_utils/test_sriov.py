@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov import Applier
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._sriov_vfs import Applier
 from tests.unit.sriov_double import SriovKernel
 
 PF = "0000:04:00.0"

@@ -10,7 +10,7 @@ import jinja2
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import recorded_pfs
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import recorded_pfs
 
 TEMPLATE = Path(__file__).resolve().parents[4] / "roles" / "passthrough" / "templates" / "sriov.conf.j2"
 FAST = settings(max_examples=150, deadline=None)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils._sriov_plan import derived_mac, sriov_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import derived_mac, sriov_plan
 
 PF = "0000:04:00.0"
 

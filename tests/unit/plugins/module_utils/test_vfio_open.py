@@ -15,7 +15,7 @@ import struct
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils import _vfio_open as vfio_open
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery import _vfio_open as vfio_open
 
 DMA_MANAGED = (None, "vfio-pci", "pci-stub", "pcieport")
 

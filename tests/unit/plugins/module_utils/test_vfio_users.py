@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._vfio_users import VfioUsersUnknown, vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import VfioUsersUnknown, vfio_users
 
 
 def test_groups_held_open_are_named_with_the_process(tmp_path):

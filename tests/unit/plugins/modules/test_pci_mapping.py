@@ -174,7 +174,7 @@ def test_absent_deletes_and_then_has_nothing_to_do(cluster, capsys):
 
 
 def test_pci_facts_proxmox_mapping_makes_a_valid_entry(cluster, capsys):
-    from ansible_collections.vfio.proxmox.plugins.module_utils._pci_facts import gather
+    from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
 
     facts = gather(**cluster["pve1"].roots, run=cluster["pve1"].run, which=cluster["pve1"].which)["ansible_facts"]
     igc = next(d for d in facts["vfio_pci_devices"] if d["address"] == "0000:02:00.0")

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._guests import GuestsError, decide
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._guests import GuestsError, decide
 from ansible_collections.vfio.proxmox.plugins.modules import pve_guests
 from tests.unit.module_args import patch_module_args
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils._health import unmet
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._health import unmet
 from ansible_collections.vfio.proxmox.plugins.modules import pve_health
 from tests.unit.module_args import patch_module_args
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils import _sriov
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply import _sriov_vfs
 from ansible_collections.vfio.proxmox.plugins.modules import sriov_vfs
 from tests.unit.module_args import patch_module_args
 from tests.unit.sriov_double import SriovKernel
@@ -29,7 +29,7 @@ def node(fake_node, monkeypatch):
         return kernel.ip(argv[1:])
     monkeypatch.setattr(sriov_vfs.AnsibleModule, "run_command", run_command)
     kernel.modprobed = []
-    monkeypatch.setattr(_sriov, "write_file", kernel)
+    monkeypatch.setattr(_sriov_vfs, "write_file", kernel)
     node.kernel = kernel
     return node
 

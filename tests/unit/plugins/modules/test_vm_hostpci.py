@@ -141,7 +141,7 @@ def test_another_device_is_no_clash(capsys, node):
     ("0000:02:00.0", "0001:02:00.0", False), ("02:00", "02:01", False), ("0000:02:00.0", "0000:02:00.0 ", True),
 ])
 def test_overlaps_follows_proxmox_address_expansion(one, other, same):
-    from ansible_collections.vfio.proxmox.plugins.module_utils._vm_hostpci import overlaps
+    from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._vm_hostpci import overlaps
     assert overlaps(one, other) is same
     reverse = {"one": other, "other": one}
     assert overlaps(**reverse) is same

@@ -1,0 +1,232 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Passthrough configuration made by hand (the guide's steps), file and line, and what is wrong with it.
+
+Read-only: pci_facts reports it as vfio_host.handmade so the discover table and the fleet report
+show every node that was configured by hand before the collection came. The role's own files
+(and its marked block in the initramfs module list) are not hand-made and are left out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import MAX_READ_BYTES, file_state
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import kernel_version
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
+    cmdline_ids,
+    normalize_module,
+    param_key,
+    physical_lines,
+    spec_matches,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
+    ADOPT_MANIFEST,
+    BLOCK_MARKER,
+    CMDLINE_RECORD,
+    GRUB_DEFAULT,
+    GRUB_DROPIN,
+    INITRAMFS_MODULES,
+    KERNEL_CMDLINE,
+    MODPROBE,
+    MODULES_LOAD,
+    grub_token_lines,
+    parse_record,
+    read_manifest,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
+
+# Kernel parameters that are about passthrough (the guide's, and the ones its readers add).
+PASSTHROUGH_PARAMS = ("intel_iommu", "amd_iommu", "iommu", "vfio-pci.ids", "vfio_pci.ids", "pci-stub.ids",
+                      "pcie_acs_override", "video", "initcall_blacklist", "modprobe.blacklist",
+                      "rd.driver.blacklist", "rd.driver.pre", "vfio_iommu_type1.allow_unsafe_interrupts",
+                      "kvm.ignore_msrs")
+
+
+def _param_name(token: str) -> str:
+    return token.split("=", 1)[0]
+
+
+# Compared as the kernel compares names (kernel/params.c parameq: "-" and "_" alike; kmod takes a token quoted
+# as a whole, libkmod-config.c kmod_config_parse_kcmdline).
+_PARAM_KEYS = {param_key(p) for p in PASSTHROUGH_PARAMS}
+
+
+def _is_passthrough(token: str) -> bool:
+    return param_key(_param_name(token[1:] if token.startswith('"') else token)) in _PARAM_KEYS
+
+
+def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
+    """Passthrough tokens in /etc/default/grub, /etc/default/grub.d/*.cfg and /etc/kernel/cmdline."""
+    found = []
+
+    def scan(shown: str, text: str, lines_of) -> None:
+        for number, tokens in lines_of(text):
+            for token in tokens:
+                if _is_passthrough(token):
+                    # Inside a GRUB file's double quotes the shell drops the backslash of \" \\ \$ \`.
+                    ids = cmdline_ids(re.sub(r'\\([\\"$`])', r"\1", token) if shown != KERNEL_CMDLINE else token)
+                    found.append({"file": shown, "line": number, "text": token, "kind": "kernel_parameter",
+                                  "ids": ids or []})
+
+    grub_files = [GRUB_DEFAULT] + sorted("/etc/default/grub.d/" + n for n in
+                                         reader.listdir(os.path.join(etc_root, "etc/default/grub.d"))
+                                         if n.endswith(".cfg"))
+    for shown in grub_files:
+        if shown == GRUB_DROPIN:
+            continue
+        path = os.path.join(etc_root, shown.lstrip("/"))
+        if os.path.isfile(path):
+            scan(shown, reader.text(path) or "", grub_token_lines)
+    cmdline = os.path.join(etc_root, KERNEL_CMDLINE.lstrip("/"))
+    if os.path.isfile(cmdline):
+        added = set(parse_record(reader.text(os.path.join(etc_root, CMDLINE_RECORD.lstrip("/")), warn=False) or "")[0])
+        text = reader.text(cmdline) or ""
+        scan(KERNEL_CMDLINE, text, lambda t: [(1, [x for x in t.split() if x not in added])])
+    return found
+
+
+def _role_block_lines(reader: TreeReader, etc_root: str) -> set[int]:
+    """Line numbers of the role's marked block in the initramfs module list."""
+    text = reader.text(os.path.join(etc_root, INITRAMFS_MODULES.lstrip("/")), warn=False) or ""
+    inside, numbers = False, set()
+    for number, line in enumerate(physical_lines(text), start=1):
+        if line.strip() == BLOCK_MARKER.format(mark="BEGIN"):
+            inside = True
+        if inside:
+            numbers.add(number)
+        if line.strip() == BLOCK_MARKER.format(mark="END"):
+            inside = False
+    return numbers
+
+
+def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict]) -> list[dict]:
+    """Every hand-made passthrough line with `problems` (empty when the line is fine)."""
+    block = _role_block_lines(reader, etc_root)
+    drivers = {normalize_module(m) for d in devices for m in [d.get("driver")] + list(d.get("modules") or []) if m}
+    lines = [dict(e) for e in host.get("vfio_config") or [] if e["file"] not in (MODPROBE, MODULES_LOAD)
+             and not (e["file"] == INITRAMFS_MODULES and e["line"] in block) and _about_passthrough(e, drivers)]
+    lines += kernel_parameters(reader, etc_root)
+    kernels = host.get("installed_kernels") or []
+    in_use = {}
+    for device in devices:
+        if device.get("driver"):
+            in_use.setdefault(device["driver"].replace("-", "_"), []).append(device)
+    seen: dict[tuple, str] = {}
+    for line in lines:
+        problems = []
+        key = (line["kind"], line["text"])
+        if key in seen:
+            problems.append("duplicate of %s" % seen[key])
+        else:
+            seen[key] = "%s:%d" % (line["file"], line["line"])
+        problems += _line_problems(line, host, kernels, in_use)
+        binding = _binds_management(line, host, devices)
+        line["problems"] = problems + binding
+        line["lockout"] = bool(binding) or any("the driver of the management NIC" in p for p in problems)
+    return lines
+
+
+def _binds_management(line: dict, host: dict, devices: list[dict]) -> list[str]:
+    """A hand-made binding - any form vfio-pci reads - of a management NIC not on vfio-pci yet: the next boot
+    takes the node off the network. A kernel parameter counts only in the file the boot loader reads."""
+    if not line.get("ids"):
+        return []
+    if line["kind"] == "kernel_parameter":
+        loader = (host.get("boot_loader") or {}).get("name")
+        # An unknown boot loader fails closed: the parameter may reach the kernel.
+        if loader in ("grub", "systemd-boot") and (line["file"] == KERNEL_CMDLINE) != (loader == "systemd-boot"):
+            return []
+    found = []
+    for device in devices:
+        managing = [n["name"] for n in device.get("netdevs") or [] if n.get("management")]
+        ids = [i for i in line["ids"] if spec_matches(i, device)]
+        if managing and ids and device.get("driver") != "vfio-pci":
+            found.append("binds %s (%s), the management NIC, to vfio-pci (ids %s) - the node loses its network at "
+                         "the next boot" % (device["address"], ", ".join(managing), ",".join(ids)))
+    return found
+
+
+def _about_passthrough(entry: dict, drivers: set) -> bool:
+    """Whether a module configuration line is the admin's passthrough work: below /etc (files below /usr/lib
+    and /run are a package's or the running system's), and for blacklist and softdep lines, about a driver of
+    a PCI device on this node or about vfio (Proxmox's own `blacklist nvidiafb`, Debian's framebuffer
+    blacklists and USB softdeps are not)."""
+    if not entry["file"].startswith("/etc/"):
+        return False
+    if entry["kind"] == "blacklist":
+        return entry.get("module") in drivers
+    if entry["kind"] == "softdep":
+        return "vfio" in entry["text"]
+    return True
+
+
+def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> list[str]:
+    if line["kind"] == "kernel_parameter":
+        return _parameter_problems(line["text"], host.get("cpu_vendor"), kernels)
+    if line["kind"] == "blacklist":
+        words = line["text"].split()
+        module = words[1].replace("-", "_") if len(words) > 1 else ""
+        users = in_use.get(module, [])
+        managing = [d for d in users if any(n.get("management") for n in d.get("netdevs") or [])]
+        if managing:
+            return ["blacklists %s, the driver of the management NIC %s - the node loses its network at the next "
+                    "boot" % (module, ", ".join("%s (%s)" % (d["address"], ", ".join(n["name"] for n in d["netdevs"]))
+                                                for d in managing))]
+        if users:
+            return ["blacklists %s, which %s use%s now - fine only if all of them go to VMs"
+                    % (module, ", ".join(d["address"] for d in users), "" if len(users) > 1 else "s")]
+        return []
+    if line["kind"] == "load" and line.get("module") == "vfio_virqfd":
+        newer = [k for k in kernels if kernel_version(k) >= (6, 2)]
+        if newer:
+            return ["vfio_virqfd does not exist on %s (merged into vfio in 6.2): systemd-modules-load logs a "
+                    "failure at every boot" % ", ".join(newer)]
+    return []
+
+
+def _parameter_problems(token: str, cpu_vendor: str | None, kernels: list[str]) -> list[str]:
+    name = _param_name(token)
+    if name == "intel_iommu" and cpu_vendor in ("amd", "hygon"):
+        return ["intel_iommu on an %s CPU does nothing" % cpu_vendor.upper()]
+    if name == "amd_iommu" and token.split("=", 1)[-1] == "on":
+        return ["amd_iommu=on is not a valid value (the AMD IOMMU is on by default)"]
+    if token == "intel_iommu=on" and kernels and all(kernel_version(k) >= (6, 8) for k in kernels):
+        return ["intel_iommu=on is the default on every installed kernel (6.8 and later)"]
+    if name == "pcie_acs_override":
+        return ["pcie_acs_override splits IOMMU groups the hardware does not isolate: devices in them can reach "
+                "each other's memory"]
+    return []
+
+
+def handmade_files(reader: TreeReader, etc_root: str, lines: list[dict]) -> dict[str, dict]:
+    """State and exact text of every file below /etc holding a hand-made line, and of every file (and its
+    copy) an earlier adoption took over: what passthrough_adopt edits and what a rollback gives back."""
+    manifest, problem = read_manifest(reader.text(os.path.join(etc_root, ADOPT_MANIFEST.lstrip("/")), warn=False))
+    if problem:
+        reader.warn(problem)
+    paths = {e["file"] for e in lines if e["file"].startswith("/etc/")}
+    for path, known in manifest["files"].items():
+        paths |= {path, known.get("copy") or path}
+    found = {}
+    for shown in sorted(paths):
+        full = os.path.join(etc_root, shown.lstrip("/"))
+        try:
+            state = dict(file_state(full), path=shown)
+            if state.get("type") == "file":
+                with open(full, "rb") as handle:
+                    data = handle.read(MAX_READ_BYTES + 1)
+                state["content"] = _utf8(data) if len(data) <= MAX_READ_BYTES else None
+        except OSError as exc:
+            state = {"path": shown, "exists": True, "type": "file", "error": exc.strerror or str(exc)}
+        found[shown] = state
+    return found
+
+
+def _utf8(data: bytes) -> str | None:
+    """The text, or None when the bytes are not UTF-8 (adoption must not rewrite what it cannot read exactly)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

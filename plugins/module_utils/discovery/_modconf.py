@@ -1,0 +1,336 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Module configuration already on the node that touches passthrough, file and line.
+
+kmod reads every *.conf in the modprobe.d directories and joins `options` lines for one
+module (the kernel then keeps the last `ids=`), so a hand-made `options vfio-pci ids=`
+decides bindings next to the role's. Reported here: modprobe.d `options`, `install`,
+`remove` and `alias` lines for vfio modules, every `blacklist` and `softdep` line, vfio
+lines of /etc/modules, modules-load.d and the initramfs module list, and driverctl
+overrides.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
+
+MODPROBE_DIRS = ("etc/modprobe.d", "run/modprobe.d", "usr/lib/modprobe.d", "lib/modprobe.d")
+LOAD_FILES = ("etc/modules", "etc/initramfs-tools/modules")
+LOAD_DIRS = ("etc/modules-load.d", "run/modules-load.d", "usr/lib/modules-load.d")
+DRIVERCTL_DIR = "etc/driverctl.d"
+
+
+def normalize_module(name: str) -> str:
+    return name.strip().replace("-", "_")
+
+
+def _conf_files(reader: TreeReader, etc_root: str, directories) -> list[str]:
+    files = []
+    for directory in directories:
+        base = os.path.join(etc_root, directory)
+        files += [os.path.join(base, n) for n in reader.listdir(base) if n.endswith(".conf")]
+    return files
+
+
+def physical_lines(text: str) -> list[str]:
+    """The lines as kmod (shared/util.c freadline_wrapped), sh `read` and blockinfile's callers see them: split at
+    "\n" only (str.splitlines also splits at \r, \f, \x1c-\x1e, \x85 and U+2028, which none of them do)."""
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+
+
+def modprobe_lines(text: str) -> list[tuple[int, str, list[str]]]:
+    """(line number, text, words) of each command, with comments and `\\` continuations handled."""
+    found, pending, start = [], "", 0
+    for number, raw in enumerate((line.rstrip("\n") for line in physical_lines(text)), start=1):
+        line = raw.split("#", 1)[0].rstrip()
+        if not pending:
+            start = number
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        if line.split():
+            found.append((start, line.strip(), line.split()))
+    return found
+
+
+def _relevant(words: list[str], raw: str | None = None) -> str | None:
+    command = words[0]
+    if command in ("blacklist", "softdep"):
+        return command
+    # kvm.ignore_msrs on the command line is passthrough configuration; the same option in modprobe.d is too.
+    if command == "options" and len(words) > 1 and normalize_module(words[1]) == "kvm" and raw is not None and \
+            last_param(kmod_options(raw) or "", "ignore_msrs") is not None:
+        return command
+    if command in ("options", "install", "remove") and len(words) > 1 and normalize_module(words[1]).startswith("vfio"):
+        return command
+    if command == "alias" and any("vfio" in w for w in words[1:]):
+        return command
+    return None
+
+
+# --- what the kernel and kmod read: module options and vfio-pci's ids ------------------------------
+# Each rule below is taken from the source that applies it:
+# - kmod, libkmod/libkmod-config.c kmod_config_parse(): a command is one line as shared/util.c
+#   freadline_wrapped() returns it ("\\" + newline joins the next line with nothing between; "\\" + any other
+#   character keeps that character); a line whose first character is "#" is a comment, and only such a line (a
+#   "#" later on the line is passed to the kernel as words); the command and the module name end at a space or
+#   tab (strtok_r "\t "); the rest of the line is the options string, tabs turned to spaces
+#   (kmod_config_add_options); module names are compared with "-" and "_" alike (underscores()).
+# - kmod, libkmod/libkmod-config.c kmod_config_parse_kcmdline(): `module.param=value` on the kernel command
+#   line becomes an option of the module (name through underscores()); a token may be quoted as a whole.
+# - Linux, lib/cmdline.c next_arg(): the options string is split at white space outside double quotes; a
+#   quote opening the word or the value is dropped with its closing one. kernel/params.c parse_args() sets
+#   each parameter in turn, so of several `ids=` the last one counts; parameq() compares names with "-" and
+#   "_" alike.
+# - Linux, drivers/vfio/pci/vfio_pci.c vfio_pci_fill_ids(): ids is split at "," (strsep), empty entries are
+#   skipped, each is read with sscanf("%x:%x:%x:%x:%x:%x") into vendor, device, subvendor, subdevice, class,
+#   class_mask; fewer than two fields is an invalid entry; missing subvendor/subdevice are PCI_ANY_ID, missing
+#   class and mask 0. lib/vsprintf.c vsscanf(): "%x" skips white space, takes an optional 0x, then hex digits
+#   (into an unsigned int); the scan stops at the first mismatch and keeps what it read so far.
+# - Linux, drivers/pci/pci.h pci_match_one_device(): a field matches when it is PCI_ANY_ID or equal, and the
+#   class when (class ^ device class) & class_mask is 0.
+# - initramfs-tools, scripts/functions load_modules(): each line of /conf/modules (from
+#   /etc/initramfs-tools/modules) that is not empty and does not start with "#" is run as `modprobe $m`:
+#   the words after the module name are options on modprobe's command line, which kmod puts after the
+#   modprobe.d options (so they come last).
+PCI_ANY_ID = 0xFFFFFFFF
+_KERNEL_SPACE = " \t\n\v\f\r"
+_HEX = "0123456789abcdefABCDEF"
+
+
+def kmod_commands(text: str) -> list[tuple[int, str]]:
+    """(first line number, command text) of each command kmod reads in a modprobe.d file."""
+    found, buf, start, number, i = [], [], 1, 1, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            i += 2
+            if text[i - 1] == "\n":
+                number += 1
+            else:
+                buf.append(text[i - 1])
+            continue
+        if ch == "\\":  # a backslash at the end of the file is dropped
+            i += 1
+            continue
+        if ch == "\n":
+            found.append((start, "".join(buf)))
+            buf, number = [], number + 1
+            start = number
+        else:
+            buf.append(ch)
+        i += 1
+    if buf:
+        found.append((start, "".join(buf)))
+    return [(n, line) for n, line in found if line and not line.startswith("#")]
+
+
+def kmod_options(command: str) -> str | None:
+    """The options string of an `options MODULE ...` command as kmod hands it to the kernel, or None."""
+    words = command.replace("\t", " ").split(" ")
+    words = [w for w in words if w != ""]
+    if len(words) < 3 or words[0] != "options":
+        return None
+    rest = command
+    for word in words[:2]:  # strtok_r: skip separators, then the word
+        rest = rest.lstrip(" \t")[len(word):]
+    return rest.lstrip(" \t").replace("\t", " ")
+
+
+def kernel_args(args: str) -> list[tuple[str, str | None]]:
+    """(name, value) of each parameter in a module options string, as Linux lib/cmdline.c next_arg() splits it."""
+    found = []
+    args = args.lstrip(_KERNEL_SPACE)
+    while args:
+        quoted = in_quote = args[0] == '"'
+        if quoted:
+            args = args[1:]
+        equals, i = None, 0
+        while i < len(args) and (args[i] not in _KERNEL_SPACE or in_quote):
+            if equals is None and args[i] == "=":
+                equals = i
+            if args[i] == '"':
+                in_quote = not in_quote
+            i += 1
+        word, args = args[:i], args[i + 1:].lstrip(_KERNEL_SPACE)
+        end_quote = i > 0 and word[-1] == '"'
+        if equals is None:
+            found.append((word[:-1] if quoted and end_quote else word, None))
+            continue
+        name, value = word[:equals], word[equals + 1:]
+        if value.startswith('"'):
+            value = value[1:]
+            if end_quote:
+                value, end_quote = value[:-1], False
+        if quoted and end_quote:
+            value = value[:-1]
+        found.append((name, value))
+    return found
+
+
+def param_key(name: str) -> str:
+    """kernel/params.c parameq(): "-" and "_" are the same in a parameter name."""
+    return name.replace("-", "_")
+
+
+def last_param(args: str, name: str) -> str | None:
+    """The value the kernel keeps for a parameter (the last one; "" for a bare name), or None when absent."""
+    value = None
+    for key, val in kernel_args(args):
+        if param_key(key) == name:
+            value = "" if val is None else val
+    return value
+
+
+def _scan_hex(text: str, pos: int) -> tuple[int | None, int]:
+    """vsscanf "%x": skip white space, an optional 0x, then hex digits into an unsigned int."""
+    while pos < len(text) and text[pos] in _KERNEL_SPACE:
+        pos += 1
+    if text[pos:pos + 2].lower() == "0x" and pos + 2 < len(text) and text[pos + 2] in _HEX:
+        pos += 2
+    end = pos
+    while end < len(text) and text[end] in _HEX:
+        end += 1
+    if end == pos:
+        return None, pos
+    return int(text[pos:end], 16) & 0xFFFFFFFF, end
+
+
+def id_spec(entry: str) -> tuple[int, ...] | None:
+    """(vendor, device, subvendor, subdevice, class, class_mask) of one ids entry, or None when the kernel
+    refuses it (fewer than two fields)."""
+    fields, pos = [], 0
+    while len(fields) < 6:
+        if fields:
+            if entry[pos:pos + 1] != ":":
+                break
+            pos += 1
+        value, pos = _scan_hex(entry, pos)
+        if value is None:
+            break
+        fields.append(value)
+    if len(fields) < 2:
+        return None
+    return tuple(fields + [PCI_ANY_ID, PCI_ANY_ID, 0, 0][len(fields) - 2:])
+
+
+def spec_text(spec: tuple[int, ...]) -> str:
+    """vendor:device for the plain form; every field otherwise (ffffffff: any)."""
+    if spec[2:] == (PCI_ANY_ID, PCI_ANY_ID, 0, 0) and PCI_ANY_ID not in spec[:2]:
+        return "%04x:%04x" % spec[:2]
+    return ":".join("%x" % f if f == PCI_ANY_ID else "%04x" % f for f in spec[:4]) + ":%06x:%06x" % spec[4:]
+
+
+def vfio_ids(value: str | None) -> list[str]:
+    """The ids entries vfio-pci adds from an ids= value, each as spec_text."""
+    if value is None:
+        return []
+    return [spec_text(s) for s in (id_spec(e) for e in value.split(",") if e) if s is not None]
+
+
+def spec_matches(text: str, device: dict) -> bool:
+    """Whether an ids entry (spec_text) makes vfio-pci take this device (pci_match_one_device)."""
+    spec = id_spec(text)
+    if spec is None:
+        return False
+
+    def number(key: str) -> int | None:
+        try:
+            return int(device.get(key) or "", 16)
+        except ValueError:
+            return None
+
+    have = [number("vendor"), number("device"), number("subsystem_vendor"), number("subsystem_device")]
+    for want, value in zip(spec[:4], have):
+        if want not in (PCI_ANY_ID, value):
+            return False
+    pci_class = number("class")
+    return not spec[5] or (pci_class is not None and not (spec[4] ^ pci_class) & spec[5])
+
+
+def cmdline_ids(token: str) -> list[str] | None:
+    """The ids a `vfio-pci.ids=` kernel parameter (any spelling kmod and the kernel take) gives vfio-pci, or None
+    when the token is no such parameter."""
+    bare = token[1:] if token.startswith('"') else token
+    module, dot, rest = bare.partition(".")
+    if not dot or "=" in module or normalize_module(module) != "vfio_pci":
+        return None
+    args = kernel_args(('"' if token.startswith('"') else "") + rest)
+    if len(args) != 1 or param_key(args[0][0]) != "ids":
+        return None
+    return vfio_ids(args[0][1] or "")
+
+
+def load_ids(words: list[str]) -> list[str]:
+    """The ids of a `vfio_pci ids=...` line in the initramfs module list (modprobe's command line options)."""
+    if len(words) < 2 or normalize_module(words[0]) != "vfio_pci":
+        return []
+    return vfio_ids(last_param(" ".join(words[1:]), "ids"))
+
+
+def _ids(raw: str | None) -> list[str]:
+    """The ids of an options command, read as kmod and the kernel read it (the last ids= counts)."""
+    options = kmod_options(raw) if raw is not None else None
+    return vfio_ids(last_param(options, "ids")) if options is not None else []
+
+
+def _real(path: str, etc_root: str) -> str:
+    """Where a path leads inside the node's tree (an absolute link target is below etc_root too)."""
+    for _hop in range(8):
+        if not os.path.islink(path):
+            break
+        target = os.readlink(path)
+        path = os.path.normpath(os.path.join(etc_root, target.lstrip("/")) if os.path.isabs(target)
+                                else os.path.join(os.path.dirname(path), target))
+    return os.path.normpath(path)
+
+
+def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
+    """[{file, line, text, kind, module, ids}] in file order; paths as the node sees them. A link to a file
+    read already (Debian's /etc/modules-load.d/modules.conf -> ../modules) is not read twice."""
+    entries = []
+    read: set[str] = set()
+
+    def shown(path: str) -> str:
+        return "/" + os.path.relpath(path, etc_root)
+
+    def first_time(path: str) -> bool:
+        real = _real(path, etc_root)
+        if real in read:
+            return False
+        read.add(real)
+        return True
+
+    for path in [p for p in _conf_files(reader, etc_root, MODPROBE_DIRS) if first_time(p)]:
+        text = reader.text(path, warn=True) or ""
+        raw = dict(kmod_commands(text))
+        for number, line, words in modprobe_lines(text):
+            kind = _relevant(words, raw.get(number))
+            if kind:
+                module = normalize_module(words[1]) if len(words) > 1 else None
+                entries.append({"file": shown(path), "line": number, "text": line, "kind": kind, "module": module,
+                                "ids": _ids(raw.get(number)) if kind == "options" and module == "vfio_pci" else []})
+    load_files = [os.path.join(etc_root, f) for f in LOAD_FILES] + _conf_files(reader, etc_root, LOAD_DIRS)
+    for path in load_files:
+        if not os.path.isfile(path) or not first_time(path):
+            continue
+        initramfs = path == os.path.join(etc_root, LOAD_FILES[1])
+        for number, raw in enumerate(physical_lines(reader.text(path) or ""), start=1):
+            # initramfs-tools load_modules(): `modprobe $m` of every line not starting with "#" - the words after
+            # the module name are its options; systemd-modules-load reads module names only.
+            words = (raw if initramfs else raw.split("#", 1)[0]).split()
+            if words and not words[0].startswith("#") and normalize_module(words[0]).startswith("vfio"):
+                entries.append({"file": shown(path), "line": number, "text": raw.strip(), "kind": "load",
+                                "module": normalize_module(words[0]), "ids": load_ids(words) if initramfs else []})
+    base = os.path.join(etc_root, DRIVERCTL_DIR)
+    for name in reader.listdir(base):
+        if name.startswith("pci-"):
+            driver = reader.text(os.path.join(base, name)) or ""
+            entries.append({"file": shown(os.path.join(base, name)), "line": 1, "text": driver, "kind": "driverctl",
+                            "module": normalize_module(driver) if driver else None, "address": name[4:], "ids": []})
+    return entries

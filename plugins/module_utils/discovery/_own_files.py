@@ -1,0 +1,96 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The collection's own files on a node - where each lives - and how the files it edits read back.
+
+Discovery reads them to tell the role's files and lines from hand-made ones (the records of
+kernel_cmdline and of adoption, the GRUB command line variables); the plan, the features and
+the appliers use the same paths and readers, so each is written once, below every layer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import physical_lines
+
+STATE_DIR = "/etc/vfio-proxmox"
+STATE_RECORD = STATE_DIR + "/state.json"
+CMDLINE_RECORD = STATE_DIR + "/cmdline-added"
+# Written before the first change, removed after the last rebuild: an interrupted run is repaired next time.
+PENDING = STATE_DIR + "/rebuild-pending"
+KERNEL_CMDLINE = "/etc/kernel/cmdline"
+GRUB_DEFAULT = "/etc/default/grub"
+INITRAMFS_MODULES = "/etc/initramfs-tools/modules"
+BLOCK_MARKER = "# {mark} vfio.proxmox: vfio modules for the initramfs"
+GRUB_DROPIN = "/etc/default/grub.d/vfio-proxmox.cfg"
+INIT_TOP = "/etc/initramfs-tools/scripts/init-top/vfio-proxmox"
+MODPROBE = "/etc/modprobe.d/vfio-proxmox.conf"
+MODULES_LOAD = "/etc/modules-load.d/vfio-proxmox.conf"
+# Every owned file carries this in its header; a file at an owned path without it is someone else's.
+OWN_MARK = "vfio.proxmox:"
+BACKUP_SUFFIX = ".vfio-proxmox-backup"
+# Hand-made files taken over by passthrough_adopt: exact copies below ADOPT_DIR, listed in the manifest.
+ADOPT_DIR = STATE_DIR + "/adopted"
+ADOPT_MANIFEST = STATE_DIR + "/adopted.json"
+
+
+RECORD_HEADER = ("# Ansible managed: written by vfio.proxmox.kernel_cmdline\n"
+                 "# vfio.proxmox: kernel command line tokens added by the role (removed again on state=absent)\n")
+
+
+def parse_record(text: str) -> tuple[list[str], list[str]]:
+    """(tokens added, original tokens replaced) from a record: `restore TOKEN` lines name the originals."""
+    added, restore = [], []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        if line.startswith("restore "):
+            restore += [t for t in line.split()[1:] if t not in restore]
+        else:
+            added += [t for t in line.split() if t not in added]
+    return added, restore
+
+
+def record_text(added: list[str], restore: list[str]) -> str | None:
+    if not added and not restore:
+        return None
+    return RECORD_HEADER + " ".join(added) + "\n" + "".join("restore %s\n" % t for t in restore)
+
+
+def read_manifest(text: str | None) -> tuple[dict, str | None]:
+    """({files: {path: {copy, original, adopted, rebuild}}, targets, lines, selection}, problem or None)."""
+    empty = {"files": {}, "targets": [], "lines": [], "selection": []}
+    if not text:
+        return empty, None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return empty, "%s is not valid JSON (%s)" % (ADOPT_MANIFEST, exc)
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        return empty, "%s does not hold a files mapping" % ADOPT_MANIFEST
+    return {"files": data["files"], "targets": data.get("targets") or [], "lines": data.get("lines") or [],
+            "selection": data.get("selection") or []}, None
+
+
+_GRUB_VAR = re.compile(r'^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(["\']?)(.*)\1\s*$')
+
+
+def grub_line_match(line: str):
+    """The match of a GRUB_CMDLINE_LINUX(_DEFAULT) assignment (group 2: its value), or None."""
+    return _GRUB_VAR.match(line)
+
+
+def grub_token_lines(text: str | None) -> list[tuple[int, list[str]]]:
+    """(line number, tokens) of each GRUB_CMDLINE_LINUX(_DEFAULT) line, with ${...} references dropped."""
+    found = []
+    for number, line in enumerate(physical_lines(text or ""), start=1):
+        match = grub_line_match(line.rstrip("\n"))
+        if match:
+            found.append((number, [t for t in match.group(2).split() if not t.startswith("$")]))
+    return found
+
+
+def grub_tokens(text: str | None) -> list[str]:
+    """Tokens of the GRUB_CMDLINE_LINUX(_DEFAULT) lines, with ${...} references dropped."""
+    return [token for _number, tokens in grub_token_lines(text) for token in tokens]

@@ -1,0 +1,202 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Everything pci_facts reports, gathered from injectable roots and a command runner."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional, Tuple
+
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery import _host, _modconf, _ovs, _pci, _storage
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._handmade import handmade, handmade_files
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._netdev import (
+    NetTopology,
+    interface_holding,
+    parse_default_routes,
+    parse_ip_addr,
+    parse_permanent_macs,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_ids import ModaliasIndex, parse_pci_ids
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import VfioUsersUnknown, vfio_users
+
+# run(argv) -> (rc, stdout, stderr); which(name) -> path or None
+Runner = Callable[[list], Tuple[int, str, str]]
+Which = Callable[[str], Optional[str]]
+
+PCI_IDS_PATHS = ("usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids")
+
+
+def _command(run: Runner, reader: TreeReader, argv: list[str]) -> str | None:
+    try:
+        rc, out, err = run(argv)
+    except OSError as exc:
+        reader.warn("%s failed: %s" % (" ".join(argv), exc))
+        return None
+    if rc != 0:
+        reader.warn("%s exited %d: %s" % (" ".join(argv), rc, (err or out).strip()[:200]))
+        return None
+    return out
+
+
+def _json_command(run: Runner, reader: TreeReader, argv: list[str], parse, failures: list[str]):
+    """Parsed output; on failure the empty answer, with the reason added to `failures`."""
+    out = _command(run, reader, argv)
+    if out is None:
+        failures.append("%s failed" % " ".join([os.path.basename(argv[0])] + argv[1:]))
+        return parse("[]")
+    try:
+        return parse(out)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        reader.warn("cannot parse output of %s: %s" % (" ".join(argv), exc))
+        failures.append("cannot parse the output of %s" % " ".join([os.path.basename(argv[0])] + argv[1:]))
+        return parse("[]")
+
+
+def _ovs_membership(run: Runner, which: Which, reader: TreeReader, etc_root: str) -> tuple[dict, str | None]:
+    """(member -> OVS bridge or bond, why it may be incomplete) from /etc/network/interfaces and ovs-vsctl."""
+    texts = []
+    main = os.path.join(etc_root, "etc", "network", "interfaces")
+    if os.path.isfile(main):
+        texts.append(reader.text(main) or "")
+    extra = os.path.join(etc_root, "etc", "network", "interfaces.d")
+    texts += [reader.text(os.path.join(extra, n)) or "" for n in reader.listdir(extra)]
+    parent = _ovs.parse_interfaces("\n".join(texts))
+    vsctl = which("ovs-vsctl")
+    if not vsctl:
+        return parent, None if not parent else "ovs-vsctl not found"
+    bridges = _command(run, reader, [vsctl, "list-br"])
+    if bridges is None:
+        return parent, "ovs-vsctl list-br failed"
+    outputs = {}
+    for bridge in bridges.split():
+        out = _command(run, reader, [vsctl, "list-ifaces", bridge])
+        if out is None:
+            return parent, "ovs-vsctl list-ifaces %s failed" % bridge
+        outputs[bridge] = out
+    return dict(parent, **_ovs.parse_vsctl(outputs)), None
+
+
+def _first_readable(reader: TreeReader, root: str, relpaths) -> str | None:
+    for rel in relpaths:
+        path = os.path.join(root, rel)
+        if os.path.isfile(path):
+            return reader.text(path)
+    return None
+
+
+def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which: Which,
+           connection_address: str | None = None, classes: list[str] | None = None) -> dict:
+    """Return {"ansible_facts": {...}, "warnings": [...]}."""
+    reader = TreeReader()
+    kernel_release = reader.text(os.path.join(procfs_root, "sys", "kernel", "osrelease"))
+    groups = _pci.iommu_groups(reader, sysfs_root)
+
+    ip = which("ip")
+    # Any failure here leaves the lockout guard blind: it is reported, and the planner refuses.
+    net_failures: list[str] = []
+    if ip:
+        addresses, permanent = _json_command(run, reader, [ip, "-j", "addr", "show"],
+                                             lambda out: (parse_ip_addr(out), parse_permanent_macs(out)), net_failures)
+        default_devs = {
+            "ipv4": _json_command(run, reader, [ip, "-j", "-4", "route", "show", "default"], parse_default_routes,
+                                  net_failures),
+            "ipv6": _json_command(run, reader, [ip, "-j", "-6", "route", "show", "default"], parse_default_routes,
+                                  net_failures),
+        }
+    else:
+        reader.warn("ip (iproute2) not found: addresses and default routes unknown")
+        net_failures.append("ip (iproute2) not found")
+        addresses, permanent, default_devs = {}, {}, {"ipv4": set(), "ipv6": set()}
+    connection_iface = interface_holding(addresses, connection_address)
+    if connection_address and not connection_iface:
+        reader.warn("connection address %s is not held by any interface" % connection_address)
+    reasons = _host.management_reasons(addresses, default_devs, connection_iface, connection_address)
+    ovs_parent, ovs_error = _ovs_membership(run, which, reader, etc_root)
+    net = NetTopology(reader, sysfs_root, addresses, default_devs, reasons, ovs_parent, ovs_error, permanent)
+
+    addresses_all = _pci.pci_addresses(reader, sysfs_root)
+    vendors = set()
+    for address in addresses_all:
+        vid = reader.hex_id(os.path.join(sysfs_root, "bus", "pci", "devices", address, "vendor"), 4)
+        if vid:
+            vendors.add(vid)
+    pci_ids_text = _first_readable(reader, etc_root, PCI_IDS_PATHS)
+    names = parse_pci_ids(pci_ids_text, vendors) if pci_ids_text is not None else None
+    alias_text = None
+    if kernel_release:
+        alias_text = _first_readable(reader, etc_root, ["lib/modules/%s/modules.alias" % kernel_release,
+                                                        "usr/lib/modules/%s/modules.alias" % kernel_release])
+    aliases = ModaliasIndex(alias_text) if alias_text is not None else None
+
+    zpool = which("zpool")
+    zpool_status = _command(run, reader, [zpool, "status", "-P"]) if zpool else None
+    holders, storage_problems = _storage.storage_holders(
+        reader, sysfs_root, procfs_root, zpool_status,
+        None if zpool_status is not None else ("zpool status -P failed" if zpool else "zpool not found"))
+
+    devices = []
+    on_vfio = False
+    netdevs = _pci.netdevs_by_device(reader, sysfs_root)
+    for address in addresses_all:
+        entry = _pci.read_device(reader, sysfs_root, address, groups, names, aliases, net, netdevs.get(address, []))
+        entry["storage"] = holders.get(address, [])
+        on_vfio = on_vfio or entry["driver"] == "vfio-pci"
+        if _pci.class_matches(entry["class"], classes or []):
+            devices.append(entry)
+
+    users, users_error = {}, None
+    if on_vfio:
+        try:
+            users = vfio_users(procfs_root)
+        except VfioUsersUnknown as exc:
+            users, users_error = None, str(exc)
+
+    pbt = which("proxmox-boot-tool")
+    pbt_status = _command(run, reader, [pbt, "status"]) if pbt else None
+    dmesg = which("dmesg")
+    kernel_log = None
+    if dmesg:
+        try:
+            rc, out, _err = run([dmesg])
+            kernel_log = out if rc == 0 else None
+        except OSError:
+            kernel_log = None
+
+    corosync_conf = os.path.join(etc_root, "etc", "pve", "corosync.conf")
+    # Missing on nodes outside a cluster (no warning); unreadable is worth one.
+    corosync_text = reader.text(corosync_conf) if os.path.lexists(corosync_conf) else None
+    host = {
+        "iommu_active": bool(groups),
+        "interrupt_remapping": _host.interrupt_remapping(kernel_log),
+        "cpu_vendor": _host.cpu_vendor(reader, procfs_root),
+        "kernel_release": kernel_release,
+        # Proxmox names a node by its short host name (PVE::INotify::nodename, from uname -n).
+        "node_name": (reader.text(os.path.join(procfs_root, "sys", "kernel", "hostname"), warn=False) or "")
+        .split(".")[0] or None,
+        "installed_kernels": _host.installed_kernels(reader, etc_root, kernel_release),
+        "cmdline": (reader.text(os.path.join(procfs_root, "cmdline")) or "").split(),
+        "boot_loader": _host.boot_loader(reader, sysfs_root, etc_root, pbt_status),
+        "vfio_modules_loaded": _host.loaded_vfio_modules(reader, sysfs_root, procfs_root),
+        "management_interfaces": [{"interface": name, "reasons": why} for name, why in sorted(reasons.items())],
+        "corosync_addresses": _host.corosync_addresses(corosync_text),
+        "connection_address": connection_address,
+        "network_error": "; ".join(net_failures) or None,
+        "storage_problems": storage_problems,
+        "vfio_config": _modconf.vfio_config(reader, etc_root),
+        # Only read when a device is on vfio-pci: who holds its group open (a running VM).
+        "vfio_users": users,
+        "vfio_users_error": users_error,
+        "pci_ids_found": names is not None,
+        "modules_alias_found": aliases is not None,
+    }
+    host["handmade"] = handmade(reader, etc_root, host, devices)
+    host["handmade_files"] = handmade_files(reader, etc_root, host["handmade"])
+    return {
+        "ansible_facts": {
+            "vfio_pci_devices": sorted(devices, key=lambda d: d["address"]),
+            "vfio_iommu_groups": groups,
+            "vfio_host": host,
+        },
+        "warnings": reader.warnings,
+    }

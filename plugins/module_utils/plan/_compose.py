@@ -1,0 +1,108 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One plan from every node feature: the passthrough plan (features/_passthrough.py) and the SR-IOV
+fragment (features/_sriov.fragment), merged, with the conflicts between them refused before anything is written.
+
+Conflicts: a path two features claim; a device both passed through and split into VFs (the
+SR-IOV planner refuses a selected PF); a VF passed through while SR-IOV destroys it (a count
+change, or its PF dropped) or binds it differently (vf_driver host); management paths are each
+feature's own guard. The role tests only the booleans set here: `act` (something to do),
+`verify` (passthrough's checks apply), `sriov.live`, `sriov.unit.enable|disable`.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import STATE_RECORD
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import fragment
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import watched_paths as sriov_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import read_record
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import watched_paths as passthrough_paths
+
+
+def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
+    errors = []
+    claimed: dict[str, str] = {f["path"]: "passthrough" for f in plan["files"]}
+    for row in sriov["files"]:
+        if row["path"] in claimed:
+            errors.append("%s is claimed by both %s and SR-IOV - one owner per file" % (
+                row["path"], claimed[row["path"]]))
+    devices = {d["address"]: d for d in facts.get("vfio_pci_devices") or []}
+    by_pf = {pf["address"]: pf for pf in sriov["apply"]}
+    changing = {pf["address"]: pf for pf in sriov.get("pfs") or []}
+    for device in plan["devices"]:
+        physfn = ((devices.get(device["address"]) or {}).get("sriov") or {}).get("physfn")
+        if not physfn or physfn not in by_pf:
+            continue
+        wanted = by_pf[physfn]
+        where = changing.get(physfn, {}).get("selected_by") or "the SR-IOV boot configuration"
+        current = ((devices.get(physfn) or {}).get("sriov") or {}).get("num_vfs")
+        if wanted["vfs"] != current:
+            errors.append("%s selects %s, a VF of %s, and %s changes that PF's VF count from %s to %d - which "
+                          "destroys the VF: pass it through once its PF's count is settled" % (
+                              device["selected_by"], device["address"], physfn, where, current, wanted["vfs"]))
+        elif wanted["vf_driver"] == "host":
+            errors.append("%s selects %s, a VF of %s, for vfio-pci, and %s gives that PF's VFs to the host's VF "
+                          "driver (vf_driver: host) - the two bind it differently: set vf_driver to none or "
+                          "vfio-pci" % (device["selected_by"], device["address"], physfn, where))
+    return errors
+
+
+def compose(plan: dict, facts: dict, inputs: dict, seen: dict) -> dict:
+    """The passthrough plan with the SR-IOV fragment merged in (plan is changed and returned)."""
+    selected = {d["address"] for d in plan["devices"]}
+    record, problem = read_record(seen)
+    sriov = fragment(facts, inputs.get("sriov"), selected, plan["state"], seen, record.get("sriov"))
+    if problem and sriov["involved"] and problem not in plan["errors"]:
+        # Fail closed: SR-IOV would rewrite the record, and the PFs it names cannot be known.
+        plan["errors"].append(problem + " - SR-IOV cannot tell which PFs it gave VFs; move it away or fix it")
+    plan["verify"] = bool(plan["act"]) and plan["state"] == "present"
+    plan["sriov"] = sriov
+    plan["errors"] += sriov.pop("errors") + conflicts(plan, sriov, facts)
+    plan["warnings"] += sriov.pop("warnings")
+    plan["reasons"] += sriov.pop("reasons")
+    if sriov["involved"]:
+        plan["act"] = True
+        plan["files"] = plan["files"] + sriov["files"]
+        plan["dirs"] = plan["dirs"] + [d for d in sriov["dirs"] if d not in plan["dirs"]]
+        # The feature's files (sriov.conf) live in the state directory: keep it while they are wanted.
+        plan["keeps_state_dir"] = bool(sriov["dirs"])
+    _record(plan, sriov, record, seen)
+    return plan
+
+
+def _record(plan: dict, sriov: dict, record: dict, seen: dict) -> None:
+    """One record, state.json, with a section per feature. Passthrough writes it when it acts; when only
+    SR-IOV acts, the record as the node holds it is kept and only the sriov section changes."""
+    section = sriov.pop("record")
+    if plan["state"] != "present":
+        return  # removal: passthrough removes state.json
+    if plan["state_record"] is not None:
+        if section:
+            plan["state_record"]["sriov"] = section
+        return
+    on_node = {k: v for k, v in record.items() if k != "_comment"}
+    if section is None and "sriov" not in on_node:
+        return
+    kept = dict(on_node, sriov=section) if section else {k: v for k, v in on_node.items() if k != "sriov"}
+    plan["act"] = True
+    if not section and not any(kept.get(k) for k in kept):
+        plan["files"] = plan["files"] + [{"path": STATE_RECORD, "mode": "0644", "template": None, "rebuild": None,
+                                          "backup": None}]
+        return
+    plan["state_record"] = kept
+    plan["keeps_state_dir"] = True
+    plan["files"] = plan["files"] + [{"path": STATE_RECORD, "mode": "0644", "template": "state.json.j2",
+                                      "rebuild": None, "backup": None}]
+
+
+def watched_paths() -> dict[str, list[str]]:
+    """What pci_facts must look at and read for every feature's plan."""
+    features = (passthrough_paths(), sriov_paths())
+    return {"paths": sorted({p for f in features for p in f["paths"]}),
+            "read": [p for f in features for p in f["read"]]}
+
+
+def plan_node(facts: dict, inputs: dict, seen: dict | None = None, corosync_conf: str | None = None) -> dict:
+    """The node's whole plan: every feature's planner, composed."""
+    return compose(make_plan(facts, inputs, seen or {}, corosync_conf), facts, inputs, seen or {})

@@ -1,0 +1,202 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The node's desired state: every file the role owns, its block, command line, records, bindings.
+
+The one table of what the role writes (OWNED_FILES) lives here; the role's templates
+are the one place each file's format is written. `desired()` turns the planner's
+decisions plus what file_state saw on the node into data the role only moves: files to
+write or remove, directories to create, the initramfs-modules block, the command line
+edit, the record of this run, devices to bind or release, and why a reboot is needed.
+Removal reads the node's records, never the selection, so it works with an empty list.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
+    ADOPT_MANIFEST,
+    BACKUP_SUFFIX,
+    BLOCK_MARKER,
+    CMDLINE_RECORD,
+    GRUB_DEFAULT,
+    GRUB_DROPIN,
+    INIT_TOP,
+    INITRAMFS_MODULES,
+    KERNEL_CMDLINE,
+    MODPROBE,
+    MODULES_LOAD,
+    OWN_MARK,
+    PENDING,
+    STATE_DIR,
+    STATE_RECORD,
+    grub_tokens,
+    parse_record,
+)
+
+# path, mode, template, what must be rebuilt when it changes
+OWNED_FILES = (
+    (MODULES_LOAD, "0644", "modules-load.conf.j2", None),
+    (MODPROBE, "0644", "modprobe.conf.j2", "initramfs"),
+    (INIT_TOP, "0755", "init-top.sh.j2", "initramfs"),
+    (GRUB_DROPIN, "0644", "grub-dropin.cfg.j2", "grub"),
+    (STATE_RECORD, "0644", "state.json.j2", None),
+)
+REBUILD_ORDER = ("initramfs", "grub", "refresh")
+# The desired state of a run that selects nothing and removes nothing.
+NOTHING = {"act": False, "files": [], "dirs": [], "created_dirs": [], "remove_dirs": [], "restore_backups": [],
+           "block": None, "cmdline": None, "cmdline_record": CMDLINE_RECORD, "state_dir": STATE_DIR,
+           "state_record": None, "pending_path": PENDING, "bind_targets": [], "reboot_for_cmdline": False,
+           "reboot_tokens": [], "errors": []}
+
+
+def _dirname(path: str) -> str:
+    return path.rsplit("/", 1)[0]
+
+
+def watched_paths() -> dict[str, list[str]]:
+    """What file_state must look at (paths) and read (read) before the planner can decide."""
+    owned = [f[0] for f in OWNED_FILES]
+    dirs = sorted({_dirname(p) for p in owned})
+    backups = [p + BACKUP_SUFFIX for p in owned]
+    read = owned + [CMDLINE_RECORD, PENDING, INITRAMFS_MODULES, KERNEL_CMDLINE, GRUB_DEFAULT, ADOPT_MANIFEST]
+    return {"paths": sorted(set(dirs + backups + read)), "read": read}
+
+
+def _content(seen: dict, path: str) -> str | None:
+    entry = seen.get(path) or {}
+    return entry.get("content") if entry.get("exists") else None
+
+
+def _exists(seen: dict, path: str) -> bool:
+    return bool((seen.get(path) or {}).get("exists"))
+
+
+def read_record(seen: dict) -> tuple[dict, str | None]:
+    """The record of earlier runs (state.json), or ({}, why it is unusable)."""
+    text = _content(seen, STATE_RECORD)
+    if not text:
+        return {}, None
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        return {}, "%s is not valid JSON (%s)" % (STATE_RECORD, exc)
+    return (record, None) if isinstance(record, dict) else ({}, "%s does not hold a mapping" % STATE_RECORD)
+
+
+def cmdline_record(seen: dict) -> tuple[list[str], list[str]]:
+    """(tokens the role added, original tokens it replaced) from kernel_cmdline's record."""
+    return parse_record(_content(seen, CMDLINE_RECORD) or "")
+
+
+def satisfied(token: str, have: list[str]) -> bool:
+    """Whether a running command line already gives what `token` asks (intel_iommu=on,igfx_off gives =on)."""
+    if token in have:
+        return True
+    key, value = token.split("=", 1) if "=" in token else (token, "")
+    return any(t.split("=", 1)[0] == key and value in t.split("=", 1)[1].split(",") for t in have if "=" in t)
+
+
+def given_back_tokens(adopted: dict, files: dict) -> set[str]:
+    """Kernel parameters in the originals of adopted GRUB files and /etc/kernel/cmdline (their copies)."""
+    tokens: set[str] = set()
+    for path, known in (adopted.get("files") or {}).items():
+        text = (files.get(known.get("copy")) or {}).get("content") or ""
+        if path == KERNEL_CMDLINE:
+            tokens |= set(text.split("\n", 1)[0].split())
+        elif path == GRUB_DEFAULT or path.startswith("/etc/default/grub.d/"):
+            tokens |= set(grub_tokens(text))
+    return tokens
+
+
+def desired(plan: dict, seen: dict, host: dict) -> dict:
+    """Extend the planner's decisions with the node's whole desired state (see module docstring).
+
+    State present with no device selected changes nothing (act false); absent removes what the records name.
+    """
+    present = plan["state"] == "present"
+    if present and not plan["devices"]:
+        return dict(NOTHING, pending=[])
+    record, problem = read_record(seen)
+    errors = [problem] if problem else []
+    # Refused before any write: the role replaces files, never links or directories someone put there.
+    for path in [f[0] for f in OWNED_FILES] + [PENDING, CMDLINE_RECORD]:
+        kind = (seen.get(path) or {}).get("type")
+        if (seen.get(path) or {}).get("exists") and kind != "file":
+            errors.append("%s is a %s, not a file: the role owns this path and writes only regular files there - "
+                          "move it away" % (path, kind))
+    for directory in sorted({_dirname(f[0]) for f in OWNED_FILES}):
+        kind = (seen.get(directory) or {}).get("type")
+        # A link to a directory is fine: the files go where it points.
+        if (seen.get(directory) or {}).get("exists") and kind not in ("directory", "link"):
+            errors.append("%s is a %s, not a directory - the role writes files below it" % (directory, kind))
+    running = host.get("cmdline") or []
+    loader = plan["boot_loader"]
+
+    files, dirs, backups = [], [], dict(record.get("backups") or {})
+    for path, mode, template, rebuild in OWNED_FILES:
+        wanted = present and (
+            (path == INIT_TOP and bool(plan["address_binds"]))
+            or (path == GRUB_DROPIN and loader == "grub" and bool(plan["cmdline_tokens"]))
+            or path in (MODULES_LOAD, MODPROBE, STATE_RECORD))
+        text = _content(seen, path)
+        if wanted and _exists(seen, path) and path not in backups and (text is None or OWN_MARK not in text):
+            backups[path] = path + BACKUP_SUFFIX  # someone else's file: kept aside, put back on removal
+        files.append({"path": path, "mode": mode, "template": template if wanted else None, "rebuild": rebuild,
+                      "backup": backups.get(path) if wanted and path in backups and path not in
+                      (record.get("backups") or {}) else None})
+        if wanted and _dirname(path) not in dirs:
+            dirs.append(_dirname(path))
+    created = sorted(set(record.get("created_dirs") or []) | {
+        d for d in dirs if not _exists(seen, d) and d != STATE_DIR})
+
+    added, restore = cmdline_record(seen)
+    adoption = plan.get("adoption") if present else None
+    if present:
+        # A token the file already satisfies (intel_iommu=on,igfx_off for intel_iommu=on) is left alone;
+        # adoption takes hand-made tokens out first.
+        own = ((adoption or {}).get("texts", {}).get(KERNEL_CMDLINE) or _content(seen, KERNEL_CMDLINE)
+               or "").split("\n", 1)[0].split()
+        cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, own)],
+                   "remove_recorded": False} if loader == "systemd-boot" else None
+        reboot_why = [t for t in plan["cmdline_tokens"] if not satisfied(t, running)]
+    else:
+        # Removal reads the records: the tokens kernel_cmdline added (and the ones it replaced), the drop-in's.
+        cmdline = {"present": [], "remove_recorded": True} if _exists(seen, CMDLINE_RECORD) else None
+        own_grub = grub_tokens(_content(seen, GRUB_DEFAULT))
+        dropin = grub_tokens(_content(seen, GRUB_DROPIN)) if _exists(seen, GRUB_DROPIN) else []
+        removed = [t for t in added if t not in restore] + [t for t in dropin if t not in own_grub]
+        # Tokens that hand-made files given back (passthrough_adopt) hold again need no reboot.
+        back = given_back_tokens(plan.get("adopted") or {}, host.get("handmade_files") or {})
+        reboot_why = [t for t in removed if t in running and t not in back]
+    # Devices an earlier run bound that this plan no longer selects go back to their drivers.
+    selected = {d["address"] for d in plan["targets"]} if present else set()
+    # On removal, what the given-back hand-made configuration binds stays on vfio-pci.
+    adopted = plan.get("adopted") or {"files": {}, "targets": []}
+    selected |= set() if present else {t["address"] for t in adopted["targets"]}
+    release = [{"address": t["address"], "id": t["id"], "state": "absent"} for t in record.get("targets") or []
+               if t.get("address") and t.get("id") and t["address"] not in selected]
+
+    state_record = {"selectors": plan["record"], "targets": plan["targets"], "created_dirs": created,
+                    "backups": {p: b for p, b in backups.items() if any(f["path"] == p and f["template"]
+                                                                        for f in files)}} if present else None
+    return {
+        "act": True,
+        "files": files,
+        "dirs": dirs,
+        "created_dirs": created,
+        "remove_dirs": [] if present else sorted(created, reverse=True),
+        "restore_backups": [] if present else [{"path": p, "backup": b} for p, b in sorted(backups.items())],
+        "block": {"path": INITRAMFS_MODULES, "marker": BLOCK_MARKER, "lines": plan["modules"] if present else None},
+        "cmdline": cmdline,
+        "cmdline_record": CMDLINE_RECORD,
+        "state_dir": STATE_DIR,
+        "state_record": state_record,
+        "pending": sorted(set((_content(seen, PENDING) or "").split()) & set(REBUILD_ORDER),
+                          key=REBUILD_ORDER.index),
+        "pending_path": PENDING,
+        "bind_targets": [dict(t, state="present") for t in plan["targets"] if present] + release,
+        "reboot_for_cmdline": bool(reboot_why),
+        "reboot_tokens": reboot_why,
+        "errors": errors,
+    }
