@@ -18,7 +18,7 @@ description:
     decides the run's outcome as it stands when no device moves live (P(vfio.proxmox.passthrough_outcome#filter)).
   - Returns RV(act) - whether the node needs any task after this one - so a converged node skips the rest of
     the role in one step, and RV(report), the lines the administrator reads.
-  - Never fails on a refusal - it returns RV(plan.errors) for the role to refuse with, before any write.
+  - Never fails on a refusal - it returns the C(errors) of RV(plan) for the role to refuse with, before any write.
     A refused plan is not compared and does not act.
 author:
   - vfio.proxmox contributors (@vfio-proxmox)
