@@ -17,7 +17,9 @@ description:
     driver of every device after the run and whether a reboot is required, with the reasons - the command
     line changed under the running kernel, a device is not on C(vfio-pci) yet, or a released device still is.
   - In check mode the bind results say what would happen, so the prediction is the real run's.
-positional: bind_results
+  - Also returns C(reboot_now) (the role reboots the node in this run) and C(notes), what the run says about
+    the reboot - the one check mode would do, or the one it leaves to the administrator.
+positional: bind_results, check_mode
 options:
   _input:
     description: The plan.
@@ -27,6 +29,11 @@ options:
     description: The C(results) of M(vfio.proxmox.vfio_bind), or none.
     type: list
     elements: dict
+  check_mode:
+    description: Whether the run is in check mode (for C(notes)).
+    type: bool
+    default: false
+    version_added: "0.4.0"
 """
 
 EXAMPLES = r"""
@@ -38,13 +45,14 @@ EXAMPLES = r"""
 RETURN = r"""
 ---
 _value:
-  description: C(bound) (address to driver), C(moved_live), C(reboot_required) and C(reboot_reasons).
+  description: C(bound) (address to driver), C(moved_live), C(reboot_required), C(reboot_reasons), C(reboot_now)
+    and C(notes).
   type: dict
 """
 
 
-def passthrough_outcome(plan: dict, bind_results: list | None = None) -> dict:
-    return outcome(plan, bind_results)
+def passthrough_outcome(plan: dict, bind_results: list | None = None, check_mode: bool = False) -> dict:
+    return outcome(plan, bind_results, bool(check_mode))
 
 
 class FilterModule:

@@ -152,10 +152,12 @@ def verify(plan: dict, facts: dict) -> list[str]:
 PREDICTED = {"would_bind": "vfio-pci", "would_release": None}
 
 
-def outcome(plan: dict, bind_results: list[dict] | None) -> dict:
-    """{bound: address -> driver after the run, moved_live, reboot_required, reboot_reasons, reboot_now}.
+def outcome(plan: dict, bind_results: list[dict] | None, check_mode: bool = False) -> dict:
+    """{bound: address -> driver after the run, moved_live, reboot_required, reboot_reasons, reboot_now, notes}.
 
     reboot_now: the role reboots the node in this run (a reboot is required, the plan acts and allows it).
+    notes: what the run says about the reboot - the one check mode would do, or the one left to the
+    administrator (only where passthrough's checks apply, as verification waits for it).
 
     bind_results: vfio_bind's `results`, or None when no live binding ran. In check mode they say
     what would happen (would_bind, would_release), so the prediction matches the real run.
@@ -176,5 +178,42 @@ def outcome(plan: dict, bind_results: list[dict] | None) -> dict:
         reasons.append("binding: %s not on vfio-pci yet" % ", ".join(waiting))
     if held:
         reasons.append("release: %s still on vfio-pci" % ", ".join(held))
+    now = bool(reasons) and bool(plan.get("act")) and plan.get("reboot") == "if_needed"
+    notes = []
+    if now and check_mode:
+        notes.append("Check mode: the real run would reboot (%s)" % "; ".join(reasons))
+    if reasons and plan.get("verify") and not (now and not check_mode):
+        notes.append("Reboot required (%s); set passthrough_reboot=if_needed, or reboot and run vfio.proxmox.verify."
+                     % "; ".join(reasons))
     return {"bound": bound, "moved_live": moved, "reboot_required": bool(reasons), "reboot_reasons": reasons,
-            "reboot_now": bool(reasons) and bool(plan.get("act")) and plan.get("reboot") == "if_needed"}
+            "reboot_now": now, "notes": notes}
+
+
+def step(plan: dict, facts: dict, seen: dict, rendered: list[str], check_mode: bool = False,
+         notes: bool = True) -> dict:
+    """The role's whole controller-side step after discovery: {changes, outcome, act, report}.
+
+    changes: changes() above. outcome: outcome() as it stands when no device moves live in this run
+    (the role computes it again after vfio_bind when one does). act: the node needs any task after
+    this step - something to write, bind or apply to SR-IOV, a reboot, or a verification that fails on
+    the facts just read (they are current when nothing moves) - so a converged node skips the rest in
+    one step. report: what the administrator reads - warnings marked, the reasons, and the reboot notes
+    once they are final (and `notes`: the entry points that only plan or verify leave them out). A plan
+    with errors is refused: nothing is compared and nothing acts.
+    """
+    if plan["errors"]:  # refused: nothing is compared or decided, the role stops at the refusal
+        return {"changes": changes({"act": False}, seen, []), "act": False, "report": [],
+                "outcome": {"bound": {}, "moved_live": False, "reboot_required": False, "reboot_reasons": [],
+                            "reboot_now": False, "notes": []}}
+    found = changes(plan, seen, rendered, check_mode)
+    result = outcome(plan, None, check_mode)
+    problems = verify(plan, facts) if plan.get("verify") and not result["reboot_required"] and not check_mode \
+        else []
+    act = bool(found["any"] or plan.get("bind_live") or (plan.get("sriov") or {}).get("live")
+               or result["reboot_now"] or problems)
+    report = []
+    if plan["warnings"] or plan["devices"] or (plan.get("sriov") or {}).get("involved"):
+        report = ["WARNING: " + w for w in plan["warnings"]] + list(plan["reasons"])
+    if notes and not plan.get("bind_live"):
+        report += result["notes"]
+    return {"changes": found, "outcome": result, "act": act, "report": report}

@@ -1,0 +1,127 @@
+#!/usr/bin/python
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# The documentation of an action plugin (plugins/action/passthrough_plan.py): it runs on the controller only.
+
+DOCUMENTATION = r"""
+---
+module: passthrough_plan
+short_description: Plan the passthrough role's run on a node, compare it with the node and decide what follows
+version_added: "0.4.0"
+description:
+  - The passthrough role's one step between discovery and the first write, on the controller - nothing
+    reaches the node. From M(vfio.proxmox.pci_facts) results it plans the node as
+    P(vfio.proxmox.passthrough_plan#filter) does (every refusal, every decision, the whole desired state of
+    every feature), renders the plan's templates from the role's C(templates/) (the
+    M(ansible.builtin.template) lookup's search path, so the role's own templates), compares them and the
+    rest of the desired state with what discovery saw (P(vfio.proxmox.passthrough_changes#filter)), and
+    decides the run's outcome as it stands when no device moves live (P(vfio.proxmox.passthrough_outcome#filter)).
+  - Returns RV(act) - whether the node needs any task after this one - so a converged node skips the rest of
+    the role in one step, and RV(report), the lines the administrator reads.
+  - Never fails on a refusal - it returns the C(errors) of RV(plan) for the role to refuse with, before any write.
+    A refused plan is not compared and does not act.
+author:
+  - vfio.proxmox contributors (@vfio-proxmox)
+options:
+  facts:
+    description: The host's C(ansible_facts) after M(vfio.proxmox.pci_facts).
+    type: dict
+    required: true
+  inputs:
+    description:
+      - The role's inputs with the C(passthrough_) prefix dropped - C(state), C(devices), C(bind_method),
+        C(bind_now), C(reboot), C(iommu_pt), C(extra_cmdline), C(blacklist_drivers), C(boot_loader), C(adopt),
+        C(sriov).
+    type: dict
+    required: true
+  files:
+    description:
+      - The C(files) that M(vfio.proxmox.pci_facts) returned for the paths of
+        P(vfio.proxmox.passthrough_watch#filter).
+    type: dict
+    default: {}
+  notes:
+    description:
+      - Whether RV(report) ends with the reboot notes - the reboot check mode would do, or the one the run leaves
+        to the administrator. V(false) for the entry points that only plan or verify.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Reads and decides only; in check mode the outcome and the notes are check mode's.
+  diff_mode:
+    support: none
+    description: Changes nothing, so there is nothing to show.
+  action:
+    support: full
+    description: Runs on the controller as an action plugin; the node is not contacted.
+seealso:
+  - plugin: vfio.proxmox.passthrough_plan
+    plugin_type: filter
+    description: The plan alone.
+  - plugin: vfio.proxmox.passthrough_changes
+    plugin_type: filter
+    description: What a run changes, from the plan and the rendered templates.
+"""
+
+EXAMPLES = r"""
+- name: Discover the node and look at the files the plan needs
+  vfio.proxmox.pci_facts:
+    files: "{{ (passthrough_state | vfio.proxmox.passthrough_watch).paths }}"
+    read_files: "{{ (passthrough_state | vfio.proxmox.passthrough_watch).read }}"
+  register: seen
+
+- name: Plan, compare with the node and decide
+  vfio.proxmox.passthrough_plan:
+    facts: "{{ ansible_facts }}"
+    inputs:
+      devices: [{interface: enp2s0}]
+    files: "{{ seen.files }}"
+  register: planned
+
+- name: Refuse what would break the node, or show the plan
+  ansible.builtin.assert:
+    that: planned.plan.errors | length == 0
+    fail_msg: "{{ planned.plan.errors }}"
+    success_msg: "{{ planned.report }}"
+    quiet: "{{ planned.quiet }}"
+"""
+
+RETURN = r"""
+plan:
+  description: The whole plan, as P(vfio.proxmox.passthrough_plan#filter) returns it - C(errors), C(warnings),
+    C(reasons), the decisions and the desired state.
+  returned: always
+  type: dict
+changes:
+  description: What the run writes, removes and rebuilds, as P(vfio.proxmox.passthrough_changes#filter) returns
+    it; C(any=false) on a converged node and on a refused plan.
+  returned: always
+  type: dict
+outcome:
+  description:
+    - The drivers after the run and whether the node must reboot, as P(vfio.proxmox.passthrough_outcome#filter)
+      returns them without live bind results - C(bound), C(moved_live), C(reboot_required), C(reboot_reasons),
+      C(reboot_now) (the role reboots the node in this run) and C(notes) (what the run says about the reboot).
+    - Final unless the plan binds a device live (C(plan.bind_live)); the role decides again after that.
+  returned: always
+  type: dict
+act:
+  description:
+    - Whether the node needs any task after this step - a file to write or remove, a rebuild, a device to bind
+      or release live, SR-IOV to apply, a reboot, or a verification that fails on the facts just read (they are
+      current when nothing moves). False on a converged node and on a refused plan.
+  returned: always
+  type: bool
+report:
+  description: The lines the administrator reads - the plan's warnings (marked C(WARNING:)) and reasons when it
+    selects, warns about or involves anything, then the reboot notes when they are final.
+  returned: always
+  type: list
+  elements: str
+quiet:
+  description: True when RV(report) is empty, so an assert that shows it prints nothing.
+  returned: always
+  type: bool
+"""

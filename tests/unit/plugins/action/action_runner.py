@@ -1,0 +1,43 @@
+"""Runs the passthrough_plan action plugin once, in its own process, as a playbook run would: Ansible's plugin
+loader initialised, the role's directory on the search path. JSON in (stdin: args, check_mode, role, collections)
+and out (stdout: the result). A process of its own because importing the controller's code marks the process as
+the controller, which changes how modules run in-process by other unit tests report their warnings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from unittest import mock
+
+
+def main() -> None:
+    given = json.load(sys.stdin)
+    sys.path.insert(0, given["collections"])
+    try:
+        from ansible.plugins.loader import init_plugin_loader
+    except ImportError:  # ansible-core 2.14
+        from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+
+        _AnsibleCollectionFinder(paths=[given["collections"]])._install()
+    else:
+        init_plugin_loader([given["collections"]])
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins import loader as plugin_loader
+    from ansible.template import Templar
+
+    from ansible_collections.vfio.proxmox.plugins.action.passthrough_plan import ActionModule
+
+    task = mock.MagicMock(args=given["args"], async_val=0, action="vfio.proxmox.passthrough_plan",
+                          check_mode=given["check_mode"])
+    play_context = mock.MagicMock(check_mode=given["check_mode"])
+    loader = DataLoader()
+    action = ActionModule(task, mock.MagicMock(), play_context, loader, Templar(loader=loader), plugin_loader)
+    try:
+        result = action.run(task_vars={"ansible_search_path": [given["role"]]})
+    except Exception as exc:  # noqa: BLE001 - the test reads the error
+        result = {"exception": "%s: %s" % (type(exc).__name__, exc)}
+    json.dump(result, sys.stdout, default=str)
+
+
+if __name__ == "__main__":
+    main()
