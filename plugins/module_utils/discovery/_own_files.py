@@ -61,8 +61,11 @@ def record_text(added: list[str], restore: list[str]) -> str | None:
 def read_manifest(text: str | None) -> tuple[dict, str | None]:
     """({files: {path: {copy, original, adopted, rebuild}}, targets, lines, selection}, problem or None)."""
     empty = {"files": {}, "targets": [], "lines": [], "selection": []}
-    if not text:
+    if text is None:
         return empty, None
+    if not text.strip():
+        # Truncated (a full disk, a crash): reading it as "nothing adopted" would lose the give-back.
+        return empty, "%s is empty - it was truncated; put it back from a backup" % ADOPT_MANIFEST
     try:
         data = json.loads(text)
     except ValueError as exc:

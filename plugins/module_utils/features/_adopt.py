@@ -239,6 +239,11 @@ def edited(path: str, text: str, items: list[dict]) -> tuple[str, str | None]:
         elif len(span) > 1:
             return text, ("cannot take over %s:%d (%r): the command continues over several lines - join it by hand"
                           % (path, item["line"], item["text"]))
+        elif not path.startswith("/etc/modprobe.d/") and not _plain_assignment(lines[item["line"] - 1]):
+            # Editing inside such a line would leave an open quote or change what follows it: update-grub breaks.
+            return text, ("cannot take over %s:%d (%r): the line is not one plain assignment (a comment or a command "
+                          "after the value) - take %r out by hand, or move what follows to a line of its own"
+                          % (path, item["line"], item["text"], item["text"]))
         else:
             drop.setdefault(item["line"], []).append(item)
     out = []
@@ -250,6 +255,20 @@ def edited(path: str, text: str, items: list[dict]) -> tuple[str, str | None]:
         else:
             out.append(raw)
     return "".join(out), None
+
+
+def _plain_assignment(raw: str) -> bool:
+    """Whether a GRUB_CMDLINE_LINUX(_DEFAULT) line is `VAR="value"`, `VAR='value'` or `VAR=value` and nothing
+    else, so taking a word out of the value keeps it valid shell with the same meaning otherwise."""
+    match = grub_line_match(raw.rstrip("\r\n"))
+    if match is None:
+        return False
+    quote, value = match.group(1), match.group(2)
+    if quote == "'":
+        return "'" not in value
+    if quote == '"':
+        return not re.search(r'(?<!\\)"', value)
+    return not re.search(r"""[\s"'#;&|`$\\]""", value)
 
 
 def _span(lines: list[str], start: int) -> list[int]:

@@ -153,6 +153,13 @@ class SriovPlanner:
         if address in self.selected:
             problems.append("%s: %s is also in passthrough_devices - a physical function with VFs stays on the host; "
                             "pass its VFs instead" % (where, address))
+        if device.get("driver") == "vfio-pci":
+            problems.append("%s: %s is on vfio-pci (passed through whole, perhaps to a running VM) - its VFs need "
+                            "its host driver; give the PF back to its driver first" % (where, address))
+        if not problems and sriov.get("num_vfs") is None:
+            # Fail closed: an unknown count is not 0 - a change would destroy VFs nobody checked.
+            problems.append("%s: the VF count of %s cannot be read (sriov_numvfs) - nothing is changed on it" % (
+                where, address))
         vfs = self._count(where, entry.get("vfs"), sriov.get("total_vfs"), address)
         driver = entry.get("vf_driver") or "none"
         if driver not in VF_DRIVERS:
@@ -294,10 +301,21 @@ class SriovPlanner:
         if not plan["count_changes"]:
             self._moves(plan)
             return
-        if not plan["current_vfs"]:
-            return
-        busy = []
-        for vf in self._vfs_of(plan["address"]):
+        busy = self.busy_vfs(plan["address"])
+        if busy:
+            self.errors.append("%s: changing the VF count of %s from %d to %d destroys every VF, and %s - stop that "
+                               "VM or move that address first" % (where, plan["address"], plan["current_vfs"],
+                                                                  plan["vfs"], "; ".join(busy)))
+
+    def busy_vfs(self, address: str) -> list[str]:
+        """What destroying the PF's VFs would take: a VF a VM holds (or may hold), a VF whose interface
+        carries an address, a bridge or the management path. Every VF the facts show counts, whatever
+        sriov_numvfs said."""
+        described = {vf["address"] for vf in self._vfs_of(address)}
+        pf = self.devices.get(address) or {}
+        busy = ["%s is a VF of %s that discovery could not read - who uses it cannot be known" % (vf, address)
+                for vf in (pf.get("sriov") or {}).get("vfs") or [] if vf not in described]
+        for vf in self._vfs_of(address):
             holder = self._vm_holds(vf)
             if holder:
                 busy.append("%s is on vfio-pci and IOMMU group %s is %s" % (vf["address"], vf["iommu_group"], holder))
@@ -305,10 +323,7 @@ class SriovPlanner:
                 held = self._held(netdev)
                 if held:
                     busy.append("%s (%s) carries %s" % (vf["address"], netdev["name"], held))
-        if busy:
-            self.errors.append("%s: changing the VF count of %s from %d to %d destroys every VF, and %s - stop that "
-                               "VM or move that address first" % (where, plan["address"], plan["current_vfs"],
-                                                                  plan["vfs"], "; ".join(busy)))
+        return busy
 
     def _vfs_of(self, address: str) -> list[dict]:
         return sorted((d for d in self.devices.values() if (d.get("sriov") or {}).get("physfn") == address),
@@ -428,6 +443,14 @@ def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: st
                                     "touched; dropped from the boot configuration" % (
                                         old["address"], old["id"], SRIOV_CONF, now))
         else:
+            # Removing the VFs is a count change to 0: the same guards (a VM's VF, the management path).
+            busy = planner.busy_vfs(old["address"])
+            if busy:
+                planner.errors.append(
+                    "%s: %s removes every VF of %s, and %s - stop that VM or move that address first; nothing "
+                    "was changed" % ("passthrough_state: absent" if state == "absent" else
+                                     "no longer in passthrough_sriov", "the rollback" if state == "absent"
+                                     else "this run", old["address"], "; ".join(busy)))
             released.append({"address": old["address"], "id": old["id"], "vfs": 0, "vf_driver": "none",
                              "settings": []})
             planner.reasons.append("%s: no longer in passthrough_sriov - its VFs are removed" % old["address"])

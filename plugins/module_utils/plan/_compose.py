@@ -45,7 +45,30 @@ def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
             errors.append("%s selects %s, a VF of %s, for vfio-pci, and %s gives that PF's VFs to the host's VF "
                           "driver (vf_driver: host) - the two bind it differently: set vf_driver to none or "
                           "vfio-pci" % (device["selected_by"], device["address"], physfn, where))
+    return errors + _ids_take_host_vfs(plan, sriov, devices)
+
+
+def _ids_take_host_vfs(plan: dict, sriov: dict, devices: dict) -> list[str]:
+    """`options vfio-pci ids=` binds every device with that ID at boot - also the VFs another PF of the same
+    model makes for the host, which do not exist yet when the plan looks."""
+    ids = set(plan.get("ids") or [])
+    vf_ids: dict[str, set[str]] = {}  # PF vendor:device -> the vendor:device of its VFs seen
+    for device in devices.values():
+        physfn = devices.get((device.get("sriov") or {}).get("physfn") or "")
+        if physfn:
+            vf_ids.setdefault(_pci_id(physfn), set()).add(_pci_id(device))
+    errors = []
+    for pf in sriov.get("pfs") or []:
+        taken = sorted(vf_ids.get(pf["id"], set()) & ids) if pf["vfs"] and pf["vf_driver"] == "host" else []
+        if taken:
+            errors.append("%s gives the VFs of %s to the host (vf_driver: host), but the plan binds %s by ID "
+                          "(options vfio-pci ids=) - from the next boot vfio-pci would take those VFs too: set "
+                          "passthrough_bind_method: address" % (pf["selected_by"], pf["address"], ", ".join(taken)))
     return errors
+
+
+def _pci_id(device: dict) -> str:
+    return "%s:%s" % (device.get("vendor"), device.get("device"))
 
 
 def compose(plan: dict, facts: dict, inputs: dict, seen: dict) -> dict:

@@ -75,8 +75,12 @@ def _exists(seen: dict, path: str) -> bool:
 def read_record(seen: dict) -> tuple[dict, str | None]:
     """The record of earlier runs (state.json), or ({}, why it is unusable)."""
     text = _content(seen, STATE_RECORD)
-    if not text:
+    if text is None:
         return {}, None
+    if not text.strip():
+        # An empty record is a truncated one (a full disk, a crash), not "nothing was done".
+        return {}, "%s is empty - it was truncated; put it back from a backup or remove it knowing the role " \
+                   "then forgets what it made" % STATE_RECORD
     try:
         record = json.loads(text)
     except ValueError as exc:
