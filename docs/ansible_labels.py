@@ -16,6 +16,8 @@ from pathlib import Path
 LABELS = {
     "ansible_configuration_settings": ("reference_appendices/config.html", "Ansible Configuration Settings"),
     "common_return_values": ("reference_appendices/common_return_values.html", "Return Values"),
+    # antsibull-docs' note on a module documented for an action plugin (passthrough_plan)
+    "action_plugins": ("plugins/action.html", "Action plugins"),
     **{
         "ansible_collections.ansible.builtin.%s_module" % name: (
             "collections/ansible/builtin/%s_module.html" % name, "ansible.builtin.%s module" % name)

@@ -81,14 +81,6 @@ def test_adopting_a_grub_line_with_a_trailing_comment_leaves_an_unterminated_quo
 # --- FAILS: hand-made lockouts the guard does not see -------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
 # --- HOLDS ---------------------------------------------------------------------------------------------------
 def test_holds_a_crlf_grub_file_keeps_its_line_endings_when_adopted(fake_node):
     """Holds: a GRUB file saved with CRLF is edited without mixing line endings or dropping the variable."""
@@ -124,8 +116,8 @@ def test_holds_a_crlf_blacklist_of_the_management_driver_is_refused(fake_node):
 ])
 def test_holds_odd_spellings_of_a_hand_made_ids_line_for_the_management_nic_are_refused(fake_node, text):
     """Holds: tabs, upper case, 0x prefixes, no final newline - the management NIC's hand-made binding is refused."""
-    plan = Node(fake_node, {"/etc/modprobe.d/vfio.conf": text}).plan(devices=[{"interface": "enp2s0"}],
-                                                                      bind_method="address")
+    node = Node(fake_node, {"/etc/modprobe.d/vfio.conf": text})
+    plan = node.plan(devices=[{"interface": "enp2s0"}], bind_method="address")
     assert [e for e in plan["errors"] if "0000:00:1f.6" in e]
 
 
@@ -139,8 +131,8 @@ def test_holds_a_hand_made_ids_line_naming_the_management_nic_is_refused_when_ad
 def test_holds_an_install_line_for_vfio_pci_is_refused(fake_node):
     """Holds: `install vfio-pci ... ids=<management NIC>` is refused as a foreign install line."""
     text = "install vfio-pci /sbin/modprobe --ignore-install vfio-pci ids=8086:1a1c\n"
-    plan = Node(fake_node, {"/etc/modprobe.d/vfio.conf": text}).plan(devices=[{"interface": "enp2s0"}],
-                                                                      reboot="if_needed")
+    node = Node(fake_node, {"/etc/modprobe.d/vfio.conf": text})
+    plan = node.plan(devices=[{"interface": "enp2s0"}], reboot="if_needed")
     assert [e for e in plan["errors"] if e.startswith("foreign install line for vfio_pci")]
 
 

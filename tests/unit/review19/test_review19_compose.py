@@ -48,10 +48,6 @@ def state_json(**record) -> dict:
 # --- FAILS ---------------------------------------------------------------------------------------------------
 
 
-
-
-
-
 def test_a_state_json_truncated_to_zero_bytes_lets_rollback_forget_the_bound_devices(fake_node, tmp_path):
     """A run bound a device and recorded it; state.json is then emptied (a stray `>` redirect, a restore tool).
     The rollback takes the empty file for 'no record': it releases nothing and removes the file - the device stays
@@ -81,14 +77,6 @@ def test_vfs_for_the_host_on_port_1_are_taken_by_vfio_pci_ids_written_for_port_0
                                           {"address": "0000:04:00.1", "vfs": 2, "vf_driver": "host"}]))
     bound_by_id = "8086:154c" in plan["ids"]
     assert plan["errors"] or not bound_by_id, (plan["ids"], plan["softdeps"])
-
-
-
-
-
-
-
-
 
 
 # --- HOLDS ---------------------------------------------------------------------------------------------------
@@ -143,7 +131,7 @@ def test_holds_passthrough_and_sriov_written_together_roll_back_to_an_empty_etc(
         return {p: dict(s, path=p) for p, s in zip(watch["paths"] + watch["read"], states.values())}
 
     found = gather(run=node.run, which=node.which, **node.roots)["ansible_facts"]
-    before = {os.path.relpath(os.path.join(d, f), etc) for d, _, fs in os.walk(etc) for f in fs}
+    before = {os.path.relpath(os.path.join(d, f), etc) for d, _dirs, fs in os.walk(etc) for f in fs}
     for state in ("present", "absent"):
         seen = seen_now()
         plan = plan_node(found, inputs(state=state, devices=[{"address": VF1}] if state == "present" else [],
@@ -161,7 +149,7 @@ def test_holds_passthrough_and_sriov_written_together_roll_back_to_an_empty_etc(
               [{"path": real(r["path"]), "backup": real(r["backup"])} for r in change["restore"]], [], False)
         apply([], [], [], [real(p) for p in change["finish"]["remove"]], [],
               [real(d) for d in change["finish"]["remove_empty_dirs"]], False)
-    after = {os.path.relpath(os.path.join(d, f), etc) for d, _, fs in os.walk(etc) for f in fs}
+    after = {os.path.relpath(os.path.join(d, f), etc) for d, _dirs, fs in os.walk(etc) for f in fs}
     assert after == before
 
 

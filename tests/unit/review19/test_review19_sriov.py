@@ -91,8 +91,6 @@ def test_dropping_a_pf_destroys_the_vf_that_carries_the_management_path(fake_nod
     assert named(plan, VF0), plan["errors"]
 
 
-
-
 def test_holds_a_vf_carrying_the_management_path_is_refused_for_passthrough(fake_node):
     """Holds: a VF whose interface carries the default route is refused in passthrough_devices (lockout guard)."""
     found = facts(fake_node)
@@ -107,18 +105,6 @@ def test_holds_vfs_zero_under_a_running_vm_is_refused(fake_node):
     assert named(plan, VF1, "4242")
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def test_a_state_json_truncated_to_zero_bytes_is_taken_for_no_record(fake_node):
     """state.json emptied to 0 bytes (a stray `>` redirect, a restore tool): the engine reads 'no record' and goes on -
     SR-IOV rewrites it as if nothing had been done before - while the same file holding only a newline is
@@ -126,10 +112,6 @@ def test_a_state_json_truncated_to_zero_bytes_is_taken_for_no_record(fake_node):
     seen = {STATE_RECORD: on_node(STATE_RECORD, "")}
     plan = plan_node(facts(fake_node), inputs(sriov=[{"address": PF, "vfs": 2}]), seen)
     assert [e for e in plan["errors"] if STATE_RECORD in e], plan["errors"]
-
-
-
-
 
 
 def test_a_vf_the_facts_do_not_describe_is_destroyed_by_a_count_change_without_a_guard(fake_node):
@@ -198,8 +180,8 @@ def test_holds_a_crlf_sriov_conf_still_names_its_pf(fake_node):
 
 def test_holds_a_count_change_under_a_running_vm_is_refused(fake_node):
     """Holds: changing 2 VFs to 4 while VM 101 runs on VF 1 is refused, naming the VM."""
-    plan = plan_node(vfs_in_a_running_vm(fake_node), inputs(sriov=[{"address": PF, "vfs": 4,
-                                                                      "vf_driver": "vfio-pci"}]))
+    wanted = inputs(sriov=[{"address": PF, "vfs": 4, "vf_driver": "vfio-pci"}])
+    plan = plan_node(vfs_in_a_running_vm(fake_node), wanted)
     assert named(plan, VF1, "4242")
 
 
@@ -241,4 +223,3 @@ def test_fixed_an_unreadable_sriov_numvfs_is_a_refusal_not_zero(fake_node):
     plan = plan_node(found, inputs(sriov=[{"address": PF, "vfs": 4, "vf_driver": "vfio-pci"}]))
     assert plan["sriov"]["apply"] == []
     assert [e for e in plan["errors"] if "the VF count of %s cannot be read" % PF in e], plan["errors"]
-
