@@ -57,12 +57,11 @@ attributes:
     support: full
     description: Runs on the controller as an action plugin; the node is not contacted.
 seealso:
-  - plugin: vfio.proxmox.passthrough_plan
-    plugin_type: filter
-    description: The plan alone.
-  - plugin: vfio.proxmox.passthrough_changes
-    plugin_type: filter
-    description: What a run changes, from the plan and the rendered templates.
+  # ref, not plugin/plugin_type: ansible-core 2.14's validate-modules knows only module, ref and link.
+  - ref: ansible_collections.vfio.proxmox.passthrough_plan_filter
+    description: The plan alone (the vfio.proxmox.passthrough_plan filter).
+  - ref: ansible_collections.vfio.proxmox.passthrough_changes_filter
+    description: What a run changes, from the plan and the rendered templates (the vfio.proxmox.passthrough_changes filter).
 """
 
 EXAMPLES = r"""
