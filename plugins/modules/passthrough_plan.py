@@ -61,7 +61,7 @@ seealso:
   - ref: ansible_collections.vfio.proxmox.passthrough_plan_filter
     description: The plan alone (the vfio.proxmox.passthrough_plan filter).
   - ref: ansible_collections.vfio.proxmox.passthrough_changes_filter
-    description: What a run changes, from the plan and the rendered templates (the vfio.proxmox.passthrough_changes filter).
+    description: What a run changes (the vfio.proxmox.passthrough_changes filter).
 """
 
 EXAMPLES = r"""
