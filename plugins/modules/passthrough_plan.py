@@ -57,11 +57,12 @@ attributes:
     support: full
     description: Runs on the controller as an action plugin; the node is not contacted.
 seealso:
-  # ref, not plugin/plugin_type: ansible-core 2.14's validate-modules knows only module, ref and link.
-  - ref: ansible_collections.vfio.proxmox.passthrough_plan_filter
-    description: The plan alone (the vfio.proxmox.passthrough_plan filter).
-  - ref: ansible_collections.vfio.proxmox.passthrough_changes_filter
-    description: What a run changes (the vfio.proxmox.passthrough_changes filter).
+  # The filters it runs in one step are named in the description (a seealso of a filter needs plugin/plugin_type,
+  # which ansible-core 2.14's validate-modules does not know).
+  - module: vfio.proxmox.pci_facts
+    description: The discovery whose results it plans from.
+  - module: vfio.proxmox.owned_files
+    description: What writes the files the plan wants, when it says so.
 """
 
 EXAMPLES = r"""
