@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._changes import outcome
 
 DOCUMENTATION = r"""
@@ -52,7 +54,8 @@ _value:
 
 
 def passthrough_outcome(plan: dict, bind_results: list | None = None, check_mode: bool = False) -> dict:
-    return outcome(plan, bind_results, bool(check_mode))
+    # "false" is a truthy string: read it as Ansible reads a boolean.
+    return outcome(plan, bind_results, boolean(check_mode, strict=True))
 
 
 class FilterModule:

@@ -4,7 +4,6 @@ the defect its docstring names."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -20,29 +19,12 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.plan._changes import 
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import watched_paths as composed_paths
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import STATE_RECORD
+from tests.unit.review19.review19_helpers import facts, inputs, on_node, state_json
 
 PF = "0000:04:00.0"
 VF0, VF1 = "0000:04:02.0", "0000:04:02.1"
 INIT_TOP = "/etc/initramfs-tools/scripts/init-top/vfio-proxmox"
 SECTION = [{"address": PF, "id": "8086:1572", "vfs": 2, "vf_driver": "none"}]
-
-
-def facts(fake_node, profile="sriov-x710", mutate=None):
-    node = fake_node(profile, mutate=mutate)
-    return gather(run=node.run, which=node.which, **node.roots)["ansible_facts"]
-
-
-def inputs(**given) -> dict:
-    return dict({"state": "present", "devices": [], "sriov": []}, **given)
-
-
-def on_node(path: str, content: str, mode: str = "0644") -> dict:
-    return {"exists": True, "type": "file", "mode": mode, "uid": 0, "gid": 0, "content": content,
-            "checksum": hashlib.sha1(content.encode()).hexdigest()}
-
-
-def state_json(**record) -> dict:
-    return on_node(STATE_RECORD, json.dumps(dict({"_comment": "Ansible managed - vfio.proxmox: record"}, **record)))
 
 
 # --- FAILS ---------------------------------------------------------------------------------------------------
