@@ -399,6 +399,16 @@ ansible_facts:
           type: list
           elements: str
           sample: ["192.0.2.70"]
+        grub_cmdline_overrides:
+          version_added: "0.3.0"
+          description:
+            - Lines of C(/etc/default/grub.d/*.cfg) files other than the role's drop-in that set or unset
+              C(GRUB_CMDLINE_LINUX) without keeping its value (C(file), C(line), C(text)); when such a file is
+              sourced after the role's drop-in, update-grub drops the role's kernel parameters, and the planner
+              refuses. An unreadable file is listed with C(line) 0 and C(text) null.
+          type: list
+          elements: dict
+          sample: [{"file": "/etc/default/grub.d/zz-admin.cfg", "line": 1, "text": "GRUB_CMDLINE_LINUX=\"quiet\""}]
         pci_ids_found:
           description: Whether a C(pci.ids) database was found for names.
           type: bool

@@ -8,6 +8,7 @@ import os
 from typing import Callable, Optional, Tuple
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery import _host, _modconf, _ovs, _pci, _storage
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._grub_overrides import cmdline_overrides
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._handmade import handmade, handmade_files
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._netdev import (
     NetTopology,
@@ -184,6 +185,7 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "network_error": "; ".join(net_failures) or None,
         "storage_problems": storage_problems,
         "vfio_config": _modconf.vfio_config(reader, etc_root),
+        "grub_cmdline_overrides": cmdline_overrides(reader, etc_root),
         # Only read when a device is on vfio-pci: who holds its group open (a running VM).
         "vfio_users": users,
         "vfio_users_error": users_error,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._grub_overrides import sources_after_dropin
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import corosync_addresses, kernel_version
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     id_spec,
@@ -21,6 +22,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf im
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
     ADOPT_MANIFEST,
+    GRUB_DROPIN,
     INITRAMFS_MODULES,
     KERNEL_CMDLINE,
     MODPROBE,
@@ -538,6 +540,20 @@ class Planner:
                                    "driverctl unset-override %s" % (where, entry["address"], entry["text"],
                                                                     entry["address"]))
 
+    def check_grub_overrides(self, tokens: list[str]) -> None:
+        """A GRUB drop-in sourced after the role's that sets GRUB_CMDLINE_LINUX outright drops the role's tokens:
+        the node would boot without them (no IOMMU, devices on their host drivers)."""
+        for line in self.host.get("grub_cmdline_overrides") or []:
+            if line["text"] is None:
+                self.errors.append("%s could not be read - it may set GRUB_CMDLINE_LINUX after the role's drop-in "
+                                   "and drop %s: make it readable" % (line["file"], " ".join(tokens)))
+            elif sources_after_dropin(line["file"]):
+                self.errors.append(
+                    "%s:%d %r sets GRUB_CMDLINE_LINUX after the role's drop-in %s, so update-grub would drop %s - "
+                    "keep its value there (GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX ...\") or rename the file to "
+                    "sort before %s" % (line["file"], line["line"], line["text"], GRUB_DROPIN, " ".join(tokens),
+                                        GRUB_DROPIN.rsplit("/", 1)[1]))
+
     def check_handmade_lockout(self, acts: bool, reboot: str, taken: set) -> None:
         """A hand-made blacklist of the management NIC's driver takes the node off the network at its next
         boot; a reboot by the role would be that boot. Adoption comments such a line out."""
@@ -675,6 +691,8 @@ class Planner:
             plan["boot_loader"] = loader if self.adoption is not None else self.boot_loader()
             taken = self.adopt(selected, tokens, plan["boot_loader"])
             self.check_foreign_config(selected, plan["ids"], taken, plan["boot_loader"])
+            if plan["boot_loader"] == "grub" and tokens:
+                self.check_grub_overrides(tokens)
             plan["softdeps"] = sorted({d["native_driver"] for d in selected
                                        if d["native_driver"] and d["id"] in plan["ids"]})
         elif self.adoption is not None and self.host.get("handmade"):
