@@ -20,6 +20,7 @@ import time
 from typing import Callable
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.apply._bind import VFIO, Writer, rebind, write_file
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._netdev import vf_state
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import VfioUsersUnknown, vfio_users
 
@@ -72,13 +73,6 @@ class PhysicalFunction:
         data = json.loads(self.run_ip("-j", "addr", "show", "dev", interface) or "[]")
         return sorted("%s/%s" % (a["local"], a["prefixlen"]) for entry in data for a in entry.get("addr_info") or []
                       if a.get("scope") == "global")
-
-
-def _vf_state(info: dict) -> dict:
-    vlans = info.get("vlan_list") or []
-    return {"mac": (info.get("address") or info.get("mac") or "").lower(),
-            "vlan": (vlans[0].get("vlan") if vlans else info.get("vlan")) or 0,
-            "spoofchk": info.get("spoofchk"), "trust": info.get("trust"), "state": info.get("link_state")}
 
 
 def vf_arguments(wanted: dict, have: dict) -> list[str]:
@@ -238,7 +232,7 @@ class Applier:
             return
         if not interface:
             raise Refused("%s has no network interface, so its VFs cannot be configured with ip" % pf.address)
-        have = {int(v["vf"]): _vf_state(v) for v in pf.link(interface).get("vfinfo_list") or [] if "vf" in v}
+        have = {int(v["vf"]): vf_state(v) for v in pf.link(interface).get("vfinfo_list") or [] if "vf" in v}
         for setting in settings:
             args = vf_arguments(setting, have.get(setting["index"], {}))
             if args:
