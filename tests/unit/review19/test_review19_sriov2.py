@@ -11,12 +11,14 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ansible_collections.vfio.proxmox.plugins.module_utils.apply._sriov_vfs import Applier
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._sysfs_conf import parse_sysfs_conf
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import SRIOV_CONF, derived_mac
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import STATE_RECORD
 from tests.unit.review19.review19_helpers import facts, inputs, on_node, state_json
+from tests.unit.sriov_double import SriovKernel
 
 PF = "0000:04:00.0"
 VF0, VF1 = "0000:04:02.0", "0000:04:02.1"
@@ -270,3 +272,49 @@ def test_holds_the_same_count_on_the_corosync_pf_is_no_warning(fake_node):
     plan = plan_node(found, inputs(sriov=[{"address": PF, "vfs": 2, "vf_driver": "host"}]))
     assert plan["errors"] == [] and not [w for w in plan["warnings"] if "corosync" in w]
 
+
+
+# --- the same guards again on the node (sriov_vfs), before the first write ----------------------------------
+def applied(node, kernel, **wanted) -> dict:
+    applier = Applier(node.roots["sysfs_root"], node.roots["procfs_root"], kernel.ip, False, kernel, settle=0.5)
+    return applier.apply(dict({"address": PF, "id": "8086:1572", "vf_driver": "vfio-pci", "settings": []}, **wanted))
+
+
+def vm_holds_vf1(node, kernel) -> str:
+    proc = node.roots["procfs_root"]
+    group = os.path.basename(os.path.realpath(os.path.join(kernel.pci("devices", VF1), "iommu_group")))
+    os.makedirs(os.path.join(proc, "4242", "fd"))
+    os.symlink("/dev/vfio/%s" % group, os.path.join(proc, "4242", "fd", "30"))
+    with open(os.path.join(proc, "4242", "cmdline"), "wb") as handle:
+        handle.write(b"/usr/bin/kvm\x00-id\x00101\x00")
+    return group
+
+
+def test_sriov_vfs_refuses_a_new_mac_under_a_running_vm_and_writes_nothing(fake_node):
+    """The planner's facts may be old: sriov_vfs set VF 1's MAC under VM 101 (only counts and drivers were checked
+    on the node)."""
+    node = fake_node("sriov-x710")
+    kernel = SriovKernel(node.roots["sysfs_root"])
+    kernel.up.add("enp4s0f0np0")
+    assert "refused" not in applied(node, kernel, vfs=2)
+    group = vm_holds_vf1(node, kernel)
+    kernel.writes.clear()
+    kernel.ip_calls.clear()
+    result = applied(node, kernel, vfs=2, settings=[{"index": 0, "vlan": 5}, {"index": 1, "mac": "02:aa:00:00:00:01"}])
+    assert result["refused"] == (
+        "setting VFs of 0000:04:00.0 live: VF 1 (0000:04:02.1) would get mac 02:aa:00:00:00:01, and IOMMU group %s is "
+        "in use by 4242 (/usr/bin/kvm -id 101) - stop that VM or move that address first; nothing changed" % group)
+    assert kernel.writes == [] and [c for c in kernel.ip_calls if c[:2] == ["link", "set"]] == []
+    same = applied(node, kernel, vfs=2, settings=[{"index": 1, "vlan": 0}])  # what it has: no change
+    assert "refused" not in same, same
+
+
+def test_sriov_vfs_refuses_a_count_change_with_a_vf_on_uio_pci_generic(fake_node):
+    node = fake_node("sriov-x710")
+    kernel = SriovKernel(node.roots["sysfs_root"])
+    kernel._bind(VF1, "uio_pci_generic")
+    result = applied(node, kernel, vfs=4)
+    assert VF1 in result["refused"] and "uio_pci_generic" in result["refused"], result
+    assert kernel.writes == []
+    moved = applied(node, kernel, vfs=2)
+    assert "uio_pci_generic" in moved["refused"] and kernel.writes == [], moved
