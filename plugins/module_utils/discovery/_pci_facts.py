@@ -203,7 +203,7 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
             kernel_log = None
 
     corosync_text, corosync_error = _corosync_conf(reader, etc_root)
-    sysfs_conf, sysfs_conf_error = numvfs_lines(reader, etc_root)
+    sysfs_conf, sysfs_conf_error = numvfs_lines(etc_root)
     host = {
         "iommu_active": bool(groups),
         "interrupt_remapping": _host.interrupt_remapping(kernel_log),

@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
-
 # bus/pci/devices/<address>/sriov_numvfs, devices/.../<address>/sriov_numvfs
 BY_ADDRESS = re.compile(r"(?:^|/)([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])/sriov_numvfs$")
 SPACE = re.compile(r"[ \t\r\v\f]+")
@@ -38,12 +36,18 @@ def parse_sysfs_conf(text: str) -> list[tuple[int, str, str]]:
     return found
 
 
-def numvfs_lines(reader: TreeReader, etc_root: str) -> tuple[list[dict], str | None]:
+def numvfs_lines(etc_root: str) -> tuple[list[dict], str | None]:
     """([{file, line, attribute, value, address, interface}], why the list may be incomplete)."""
     etc = os.path.join(etc_root, "etc")
-    files = ["sysfs.conf"] + ["sysfs.d/" + n for n in sorted(reader.listdir(os.path.join(etc, "sysfs.d")))
-                              if n.endswith(".conf")]
     found, unreadable = [], []
+    names: list[str] = []
+    if os.path.lexists(os.path.join(etc, "sysfs.d")):
+        try:  # a directory that cannot be listed may hold a line: said, not taken for none
+            names = sorted(os.listdir(os.path.join(etc, "sysfs.d")))
+        except OSError as exc:
+            unreadable.append("/etc/sysfs.d (%s)" % (exc.strerror or exc))
+    # The shell's glob *.conf: no hidden files.
+    files = ["sysfs.conf"] + ["sysfs.d/" + n for n in names if n.endswith(".conf") and not n.startswith(".")]
     for name in files:
         path = os.path.join(etc, name)
         if not os.path.lexists(path):

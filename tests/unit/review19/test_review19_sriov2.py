@@ -170,6 +170,14 @@ def test_a_commented_or_another_pfs_sysfs_conf_line_is_no_conflict(fake_node):
     assert plan_node(found, inputs(sriov=[{"address": PF, "vfs": 2}]))["errors"] == []
 
 
+def test_a_sysfs_conf_that_cannot_be_read_refuses_the_pf_with_the_reason(fake_node):
+    """Fail closed: whether sysfsutils sets the count cannot be known, so the PF is not managed."""
+    node = fake_node("sriov-x710")
+    os.makedirs(os.path.join(node.roots["etc_root"], "etc", "sysfs.conf"))  # a directory: unreadable
+    plan = plan_node(gathered(node), inputs(sriov=[{"address": PF, "vfs": 2}]))
+    assert named(plan, PF, "cannot be known", "cannot read /etc/sysfs.conf"), plan["errors"]
+
+
 ATTRIBUTE = st.text(st.characters(blacklist_characters=" \t\r\n\v\f#="), min_size=1, max_size=30)
 VALUE = ATTRIBUTE
 NOISE = st.text(max_size=200)
