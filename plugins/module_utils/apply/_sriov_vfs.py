@@ -247,8 +247,8 @@ class Applier:
                     holders.append("IOMMU group %s is in use by %s" % (group, ", ".join(users[group])))
             holders += self._carries(pf, vf_dir, address)
             if holders:
-                busy.append("VF %d (%s) would get %s, and %s" % (setting["index"], address, " ".join(args),
-                                                                "; ".join(holders)))
+                busy.append("VF %d (%s) would get %s, and %s" % (
+                    setting["index"], address, " ".join(args), "; ".join(holders)))
         if busy:
             raise Refused("setting VFs of %s live: %s - stop that VM or move that address first; nothing changed" % (
                 pf.address, "; ".join(busy)))
