@@ -237,6 +237,18 @@ ansible_facts:
               description: For a PF, the addresses of its VFs.
               type: list
               elements: str
+            vf_settings:
+              description:
+                - For a PF, each VF as it is set now (C(ip -j -d link show) of the PF's interface) - C(index),
+                  C(mac), C(vlan), C(spoofchk), C(trust), C(state); null when that cannot be read
+                  (see RV(ansible_facts.vfio_pci_devices.sriov.vf_settings_error)).
+              type: list
+              elements: dict
+              version_added: "0.3.0"
+            vf_settings_error:
+              description: Why RV(ansible_facts.vfio_pci_devices.sriov.vf_settings) is null, or null.
+              type: str
+              version_added: "0.3.0"
         mdev:
           description: It offers mediated devices (as Proxmox VE reads it).
           type: bool
@@ -409,6 +421,31 @@ ansible_facts:
           type: list
           elements: dict
           sample: [{"file": "/etc/default/grub.d/zz-admin.cfg", "line": 1, "text": "GRUB_CMDLINE_LINUX=\"quiet\""}]
+        corosync_error:
+          version_added: "0.3.0"
+          description:
+            - Why corosync.conf (C(/etc/pve/corosync.conf), else C(/etc/corosync/corosync.conf)) could not be read,
+              or null - then RV(ansible_facts.vfio_host.corosync_addresses) may be incomplete.
+          type: str
+        link_macs:
+          version_added: "0.3.0"
+          description:
+            - The MAC of every Ethernet link of the node (bridges and bonds too), from C(ip -j -d link show); null
+              when that could not be read.
+          type: dict
+          sample: {"vmbr0": "3c:ec:ef:00:00:21"}
+        sysfs_conf_numvfs:
+          version_added: "0.3.0"
+          description:
+            - Lines of Debian's sysfsutils (C(/etc/sysfs.conf), C(/etc/sysfs.d/*.conf)) that write a VF count
+              (C(sriov_numvfs)) at every boot - C(file), C(line), C(attribute), C(value), and the C(address) or
+              C(interface) the attribute names.
+          type: list
+          elements: dict
+        sysfs_conf_error:
+          version_added: "0.3.0"
+          description: Why a sysfsutils file could not be read, or null.
+          type: str
         pci_ids_found:
           description: Whether a C(pci.ids) database was found for names.
           type: bool

@@ -19,6 +19,9 @@ description:
     count change, which destroys every VF of the PF, is refused and nothing on that PF changes. With the same count,
     a C(vf_driver) change moves the VFs now and is refused the same way - V(vfio-pci) or V(none) while a VF on a
     host driver carries an address or sits in a bridge or bond, V(host) while a VM holds a VF on C(vfio-pci).
+  - A VF on a userspace I/O driver (C(uio_pci_generic), C(igb_uio)) is in use too - the process holding it
+    cannot be seen. With the same count, a per-VF setting that differs from what the VF has (O(pfs[].settings))
+    is set live, so it is refused for a VF in use, naming the VF and the setting, before anything is written.
   - V(host) gives VFs on C(vfio-pci) back to the host's VF driver at once, and has VFs without a driver probed.
   - O(pfs[].vfs=0) for a PF that is no longer on the node is nothing to do (its VFs went with the card) -
     RV(results[].gone).

@@ -313,7 +313,20 @@ def commands(profile: dict) -> dict[str, str]:
             v4.append({"dst": "default", "gateway": iface["default_via"], "dev": iface["name"], "flags": []})
         if iface.get("default_via6"):
             v6.append({"dst": "default", "gateway": iface["default_via6"], "dev": iface["name"], "flags": []})
+    # `ip -j -d link show`: the same links, a PF with its VFs' settings (vfinfo_list, iproute2 print_vfinfo) -
+    # a profile's sriov.vf_settings, else what the kernel gives a new VF (no MAC, no VLAN, spoof check on).
+    vfinfo = {}
+    for dev in profile["devices"]:
+        sriov = dev.get("sriov") or {}
+        if sriov.get("num") and dev.get("netdevs"):
+            given = {s["vf"]: s for s in sriov.get("vf_settings") or []}
+            vfinfo[dev["netdevs"][0]["name"]] = [dict({
+                "vf": index, "address": "00:00:00:00:00:00", "spoofchk": True, "link_state": "auto", "trust": False},
+                **given.get(index, {})) for index in range(sriov["num"])]
+    details = [dict(link, link_type="ether", **({"vfinfo_list": vfinfo[link["ifname"]]}
+                                                if link["ifname"] in vfinfo else {})) for link in links]
     return {
+        "ip -j -d link show": json.dumps(details),
         "ip -j addr show": json.dumps(links),
         "ip -j -4 route show default": json.dumps(v4),
         "ip -j -6 route show default": json.dumps(v6),

@@ -20,8 +20,12 @@ import time
 from typing import Callable
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.apply._bind import VFIO, Writer, rebind, write_file
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._netdev import vf_state
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import VfioUsersUnknown, vfio_users
+
+# Userspace I/O drivers (DPDK and the like): who holds /dev/uioN cannot be known, so such a VF is in use.
+UIO_DRIVERS = ("uio_pci_generic", "igb_uio")
 
 # ip's argv (without "ip") -> (rc, stdout, stderr)
 IpRunner = Callable[[list[str]], tuple[int, str, str]]
@@ -74,11 +78,8 @@ class PhysicalFunction:
                       if a.get("scope") == "global")
 
 
-def _vf_state(info: dict) -> dict:
-    vlans = info.get("vlan_list") or []
-    return {"mac": (info.get("address") or info.get("mac") or "").lower(),
-            "vlan": (vlans[0].get("vlan") if vlans else info.get("vlan")) or 0,
-            "spoofchk": info.get("spoofchk"), "trust": info.get("trust"), "state": info.get("link_state")}
+def _uio(driver: str) -> str:
+    return "is on %s, a userspace I/O driver - who holds its /dev/uio device cannot be known" % driver
 
 
 def vf_arguments(wanted: dict, have: dict) -> list[str]:
@@ -144,6 +145,7 @@ class Applier:
             self._refuse_in_use(pf, current, wanted["vfs"])
         elif current == wanted["vfs"]:
             self._refuse_moves(pf, wanted.get("vf_driver") or "none")
+            self._refuse_setting_changes(pf, interface, wanted)
         if interface and "UP" not in (pf.link(interface).get("flags") or []):
             self._do(result, "bring %s up" % interface, lambda: pf.run_ip("link", "set", "dev", interface, "up"))
         probe = "1" if wanted.get("vf_driver") == "host" else "0"
@@ -181,6 +183,8 @@ class Applier:
             if driver == VFIO and users.get(group or ""):
                 busy.append("%s is on vfio-pci and IOMMU group %s is in use by %s" % (
                     address, group, ", ".join(users[group])))
+            if driver in UIO_DRIVERS:
+                busy.append("%s %s" % (address, _uio(driver)))
             busy += self._carries(pf, vf_dir, address)
         if busy:
             raise Refused("changing the VF count of %s from %d to %d destroys every VF, and %s - stop that VM or "
@@ -205,6 +209,7 @@ class Applier:
             vf_dir = os.path.join(self.sysfs, "bus", "pci", "devices", address)
             driver = pf.reader.link_name(os.path.join(vf_dir, "driver"), warn=False)
             if target in (VFIO, "none") and driver not in (None, VFIO):
+                cut += ["%s %s" % (address, _uio(driver))] if driver in UIO_DRIVERS else []
                 cut += self._carries(pf, vf_dir, address)
             elif target == "host" and driver == VFIO:
                 group = pf.reader.link_name(os.path.join(vf_dir, "iommu_group"), warn=False)
@@ -216,6 +221,37 @@ class Applier:
         if taken:
             raise Refused("vf_driver host takes the VFs of %s from vfio-pci, and %s - stop that VM first; nothing "
                           "changed" % (pf.address, "; ".join(taken)))
+
+    def _refuse_setting_changes(self, pf: PhysicalFunction, interface: str | None, wanted: dict) -> None:
+        """The same count: `ip link set PF vf N mac|vlan|...` changes a running VF - under a VM it cuts the
+        guest's network, on the management bridge the connection. Refused for a VF in use, before any write."""
+        settings = [s for s in wanted.get("settings") or [] if len(s) > 1]
+        if not settings or not interface:
+            return
+        have = {int(v["vf"]): vf_state(v) for v in pf.link(interface).get("vfinfo_list") or [] if "vf" in v}
+        addresses = pf.vfs()
+        users = None
+        busy = []
+        for setting in settings:
+            args = vf_arguments(setting, have.get(setting["index"], {}))
+            if not args or setting["index"] >= len(addresses):
+                continue
+            address = addresses[setting["index"]]
+            vf_dir = os.path.join(self.sysfs, "bus", "pci", "devices", address)
+            driver = pf.reader.link_name(os.path.join(vf_dir, "driver"), warn=False)
+            holders = ["it is %s" % _uio(driver)] if driver in UIO_DRIVERS else []
+            if driver == VFIO:
+                users = self._users() if users is None else users
+                group = pf.reader.link_name(os.path.join(vf_dir, "iommu_group"), warn=False)
+                if users.get(group or ""):
+                    holders.append("IOMMU group %s is in use by %s" % (group, ", ".join(users[group])))
+            holders += self._carries(pf, vf_dir, address)
+            if holders:
+                busy.append("VF %d (%s) would get %s, and %s" % (
+                    setting["index"], address, " ".join(args), "; ".join(holders)))
+        if busy:
+            raise Refused("setting VFs of %s live: %s - stop that VM or move that address first; nothing changed" % (
+                pf.address, "; ".join(busy)))
 
     def _count(self, pf: PhysicalFunction, result: dict, current: int, wanted: int) -> None:
         numvfs = os.path.join(pf.dir, "sriov_numvfs")
@@ -238,7 +274,7 @@ class Applier:
             return
         if not interface:
             raise Refused("%s has no network interface, so its VFs cannot be configured with ip" % pf.address)
-        have = {int(v["vf"]): _vf_state(v) for v in pf.link(interface).get("vfinfo_list") or [] if "vf" in v}
+        have = {int(v["vf"]): vf_state(v) for v in pf.link(interface).get("vfinfo_list") or [] if "vf" in v}
         for setting in settings:
             args = vf_arguments(setting, have.get(setting["index"], {}))
             if args:

@@ -43,6 +43,31 @@ def parse_permanent_macs(output: str) -> dict[str, str]:
             if link.get("ifname") and link.get("permaddr")}
 
 
+def vf_state(info: dict) -> dict:
+    """One entry of `ip -j -d link show`'s vfinfo_list (iproute2 print_vfinfo) as {mac, vlan, spoofchk, trust,
+    state}, the keys of passthrough_sriov's per-VF settings."""
+    vlans = info.get("vlan_list") or []
+    return {"mac": (info.get("address") or info.get("mac") or "").lower(),
+            "vlan": (vlans[0].get("vlan") if vlans else info.get("vlan")) or 0,
+            "spoofchk": info.get("spoofchk"), "trust": info.get("trust"), "state": info.get("link_state")}
+
+
+def parse_link_details(output: str) -> tuple[dict[str, dict[int, dict]], dict[str, str]]:
+    """From `ip -j -d link show`: (interface -> {VF index: settings} for PFs with VFs, interface -> MAC
+    for every link - bridges and bonds too, which sysfs of PCI devices does not show)."""
+    vfs: dict[str, dict[int, dict]] = {}
+    macs: dict[str, str] = {}
+    for link in json.loads(output or "[]"):
+        name = link.get("ifname")
+        if not name:
+            continue
+        if link.get("address") and link.get("link_type", "ether") == "ether":
+            macs[name] = link["address"].lower()
+        if link.get("vfinfo_list"):
+            vfs[name] = {int(v["vf"]): vf_state(v) for v in link["vfinfo_list"] if "vf" in v}
+    return vfs, macs
+
+
 def parse_default_routes(output: str) -> set[str]:
     """Interfaces named by `ip -j route show default` (multipath included)."""
     devices: set[str] = set()

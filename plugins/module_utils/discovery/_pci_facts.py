@@ -15,9 +15,11 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._netdev imp
     interface_holding,
     parse_default_routes,
     parse_ip_addr,
+    parse_link_details,
     parse_permanent_macs,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_ids import ModaliasIndex, parse_pci_ids
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._sysfs_conf import numvfs_lines
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import VfioUsersUnknown, vfio_users
 
@@ -86,6 +88,37 @@ def _first_readable(reader: TreeReader, root: str, relpaths) -> str | None:
     return None
 
 
+def _vf_settings(entry: dict, vf_details: dict, details_error: str | None) -> None:
+    """A PF's VFs as they are set now ({index, mac, vlan, spoofchk, trust, state}; None: not known, and why)."""
+    sriov = entry.get("sriov")
+    if not sriov or sriov.get("physfn"):
+        return
+    interfaces = [n["name"] for n in entry.get("netdevs") or []]
+    known = next((vf_details[name] for name in interfaces if name in vf_details), None)
+    error = None
+    if details_error:
+        error = details_error
+    elif not sriov.get("num_vfs"):
+        known = known or {}
+    elif not interfaces:
+        error = "the PF has no network interface (its driver is %s)" % entry.get("driver")
+    elif known is None:
+        error = "ip -d link show %s lists no VFs" % interfaces[0]
+    sriov["vf_settings"] = None if error else [dict(state, index=index) for index, state in sorted(known.items())]
+    sriov["vf_settings_error"] = error
+
+
+def _corosync_conf(reader: TreeReader, etc_root: str) -> tuple[str | None, str | None]:
+    """corosync.conf's text (pmxcfs' copy; corosync's own when /etc/pve is not mounted) and why it could not be
+    read. Missing on nodes outside a cluster: no text, no error."""
+    for relative in ("etc/pve/corosync.conf", "etc/corosync/corosync.conf"):
+        path = os.path.join(etc_root, relative)
+        if os.path.lexists(path):
+            text = reader.text(path)
+            return text, None if text is not None else "cannot read /%s" % relative
+    return None, None
+
+
 def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which: Which,
            connection_address: str | None = None, classes: list[str] | None = None) -> dict:
     """Return {"ansible_facts": {...}, "warnings": [...]}."""
@@ -109,6 +142,11 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         reader.warn("ip (iproute2) not found: addresses and default routes unknown")
         net_failures.append("ip (iproute2) not found")
         addresses, permanent, default_devs = {}, {}, {"ipv4": set(), "ipv6": set()}
+    # Per-VF settings (MAC, VLAN, trust...) live only in netlink (`ip -d`), and so do the MACs of bridges and bonds.
+    details_failures: list[str] = []
+    vf_details, link_macs = _json_command(run, reader, [ip, "-j", "-d", "link", "show"], parse_link_details,
+                                          details_failures) if ip else ({}, {})
+    details_error = "; ".join(details_failures) or (None if ip else "ip (iproute2) not found")
     connection_iface = interface_holding(addresses, connection_address)
     if connection_address and not connection_iface:
         reader.warn("connection address %s is not held by any interface" % connection_address)
@@ -142,6 +180,7 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
     for address in addresses_all:
         entry = _pci.read_device(reader, sysfs_root, address, groups, names, aliases, net, netdevs.get(address, []))
         entry["storage"] = holders.get(address, [])
+        _vf_settings(entry, vf_details, details_error)
         on_vfio = on_vfio or entry["driver"] == "vfio-pci"
         if _pci.class_matches(entry["class"], classes or []):
             devices.append(entry)
@@ -164,9 +203,8 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         except OSError:
             kernel_log = None
 
-    corosync_conf = os.path.join(etc_root, "etc", "pve", "corosync.conf")
-    # Missing on nodes outside a cluster (no warning); unreadable is worth one.
-    corosync_text = reader.text(corosync_conf) if os.path.lexists(corosync_conf) else None
+    corosync_text, corosync_error = _corosync_conf(reader, etc_root)
+    sysfs_conf, sysfs_conf_error = numvfs_lines(etc_root)
     host = {
         "iommu_active": bool(groups),
         "interrupt_remapping": _host.interrupt_remapping(kernel_log),
@@ -181,6 +219,12 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "vfio_modules_loaded": _host.loaded_vfio_modules(reader, sysfs_root, procfs_root),
         "management_interfaces": [{"interface": name, "reasons": why} for name, why in sorted(reasons.items())],
         "corosync_addresses": _host.corosync_addresses(corosync_text),
+        "corosync_error": corosync_error,
+        # Every link's MAC (None: `ip -d link` could not be read), for the SR-IOV MAC collision check.
+        "link_macs": None if details_error else link_macs,
+        # sysfsutils lines that set a VF count at boot (/etc/sysfs.conf, /etc/sysfs.d/*.conf).
+        "sysfs_conf_numvfs": sysfs_conf,
+        "sysfs_conf_error": sysfs_conf_error,
         "connection_address": connection_address,
         "network_error": "; ".join(net_failures) or None,
         "storage_problems": storage_problems,

@@ -9,6 +9,7 @@ or why not. vfio.proxmox.sriov_vfs applies it on the node (and checks again ther
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.apply._sriov_vfs import vf_arguments
@@ -32,6 +33,9 @@ SRIOV_FILES = (
     (SRIOV_UNIT, "0644", "vfio-proxmox-sriov.service.j2"),
 )
 LINK_STATES = ("auto", "enable", "disable")
+# Userspace I/O drivers (DPDK and the like): the process holding /dev/uioN is not discoverable, so a VF on
+# one of them counts as in use.
+UIO_DRIVERS = ("uio_pci_generic", "igb_uio")
 
 
 # ASCII digits only: str.isdigit() also accepts superscripts and other scripts' digits, which int() refuses.
@@ -69,8 +73,23 @@ class SriovPlanner:
         for address, device in sorted(self.devices.items()):
             for netdev in device.get("netdevs") or []:
                 for mac in (netdev.get("mac"), netdev.get("permanent_mac")):
-                    if mac and MAC.match(mac.lower()) and mac.lower() != "00:00:00:00:00:00":
-                        self.node_macs.setdefault(mac.lower(), (address, netdev["name"]))
+                    self._node_mac(mac, address, netdev["name"])
+        # A VF on vfio-pci (or with no driver) has no interface: its MAC is only in its PF's VF settings.
+        for address, device in sorted(self.devices.items()):
+            sriov = device.get("sriov") or {}
+            vfs = sriov.get("vfs") or []
+            for vf in sriov.get("vf_settings") or []:
+                index = vf.get("index")
+                self._node_mac(vf.get("mac"), vfs[index] if isinstance(index, int) and index < len(vfs) else address,
+                               "VF %s of %s" % (index, address))
+        # Bridges, bonds and NICs outside the PCI facts (a USB NIC) last: a bridge that took its port's MAC
+        # is named by the port.
+        for name, mac in sorted((self.host.get("link_macs") or {}).items()):
+            self._node_mac(mac, "a link of this node", name)
+
+    def _node_mac(self, mac, address: str, name: str) -> None:
+        if isinstance(mac, str) and MAC.match(mac.lower()) and mac.lower() != "00:00:00:00:00:00":
+            self.node_macs.setdefault(mac.lower(), (address, name))
 
     def plan(self, entries) -> list[dict]:
         if entries in (None, ""):
@@ -181,8 +200,24 @@ class SriovPlanner:
         plan = {"address": address, "id": pci_id, "interface": interface, "total_vfs": sriov["total_vfs"],
                 "vfs": vfs, "current_vfs": current, "vf_driver": driver, "settings": settings,
                 "count_changes": current != vfs, "selected_by": where}
+        self._sysfs_conf(plan, device)
         self._guards(plan, device)
         return plan if len(self.errors) == before else None
+
+    def _sysfs_conf(self, plan: dict, device: dict) -> None:
+        """sysfsutils writes its sriov_numvfs lines at every boot: with the role's unit as well, two tools set
+        the PF's count and the last one wins (or fails with EBUSY). Refused before any write."""
+        names = {n["name"] for n in device.get("netdevs") or []}
+        for line in self.host.get("sysfs_conf_numvfs") or []:
+            if line.get("address") == plan["address"] or line.get("interface") in names:
+                self.errors.append("%s: %s:%s sets the VF count of %s at every boot (sysfsutils: %s = %s) - two tools "
+                                   "would set it; remove that line, or this entry" % (
+                                       plan["selected_by"], line["file"], line["line"], plan["address"],
+                                       line["attribute"], line["value"]))
+        if self.host.get("sysfs_conf_error"):
+            self.errors.append("%s: whether sysfsutils also sets the VF count of %s at boot cannot be known (%s) - "
+                               "nothing is changed on it" % (plan["selected_by"], plan["address"],
+                                                             self.host["sysfs_conf_error"]))
 
     def _count(self, where: str, value, total, address: str) -> int | None:
         if not _number(value):
@@ -298,14 +333,81 @@ class SriovPlanner:
                 self.warnings.append("%s: changing the VF count of %s, which carries the management path - some "
                                      "drivers reset the port for a moment while VFs are created" % (
                                          where, plan["address"]))
+        if plan["count_changes"]:
+            self._corosync(plan, device)
         if not plan["count_changes"]:
             self._moves(plan)
+            self._setting_changes(plan, device)
             return
         busy = self.busy_vfs(plan["address"])
         if busy:
             self.errors.append("%s: changing the VF count of %s from %d to %d destroys every VF, and %s - stop that "
                                "VM or move that address first" % (where, plan["address"], plan["current_vfs"],
                                                                   plan["vfs"], "; ".join(busy)))
+
+    def _corosync(self, plan: dict, device: dict) -> None:
+        """A count change resets the PF's link on many drivers (ixgbe, i40e): a corosync link on it drops for a
+        moment - the node may lose the cluster, and HA may fence it. Said loudly; there is no opt-in to refuse."""
+        where, address = plan["selected_by"], plan["address"]
+        held = [a["address"] for n in device.get("netdevs") or [] for a in n.get("addresses") or []]
+        rings = self.host.get("corosync_addresses") or []
+        carried = sorted({ring for ring in rings for mine in held if _same_ip(ring, mine)})
+        if carried:
+            self.warnings.append("%s: changing the VF count of %s (%s) resets its link on many drivers (ixgbe, i40e), "
+                                 "and it carries corosync link %s - the node may drop out of the cluster for a moment "
+                                 "(HA can fence it); change the count in a maintenance window" % (
+                                     where, address, plan["interface"], ", ".join(carried)))
+        named = [ring for ring in rings if not _is_ip(ring)]
+        if held and (self.host.get("corosync_error") or named):
+            self.warnings.append("%s: changing the VF count of %s (%s) resets its link on many drivers, and whether it "
+                                 "carries a corosync link cannot be known: %s" % (
+                                     where, address, plan["interface"], self.host.get("corosync_error") or
+                                     "corosync.conf names %s by host name" % ", ".join(named)))
+
+    def _holders(self, vf: dict | None) -> list[str]:
+        """Who would notice a VF's settings change: a VM (or another process) holding it, a userspace I/O
+        driver, what its interface carries. An undescribed VF is held by what cannot be known."""
+        if vf is None:
+            return ["its PCI function could not be read - who uses it cannot be known"]
+        holders = []
+        holder = self._vm_holds(vf)
+        if holder:
+            holders.append("IOMMU group %s is %s" % (vf.get("iommu_group"), holder))
+        if vf.get("driver") in UIO_DRIVERS:
+            holders.append(_uio(vf))
+        for netdev in vf.get("netdevs") or []:
+            held = self._held(netdev)
+            if held:
+                holders.append("%s carries %s" % (netdev["name"], held))
+        return holders
+
+    def _setting_changes(self, plan: dict, device: dict) -> None:
+        """The same count: each VF keeps running, and `ip link set PF vf N mac|vlan|trust|spoofchk|state` changes
+        it live - under a running VM that cuts the guest's network, on the management path the operator's
+        connection. Refused for a VF in use unless the setting is already what it has; a setting that cannot
+        be read counts as a change."""
+        sriov = device.get("sriov") or {}
+        now = sriov.get("vf_settings")
+        current = {s.get("index"): s for s in now or []} if now is not None else None
+        own = sriov.get("vfs") or []
+        described = {vf["address"]: vf for vf in self._vfs_of(plan["address"])}
+        for setting in plan["settings"]:
+            index = setting["index"]
+            have = (current or {}).get(index, {})
+            args = vf_arguments(setting, have)
+            address = own[index] if index < len(own) else None
+            holders = self._holders(described.get(address)) if args else []
+            if not holders:
+                continue
+            changes = ", ".join("%s %s (now %s)" % (key, value, _shown(have.get(key)))
+                                for key, value in zip(args[::2], args[1::2]))
+            unknown = "" if current is not None else " - its current settings cannot be read (%s)" % (
+                sriov.get("vf_settings_error") or "pci_facts did not report them")
+            self.errors.append("%s: VF %d (%s) of %s would be set live to %s%s, and %s - changing it under a running "
+                               "VM cuts the guest's network, on the management path the connection; stop that VM or "
+                               "move that address first, or give the VF the settings it has (vf_macs: keep)" % (
+                                   plan["selected_by"], index, address or "not described", plan["address"], changes,
+                                   unknown, "; ".join(holders)))
 
     def busy_vfs(self, address: str) -> list[str]:
         """What destroying the PF's VFs would take: a VF a VM holds (or may hold), a VF whose interface
@@ -319,6 +421,8 @@ class SriovPlanner:
             holder = self._vm_holds(vf)
             if holder:
                 busy.append("%s is on vfio-pci and IOMMU group %s is %s" % (vf["address"], vf["iommu_group"], holder))
+            if vf.get("driver") in UIO_DRIVERS:
+                busy.append("%s %s" % (vf["address"], _uio(vf)))
             for netdev in vf.get("netdevs") or []:
                 held = self._held(netdev)
                 if held:
@@ -367,6 +471,8 @@ class SriovPlanner:
             driver = vf.get("driver")
             if target in ("vfio-pci", "none") and driver not in (None, "vfio-pci"):
                 moved.append(vf["address"])
+                if driver in UIO_DRIVERS:
+                    cut.append("%s %s" % (vf["address"], _uio(vf)))
                 for netdev in vf.get("netdevs") or []:
                     held = self._held(netdev)
                     if held:
@@ -386,6 +492,32 @@ class SriovPlanner:
             self.reasons.append("%s: %s go %s now" % (
                 where, ", ".join(moved), "from vfio-pci to the host's VF driver" if target == "host"
                 else "to vfio-pci" if target == "vfio-pci" else "off their host driver"))
+
+
+def _uio(vf: dict) -> str:
+    return ("is on %s, a userspace I/O driver (DPDK and the like) - the process holding its /dev/uio device cannot "
+            "be known, so it counts as in use" % vf.get("driver"))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(str(text).split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _same_ip(one: str, other: str) -> bool:
+    return _is_ip(one) and _is_ip(other) and \
+        ipaddress.ip_address(str(one).split("%")[0]) == ipaddress.ip_address(str(other).split("%")[0])
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 def recorded_pfs(text: str | None) -> list[dict]:

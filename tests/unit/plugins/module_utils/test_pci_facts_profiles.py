@@ -134,7 +134,8 @@ def test_identical_dual_port_functions_and_sriov_capability(fake_node):
     port0, port1 = devices["0000:01:00.0"], devices["0000:01:00.1"]
     assert (port0["vendor"], port0["device"]) == (port1["vendor"], port1["device"]) == ("8086", "1521")
     assert port0["iommu_group"] != port1["iommu_group"]
-    assert port0["sriov"] == {"total_vfs": 7, "num_vfs": 0, "physfn": None, "vfs": []}
+    assert port0["sriov"] == {"total_vfs": 7, "num_vfs": 0, "physfn": None, "vfs": [], "vf_settings": [],
+                              "vf_settings_error": None}
     assert netdev(facts, "enp1s0f1")["operstate"] == "down"
     assert netdev(facts, "enp1s0f1")["speed"] is None
     assert netdev(facts, "enp1s0f0")["management"] is True
@@ -160,8 +161,11 @@ def test_chipset_group_lists_every_peer(fake_node):
 def test_sriov_physical_and_virtual_functions(fake_node):
     facts = facts_of(fake_node("sriov-x710"))
     devices = by_address(facts)
+    vf = {"vlan": 0, "spoofchk": True, "trust": False, "state": "auto"}
     assert devices["0000:04:00.0"]["sriov"] == {
-        "total_vfs": 32, "num_vfs": 2, "physfn": None, "vfs": ["0000:04:02.0", "0000:04:02.1"]}
+        "total_vfs": 32, "num_vfs": 2, "physfn": None, "vfs": ["0000:04:02.0", "0000:04:02.1"],
+        "vf_settings": [dict(vf, index=0, mac="02:00:04:00:00:00"), dict(vf, index=1, mac="02:00:04:00:00:01")],
+        "vf_settings_error": None}
     assert devices["0000:04:02.1"]["sriov"] == {
         "total_vfs": None, "num_vfs": None, "physfn": "0000:04:00.0", "vfs": []}
     assert devices["0000:04:00.0"]["numa_node"] == 0

@@ -115,6 +115,7 @@ def test_without_ip_every_network_function_is_refused(fake_node):
     node.commands.pop("ip -j addr show")
     node.commands.pop("ip -j -4 route show default")
     node.commands.pop("ip -j -6 route show default")
+    node.commands.pop("ip -j -d link show")
     found = facts(node)
     assert found["vfio_host"]["network_error"] == "ip (iproute2) not found"
     plan = make_plan(found, {"devices": [{"interface": "enp2s0"}]})

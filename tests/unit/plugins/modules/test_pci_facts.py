@@ -38,7 +38,8 @@ def test_main_reports_facts_and_never_changes(monkeypatch, capsys, fake_node, ch
                                           "12": ["0000:02:00.0"]}
     assert [c[1:] for c in node.calls] == [
         ["-j", "addr", "show"], ["-j", "-4", "route", "show", "default"],
-        ["-j", "-6", "route", "show", "default"]]  # no dmesg, no proxmox-boot-tool on this node
+        ["-j", "-6", "route", "show", "default"],
+        ["-j", "-d", "link", "show"]]  # no dmesg, no proxmox-boot-tool on this node
 
 
 def test_main_turns_tree_problems_into_warnings(monkeypatch, capsys, fake_node):

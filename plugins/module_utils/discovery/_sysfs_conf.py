@@ -1,0 +1,69 @@
+# Copyright: vfio.proxmox contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""VF counts that Debian's sysfsutils writes at every boot: /etc/sysfs.conf and /etc/sysfs.d/*.conf.
+
+Read-only. How sysfsutils reads a file (its boot script, load_conffile, Debian package sysfsutils):
+  sed 's/#.*$//; /^[[:space:]]*$/d; s/^[[:space:]]*\\([^=[:space:]]*\\)[[:space:]]*\\([^=[:space:]]*\\)
+       [[:space:]]*=[[:space:]]*\\(.*\\)/\\1 \\2 \\3/'   (one expression, wrapped here)
+  | while read f1 f2 f3: "mode ATTR = M" / "owner ATTR = U:G" change permissions; a line of two words
+  (f3 empty) writes f2 to /sys/f1 - so "ATTR = VALUE" and "ATTR VALUE" both write.
+That is: '#' starts a comment anywhere on a line, blank lines are skipped, words are split on whitespace.
+Files: /etc/sysfs.conf, then /etc/sysfs.d/*.conf in glob (sorted) order. A line ending in CR (a file saved
+with CRLF) still makes the script write, so the CR is dropped here rather than the line ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+# bus/pci/devices/<address>/sriov_numvfs, devices/.../<address>/sriov_numvfs
+BY_ADDRESS = re.compile(r"(?:^|/)([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])/sriov_numvfs$")
+SPACE = re.compile(r"[ \t\r\v\f]+")
+# class/net/<interface>/device/sriov_numvfs
+BY_INTERFACE = re.compile(r"^class/net/([^/]+)/device/sriov_numvfs$")
+
+
+def parse_sysfs_conf(text: str) -> list[tuple[int, str, str]]:
+    """(line number, attribute, value) of every line sysfsutils writes, as its script splits them."""
+    found = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.split("#", 1)[0].replace("=", " = ", 1)
+        # The shell splits on blanks (IFS); [[:space:]] in sed also takes CR, VT and FF.
+        words = [w for w in SPACE.split(line) if w and w != "="]
+        if len(words) == 2:  # three words: mode/owner lines, or a syntax error the script stops at
+            found.append((number, words[0], words[1]))
+    return found
+
+
+def numvfs_lines(etc_root: str) -> tuple[list[dict], str | None]:
+    """([{file, line, attribute, value, address, interface}], why the list may be incomplete)."""
+    etc = os.path.join(etc_root, "etc")
+    found, unreadable = [], []
+    names: list[str] = []
+    if os.path.lexists(os.path.join(etc, "sysfs.d")):
+        try:  # a directory that cannot be listed may hold a line: said, not taken for none
+            names = sorted(os.listdir(os.path.join(etc, "sysfs.d")))
+        except OSError as exc:
+            unreadable.append("/etc/sysfs.d (%s)" % (exc.strerror or exc))
+    # The shell's glob *.conf: no hidden files.
+    files = ["sysfs.conf"] + ["sysfs.d/" + n for n in names if n.endswith(".conf") and not n.startswith(".")]
+    for name in files:
+        path = os.path.join(etc, name)
+        if not os.path.lexists(path):
+            continue
+        try:  # not reader.text: it strips the text, and the line numbers must stay those of the file
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except OSError as exc:
+            unreadable.append("/etc/%s (%s)" % (name, exc.strerror or exc))
+            continue
+        for number, attribute, value in parse_sysfs_conf(text):
+            # Matched loosely (any case, any prefix): a line that may set a count counts - fail closed.
+            by_address = BY_ADDRESS.search(attribute.lower())
+            by_interface = BY_INTERFACE.match(attribute.lstrip("/"))
+            if by_address or by_interface:
+                found.append({"file": "/etc/" + name, "line": number, "attribute": attribute, "value": value,
+                              "address": by_address.group(1) if by_address else None,
+                              "interface": by_interface.group(1) if by_interface else None})
+    return found, ("cannot read %s" % ", ".join(unreadable)) if unreadable else None
