@@ -68,9 +68,24 @@ def _relevant(words: list[str], raw: str | None = None) -> str | None:
         return command
     if command in ("options", "install", "remove") and len(words) > 1 and normalize_module(words[1]).startswith("vfio"):
         return command
+    # An install command that does not load its module keeps the driver off like a blacklist (kept like one).
+    if command == "install" and len(words) > 1 and not install_loads(words):
+        return command
     if command == "alias" and any("vfio" in w for w in words[1:]):
         return command
     return None
+
+
+def install_loads(words: list[str]) -> bool:
+    """Whether an `install MODULE COMMAND` line still loads its module. kmod (libkmod/libkmod-config.c
+    kmod_config_parse: the rest of the line after the module name is the command; libkmod-module.c
+    kmod_module_probe_insert_module / module_do_install_commands) runs the command with system() INSTEAD of
+    inserting the module, so the module loads only when the command loads it: `modprobe --ignore-install MODULE`
+    (tools/modprobe.c -i, --ignore-install: skip the install command) or insmod does. Anything else -
+    /bin/false, /bin/true, a plain `modprobe MODULE` (which runs the same install command again) or a script
+    that cannot be read - counts as not loading it: a driver this line may keep off is treated as kept off."""
+    command = words[2:]
+    return any(w in ("--ignore-install", "-i") or w.rsplit("/", 1)[-1] == "insmod" for w in command)
 
 
 # --- what the kernel and kmod read: module options and vfio-pci's ids ------------------------------
