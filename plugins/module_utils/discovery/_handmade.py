@@ -159,7 +159,8 @@ def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict])
                                              "its network at the next boot")
             else:
                 general.append(unreadable)
-        general += _binds_vfs(line, devices)
+        if line["kind"] != "kernel_parameter" or _reaches_kernel(line, host):
+            general += _binds_vfs(line, devices)
         # The lockout comes first: the role's refusal and adoption's reason quote the first problem.
         line["problems"] = lockouts + problems + general
         line["lockout"] = bool(lockouts)

@@ -118,6 +118,23 @@ def test_a_kernel_blacklist_in_a_file_the_boot_loader_does_not_read_or_of_anothe
         "to VMs" % CARD]
 
 
+def _management_on_mlx5(profile: dict) -> None:
+    """The management NIC on a driver whose name has an underscore (mlx5_core)."""
+    nic = next(d for d in profile["devices"] if d["address"] == MANAGEMENT)
+    nic["driver"] = "mlx5_core"
+
+
+@pytest.mark.parametrize(("path", "text"), [
+    (NIC_CONF, "install mlx5-core /bin/false\n"),
+    (GRUB, 'GRUB_CMDLINE_LINUX="module_blacklist=mlx5-core"\n'),
+    (GRUB, 'GRUB_CMDLINE_LINUX="modprobe.blacklist=igc,mlx5-core"\n'),
+])
+def test_module_names_compare_with_dash_and_underscore_alike(fake_node, path, text):
+    found = handmade(fake_node, {path: text}, mutate=_management_on_mlx5)
+    assert [p[0].split(" - ")[0].endswith("mlx5_core, the driver of the management NIC %s (eno1)" % MANAGEMENT)
+            for p in lockouts(found).values()] == [True], found
+
+
 # --- 2. GRUB files are shell: every quoting form binds ---------------------------------------------------------
 @pytest.mark.parametrize("line", [
     "GRUB_CMDLINE_LINUX_DEFAULT='quiet vfio-pci.ids=8086:10d3'",
@@ -199,6 +216,24 @@ def test_grub_tokens_written_in_any_quoting_read_back_equal(tokens, style, after
     assert (number, read, problem) == (2, tokens, None), line
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(TOKEN, min_size=1, max_size=4), st.sampled_from(sorted(STYLES)))
+def test_the_quoting_styles_are_what_sh_reads(tokens, style):
+    """The writers above are right: sh (as grub-mkconfig sources the file) gives the tokens written."""
+    line = "GRUB_CMDLINE_LINUX_DEFAULT=%s\n" % STYLES[style](tokens)
+    out = subprocess.run(["sh", "-c", line + 'printf %s "$GRUB_CMDLINE_LINUX_DEFAULT"'], capture_output=True,
+                         text=True, check=True).stdout
+    assert out == " ".join(tokens), line
+
+
+def test_an_escaped_dollar_is_refused_not_misread():
+    """shlex keeps the backslash of \\$ inside double quotes, sh drops it: refused rather than read wrong."""
+    from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import grub_value_lines
+
+    (_n, tokens, _w, problem), = grub_value_lines('GRUB_CMDLINE_LINUX="a=\\$x"\n')
+    assert tokens is None and "escaped $" in problem
+
+
 # --- 3. adoption must not take a running VM's device away ------------------------------------------------------
 def _card_in_vm(found: dict) -> None:
     card = next(d for d in found["vfio_pci_devices"] if d["address"] == CARD)
@@ -243,6 +278,12 @@ def test_a_hand_made_binding_of_vfs_by_id_is_a_problem(fake_node):
         "binds SR-IOV virtual functions by ID 8086:154c: 0000:04:02.0 (VF of 0000:04:00.0), 0000:04:02.1 (VF of "
         "0000:04:00.0) - VFs are made at runtime by their PF, and a binding by ID also takes the VFs of every other "
         "PF with that ID; set the VFs up with passthrough_sriov (vf_driver: vfio-pci) instead"]
+
+
+def test_a_vf_binding_in_a_file_the_boot_loader_does_not_read_is_no_problem(fake_node):
+    """holds: sriov-x710 boots with GRUB; /etc/kernel/cmdline binds nothing there."""
+    found = handmade(fake_node, {"/etc/kernel/cmdline": "root=/dev/sda1 vfio-pci.ids=8086:154c\n"}, "sriov-x710")
+    assert found[("/etc/kernel/cmdline", 1, "vfio-pci.ids=8086:154c")]["problems"] == []
 
 
 def test_a_binding_of_the_pf_is_not_a_vf_problem(fake_node):
