@@ -446,7 +446,8 @@ ansible_facts:
               directories (C(/etc), C(/run), C(/usr/lib), C(/lib)), vfio modules listed in C(/etc/modules),
               C(/etc/initramfs-tools/modules) and the modules-load.d directories, and C(driverctl) overrides.
             - C(kind) is V(options), V(softdep), V(blacklist), V(install), V(remove), V(alias), V(load) or
-              V(driverctl); C(ids) lists the vendor:device IDs of an C(options vfio-pci ids=) line.
+              V(driverctl); C(ids) lists the vendor:device IDs of an C(options vfio-pci ids=) line; an
+              V(install) line has C(command), the command kmod runs instead of loading the module.
           type: list
           elements: dict
           sample: [{"file": "/etc/modprobe.d/vfio.conf", "line": 1, "text": "options vfio-pci ids=8086:15f3",

@@ -257,8 +257,8 @@ def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> 
     words = line["text"].split()
     if line["kind"] == "blacklist":
         return _keeps_off(words[1], "blacklists", in_use) if len(words) > 1 else ([], [])
-    if line["kind"] == "install" and len(words) > 1 and not install_loads(words):
-        return _keeps_off(words[1], "runs %r instead of loading" % " ".join(words[2:]), in_use)
+    if line["kind"] == "install" and len(words) > 1 and not install_loads(line.get("command")):
+        return _keeps_off(words[1], "runs %r instead of loading" % line["command"], in_use)
     if line["kind"] == "load" and line.get("module") == "vfio_virqfd":
         newer = [k for k in kernels if kernel_version(k) >= (6, 2)]
         if newer:

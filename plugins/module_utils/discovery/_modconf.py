@@ -69,23 +69,39 @@ def _relevant(words: list[str], raw: str | None = None) -> str | None:
     if command in ("options", "install", "remove") and len(words) > 1 and normalize_module(words[1]).startswith("vfio"):
         return command
     # An install command that does not load its module keeps the driver off like a blacklist (kept like one).
-    if command == "install" and len(words) > 1 and not install_loads(words):
+    if command == "install" and raw is not None and not install_loads(install_command(raw)):
         return command
     if command == "alias" and any("vfio" in w for w in words[1:]):
         return command
     return None
 
 
-def install_loads(words: list[str]) -> bool:
-    """Whether an `install MODULE COMMAND` line still loads its module. kmod (libkmod/libkmod-config.c
-    kmod_config_parse: the rest of the line after the module name is the command; libkmod-module.c
-    kmod_module_probe_insert_module / module_do_install_commands) runs the command with system() INSTEAD of
-    inserting the module, so the module loads only when the command loads it: `modprobe --ignore-install MODULE`
-    (tools/modprobe.c -i, --ignore-install: skip the install command) or insmod does. Anything else -
-    /bin/false, /bin/true, a plain `modprobe MODULE` (which runs the same install command again) or a script
-    that cannot be read - counts as not loading it: a driver this line may keep off is treated as kept off."""
-    command = words[2:]
-    return any(w in ("--ignore-install", "-i") or w.rsplit("/", 1)[-1] == "insmod" for w in command)
+def install_command(raw: str) -> str | None:
+    """The command kmod runs for an `install MODULE COMMAND` line (raw as kmod_commands gives it), or None when
+    kmod skips the line. libkmod/libkmod-config.c kmod_config_parse(): the command word and the module name end
+    at a space or tab (strtok_r "\t "), the command is everything after the one separator that ends the module
+    name (strtok_r with no separators) - kept as it is: a "#" in it is the shell's comment, not kmod's, and a line
+    with only white space after the name still has a command; none at all is a syntax error."""
+    rest = raw.lstrip("\t ")
+    for _word in ("install", "module"):
+        rest = rest.lstrip("\t ")
+        end = min([i for i in (rest.find(" "), rest.find("\t")) if i >= 0] or [len(rest)])
+        rest = rest[end + 1:]
+    return rest or None
+
+
+def install_loads(command: str | None) -> bool:
+    """Whether an install command still loads its module (True when kmod skips the line: None). kmod
+    (libkmod-module.c kmod_module_probe_insert_module / module_do_install_commands) runs the command with system()
+    INSTEAD of inserting the module, so the module loads only when the command loads it: `modprobe
+    --ignore-install MODULE` (tools/modprobe.c -i, --ignore-install: skip the install command) or insmod does.
+    Anything else - /bin/false, /bin/true, a plain `modprobe MODULE` (which runs the same install command again),
+    a command that is all comment, or a script that cannot be read - counts as not loading it: a driver this line
+    may keep off is treated as kept off."""
+    if command is None:
+        return True
+    words = command.split("#", 1)[0].split()
+    return any(w in ("--ignore-install", "-i") or w.rsplit("/", 1)[-1] == "insmod" for w in words)
 
 
 # --- what the kernel and kmod read: module options and vfio-pci's ids ------------------------------
@@ -328,8 +344,11 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
             kind = _relevant(words, raw.get(number))
             if kind:
                 module = normalize_module(words[1]) if len(words) > 1 else None
-                entries.append({"file": shown(path), "line": number, "text": line, "kind": kind, "module": module,
-                                "ids": _ids(raw.get(number)) if kind == "options" and module == "vfio_pci" else []})
+                entry = {"file": shown(path), "line": number, "text": line, "kind": kind, "module": module,
+                         "ids": _ids(raw.get(number)) if kind == "options" and module == "vfio_pci" else []}
+                if kind == "install":
+                    entry["command"] = install_command(raw.get(number) or "")
+                entries.append(entry)
     load_files = [os.path.join(etc_root, f) for f in LOAD_FILES] + _conf_files(reader, etc_root, LOAD_DIRS)
     for path in load_files:
         if not os.path.isfile(path) or not first_time(path):

@@ -35,6 +35,10 @@ def handmade(fake_node, files: dict, profile: str = "guide-intel", mutate=None) 
     return {(e["file"], e["line"], e["text"]): e for e in host["handmade"]}
 
 
+def lockouts_of(found: dict) -> list[dict]:
+    return [e for e in found.values() if e["lockout"]]
+
+
 def lockouts(found: dict) -> dict:
     return {k: e["problems"] for k, e in found.items() if e["lockout"]}
 
@@ -57,6 +61,22 @@ def test_an_install_line_that_does_not_load_the_management_driver_is_a_lockout(f
 def test_an_install_line_that_loads_the_module_is_no_problem(fake_node, command):
     """holds: modprobe --ignore-install (kmod tools/modprobe.c -i) and insmod load the module."""
     assert handmade(fake_node, {NIC_CONF: "install e1000e %s\n" % command}) == {}
+
+
+def test_an_install_line_without_a_command_is_no_problem(fake_node):
+    """holds: kmod ignores `install e1000e` with nothing after it (libkmod-config.c kmod_config_parse: syntax
+    error), so it keeps nothing off."""
+    assert handmade(fake_node, {NIC_CONF: "install e1000e\n"}) == {}
+
+
+@pytest.mark.parametrize(("line", "command"), [("install e1000e   ", "  "),
+                                               ("install e1000e # /sbin/modprobe --ignore-install e1000e",
+                                                "# /sbin/modprobe --ignore-install e1000e")])
+def test_an_install_command_of_white_space_or_a_shell_comment_keeps_the_driver_off(fake_node, line, command):
+    """kmod takes everything after the module name as the command (white space and a "#" too - the shell then
+    runs nothing): e1000e does not load."""
+    found = handmade(fake_node, {NIC_CONF: line + "\n# the onboard NIC stays off\n"})
+    assert [e["problems"][0].split(" instead")[0] for e in lockouts_of(found)] == ["runs %r" % command]
 
 
 def test_install_lines_of_other_drivers_keep_the_blacklist_behaviour(fake_node):
