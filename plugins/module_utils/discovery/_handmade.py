@@ -106,7 +106,7 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
             continue
         path = os.path.join(etc_root, shown.lstrip("/"))
         if os.path.isfile(path):
-            scan(shown, reader.text(path) or "")
+            scan(shown, reader.text(path, exact=True) or "")
     cmdline = os.path.join(etc_root, KERNEL_CMDLINE.lstrip("/"))
     if os.path.isfile(cmdline):
         added = set(parse_record(reader.text(os.path.join(etc_root, CMDLINE_RECORD.lstrip("/")), warn=False) or "")[0])
@@ -118,7 +118,7 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
 
 def _role_block_lines(reader: TreeReader, etc_root: str) -> set[int]:
     """Line numbers of the role's marked block in the initramfs module list."""
-    text = reader.text(os.path.join(etc_root, INITRAMFS_MODULES.lstrip("/")), warn=False) or ""
+    text = reader.text(os.path.join(etc_root, INITRAMFS_MODULES.lstrip("/")), warn=False, exact=True) or ""
     inside, numbers = False, set()
     for number, line in enumerate(physical_lines(text), start=1):
         if line.strip() == BLOCK_MARKER.format(mark="BEGIN"):

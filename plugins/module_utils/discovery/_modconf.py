@@ -338,7 +338,7 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
         return True
 
     for path in [p for p in _conf_files(reader, etc_root, MODPROBE_DIRS) if first_time(p)]:
-        text = reader.text(path, warn=True) or ""
+        text = reader.text(path, warn=True, exact=True) or ""
         raw = dict(kmod_commands(text))
         for number, line, words in modprobe_lines(text):
             kind = _relevant(words, raw.get(number))
@@ -354,7 +354,7 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
         if not os.path.isfile(path) or not first_time(path):
             continue
         initramfs = path == os.path.join(etc_root, LOAD_FILES[1])
-        for number, raw in enumerate(physical_lines(reader.text(path) or ""), start=1):
+        for number, raw in enumerate(physical_lines(reader.text(path, exact=True) or ""), start=1):
             # initramfs-tools load_modules(): `modprobe $m` of every line not starting with "#" - the words after
             # the module name are its options; systemd-modules-load reads module names only.
             words = (raw if initramfs else raw.split("#", 1)[0]).split()

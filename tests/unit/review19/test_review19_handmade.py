@@ -314,3 +314,20 @@ def test_a_binding_of_the_pf_is_not_a_vf_problem(fake_node):
 
 def test_review19_helpers_facts_still_read_the_sriov_node(fake_node):
     assert facts(fake_node)["vfio_host"]["handmade"] == []
+
+
+# --- found on the way: line numbers shifted by a leading blank line ---------------------------------------------
+@pytest.mark.parametrize(("path", "text", "line"), [
+    ("/etc/modprobe.d/vfio.conf", "\n\noptions vfio-pci ids=8086:15f3\n", 3),
+    (GRUB, '\nGRUB_CMDLINE_LINUX="quiet vfio-pci.ids=8086:15f3"\n', 2),
+    ("/etc/modules", "\nvfio_pci\n", 2),
+])
+def test_a_leading_blank_line_does_not_shift_the_line_adoption_edits(fake_node, path, text, line):
+    """pci_facts read these files stripped, so a file starting with a blank line reported its lines one or more
+    too early; adoption then commented out the blank line and left the binding in force (a modprobe.d file), or
+    refused a plain GRUB line as not plain - while the plan said the line was taken over."""
+    found = handmade(fake_node, {path: text})
+    assert [k[1] for k in found if k[0] == path] == [line], found
+    plan = Node(fake_node, {path: text}).plan(adopt=True, devices=[{"interface": "enp2s0"}])
+    assert plan["errors"] == []
+    assert plan["adoption"]["texts"][path].split("\n")[line - 1].startswith("#vfio.proxmox adopted# ")
