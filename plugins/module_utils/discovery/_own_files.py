@@ -102,6 +102,9 @@ def grub_plain_assignment(raw: str) -> bool:
     return not re.search(r"""[\s"'#;&|`$\\]""", value)
 
 
+_REFERENCE = re.compile(r"\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
 def grub_value(line: str) -> tuple[str | None, str | None]:
     """(value, None): what the shell assigns on a GRUB_CMDLINE_LINUX(_DEFAULT) line (grub-mkconfig sources the
     file), quotes of any kind and their concatenation undone - or (None, why) when it cannot be read with
@@ -122,7 +125,9 @@ def grub_value(line: str) -> tuple[str | None, str | None]:
         return None, "%s - the value goes on over the next line or is cut" % str(exc).lower()
     if value is None:
         return "", None
-    if re.search(r"\S\$[{A-Za-z_]", value):
+    # A whole word ${NAME} or $NAME is dropped by the callers (GRUB's own variables); anything else expands to
+    # what cannot be known here.
+    if any("$" in word and not _REFERENCE.fullmatch(word) for word in value.split()):
         return None, "a variable reference inside a word - its value cannot be known"
     return value, None
 

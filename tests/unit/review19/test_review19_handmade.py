@@ -181,6 +181,8 @@ def test_a_grub_binding_of_the_management_nic_in_concatenated_quotes_is_a_lockou
     'GRUB_CMDLINE_LINUX="quiet $(cat /etc/vfio-ids)"',
     'GRUB_CMDLINE_LINUX="quiet vfio-pci.ids=`cat /etc/vfio-ids`"',
     'GRUB_CMDLINE_LINUX="quiet vfio-pci.ids=$IDS"',
+    'GRUB_CMDLINE_LINUX="quiet ${IDS}vfio-pci.ids=8086:1a1c"',
+    'GRUB_CMDLINE_LINUX="quiet ${PARAMS:-vfio-pci.ids=8086:1a1c}"',
     'GRUB_CMDLINE_LINUX="quiet vfio-pci.ids=8086:1a1c',
 ])
 def test_a_grub_line_that_cannot_be_read_with_confidence_fails_closed(fake_node, line):
