@@ -68,6 +68,9 @@ def blacklisted(token: str) -> list[str] | None:
     args = kernel_args(token)
     if len(args) != 1 or args[0][1] is None or param_key(args[0][0]) not in {param_key(p) for p in BLACKLIST_PARAMS}:
         return None
+    # Names are compared with "-" and "_" alike. The kernel compares module_blacklist with strcmp against the
+    # module's own name (underscores), so `mlx5-core` there may keep nothing off: reading it as mlx5_core can
+    # only report a lockout too many, never one too few.
     return [normalize_module(m) for m in args[0][1].split(",") if m.strip()]
 
 
