@@ -10,12 +10,13 @@ show every node that was configured by hand before the collection came. The role
 from __future__ import annotations
 
 import os
-import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import MAX_READ_BYTES, file_state
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import kernel_version
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     cmdline_ids,
+    install_loads,
+    kernel_args,
     normalize_module,
     param_key,
     physical_lines,
@@ -31,7 +32,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files 
     KERNEL_CMDLINE,
     MODPROBE,
     MODULES_LOAD,
-    grub_token_lines,
+    grub_value_lines,
     parse_record,
     read_manifest,
 )
@@ -41,7 +42,11 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree impor
 PASSTHROUGH_PARAMS = ("intel_iommu", "amd_iommu", "iommu", "vfio-pci.ids", "vfio_pci.ids", "pci-stub.ids",
                       "pcie_acs_override", "video", "initcall_blacklist", "modprobe.blacklist",
                       "rd.driver.blacklist", "rd.driver.pre", "vfio_iommu_type1.allow_unsafe_interrupts",
-                      "kvm.ignore_msrs")
+                      "kvm.ignore_msrs", "module_blacklist")
+# Kernel parameters that keep modules from loading: module_blacklist= (kernel/module/main.c: the kernel refuses
+# to load a listed module at all) and modprobe.blacklist= (kmod, libkmod-config.c kmod_config_parse_kcmdline:
+# each comma-separated name becomes a `blacklist` line). Both split their value at ",".
+BLACKLIST_PARAMS = ("module_blacklist", "modprobe.blacklist")
 
 
 def _param_name(token: str) -> str:
@@ -57,18 +62,44 @@ def _is_passthrough(token: str) -> bool:
     return param_key(_param_name(token[1:] if token.startswith('"') else token)) in _PARAM_KEYS
 
 
+def blacklisted(token: str) -> list[str] | None:
+    """The modules a module_blacklist= or modprobe.blacklist= token keeps off (normalized), or None when the token
+    is no such parameter. The token may be quoted as the kernel takes it (lib/cmdline.c next_arg)."""
+    args = kernel_args(token)
+    if len(args) != 1 or args[0][1] is None or param_key(args[0][0]) not in {param_key(p) for p in BLACKLIST_PARAMS}:
+        return None
+    # Names are compared with "-" and "_" alike. The kernel compares module_blacklist with strcmp against the
+    # module's own name (underscores), so `mlx5-core` there may keep nothing off: reading it as mlx5_core can
+    # only report a lockout too many, never one too few.
+    return [normalize_module(m) for m in args[0][1].split(",") if m.strip()]
+
+
 def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
-    """Passthrough tokens in /etc/default/grub, /etc/default/grub.d/*.cfg and /etc/kernel/cmdline."""
+    """Passthrough tokens in /etc/default/grub, /etc/default/grub.d/*.cfg and /etc/kernel/cmdline. A GRUB line
+    whose value cannot be read with confidence is reported whole, as a problem (fail closed: it may bind)."""
     found = []
 
-    def scan(shown: str, text: str, lines_of) -> None:
-        for number, tokens in lines_of(text):
-            for token in tokens:
-                if _is_passthrough(token):
-                    # Inside a GRUB file's double quotes the shell drops the backslash of \" \\ \$ \`.
-                    ids = cmdline_ids(re.sub(r'\\([\\"$`])', r"\1", token) if shown != KERNEL_CMDLINE else token)
-                    found.append({"file": shown, "line": number, "text": token, "kind": "kernel_parameter",
-                                  "ids": ids or []})
+    def add(shown: str, number: int, token: str, written: str) -> None:
+        # `text` is the token as written in the file (adoption takes it out of the line); what the kernel gets
+        # is the token as the shell hands it over (quotes undone).
+        if _is_passthrough(token):
+            entry = {"file": shown, "line": number, "text": written, "kind": "kernel_parameter",
+                     "ids": cmdline_ids(token) or []}
+            modules = blacklisted(token)
+            if modules is not None:
+                entry["blacklisted"] = modules
+            found.append(entry)
+
+    def scan(shown: str, text: str) -> None:
+        for number, tokens, written, problem in grub_value_lines(text):
+            if tokens is None:
+                raw = physical_lines(text)[number - 1].strip()
+                found.append({"file": shown, "line": number, "text": raw, "kind": "kernel_parameter", "ids": [],
+                              "unreadable": "the value of this line cannot be read with confidence (%s) - what it "
+                                            "gives the kernel is unknown; write it as one quoted value" % problem})
+                continue
+            for token, as_written in zip(tokens, written):
+                add(shown, number, token, as_written)
 
     grub_files = [GRUB_DEFAULT] + sorted("/etc/default/grub.d/" + n for n in
                                          reader.listdir(os.path.join(etc_root, "etc/default/grub.d"))
@@ -78,18 +109,19 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
             continue
         path = os.path.join(etc_root, shown.lstrip("/"))
         if os.path.isfile(path):
-            scan(shown, reader.text(path) or "", grub_token_lines)
+            scan(shown, reader.text(path, exact=True) or "")
     cmdline = os.path.join(etc_root, KERNEL_CMDLINE.lstrip("/"))
     if os.path.isfile(cmdline):
         added = set(parse_record(reader.text(os.path.join(etc_root, CMDLINE_RECORD.lstrip("/")), warn=False) or "")[0])
         text = reader.text(cmdline) or ""
-        scan(KERNEL_CMDLINE, text, lambda t: [(1, [x for x in t.split() if x not in added])])
+        for token in [x for x in text.split() if x not in added]:
+            add(KERNEL_CMDLINE, 1, token, token)
     return found
 
 
 def _role_block_lines(reader: TreeReader, etc_root: str) -> set[int]:
     """Line numbers of the role's marked block in the initramfs module list."""
-    text = reader.text(os.path.join(etc_root, INITRAMFS_MODULES.lstrip("/")), warn=False) or ""
+    text = reader.text(os.path.join(etc_root, INITRAMFS_MODULES.lstrip("/")), warn=False, exact=True) or ""
     inside, numbers = False, set()
     for number, line in enumerate(physical_lines(text), start=1):
         if line.strip() == BLOCK_MARKER.format(mark="BEGIN"):
@@ -121,11 +153,37 @@ def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict])
             problems.append("duplicate of %s" % seen[key])
         else:
             seen[key] = "%s:%d" % (line["file"], line["line"])
-        problems += _line_problems(line, host, kernels, in_use)
-        binding = _binds_management(line, host, devices)
-        line["problems"] = problems + binding
-        line["lockout"] = bool(binding) or any("the driver of the management NIC" in p for p in problems)
+        general, lockouts = _line_problems(line, host, kernels, in_use)
+        lockouts += _binds_management(line, host, devices)
+        unreadable = line.pop("unreadable", None)
+        if unreadable is not None:
+            if _reaches_kernel(line, host) and _management_at_risk(devices):
+                lockouts.append(unreadable + " - it may bind or blacklist the management NIC: the node could lose "
+                                             "its network at the next boot")
+            else:
+                general.append(unreadable)
+        if line["kind"] != "kernel_parameter" or _reaches_kernel(line, host):
+            general += _binds_vfs(line, devices)
+        # The lockout comes first: the role's refusal and adoption's reason quote the first problem.
+        line["problems"] = lockouts + problems + general
+        line["lockout"] = bool(lockouts)
+        line.pop("blacklisted", None)
     return lines
+
+
+def _reaches_kernel(line: dict, host: dict) -> bool:
+    """Whether a kernel parameter in this file reaches the kernel with the node's boot loader (an unknown boot
+    loader fails closed: it may)."""
+    loader = (host.get("boot_loader") or {}).get("name")
+    return not (loader in ("grub", "systemd-boot") and (line["file"] == KERNEL_CMDLINE) != (loader == "systemd-boot"))
+
+
+def _managing(device: dict) -> list[str]:
+    return [n["name"] for n in device.get("netdevs") or [] if n.get("management")]
+
+
+def _management_at_risk(devices: list[dict]) -> bool:
+    return any(_managing(d) and d.get("driver") != "vfio-pci" for d in devices)
 
 
 def _binds_management(line: dict, host: dict, devices: list[dict]) -> list[str]:
@@ -133,19 +191,30 @@ def _binds_management(line: dict, host: dict, devices: list[dict]) -> list[str]:
     takes the node off the network. A kernel parameter counts only in the file the boot loader reads."""
     if not line.get("ids"):
         return []
-    if line["kind"] == "kernel_parameter":
-        loader = (host.get("boot_loader") or {}).get("name")
-        # An unknown boot loader fails closed: the parameter may reach the kernel.
-        if loader in ("grub", "systemd-boot") and (line["file"] == KERNEL_CMDLINE) != (loader == "systemd-boot"):
-            return []
+    if line["kind"] == "kernel_parameter" and not _reaches_kernel(line, host):
+        return []
     found = []
     for device in devices:
-        managing = [n["name"] for n in device.get("netdevs") or [] if n.get("management")]
+        managing = _managing(device)
         ids = [i for i in line["ids"] if spec_matches(i, device)]
         if managing and ids and device.get("driver") != "vfio-pci":
             found.append("binds %s (%s), the management NIC, to vfio-pci (ids %s) - the node loses its network at "
                          "the next boot" % (device["address"], ", ".join(managing), ",".join(ids)))
     return found
+
+
+def _binds_vfs(line: dict, devices: list[dict]) -> list[str]:
+    """A boot binding by ID that matches SR-IOV virtual functions: VFs exist only once their PF made them at
+    runtime, and vfio-pci's ids take every VF with that ID - of every PF, not only the one meant."""
+    vfs = {}
+    for device in devices:
+        physfn = (device.get("sriov") or {}).get("physfn")
+        ids = [i for i in line.get("ids") or [] if spec_matches(i, device)]
+        if physfn and ids:
+            vfs.setdefault(",".join(ids), []).append("%s (VF of %s)" % (device["address"], physfn))
+    return ["binds SR-IOV virtual functions by ID %s: %s - VFs are made at runtime by their PF, and a binding by ID "
+            "also takes the VFs of every other PF with that ID; set the VFs up with passthrough_sriov "
+            "(vf_driver: vfio-pci) instead" % (ids, ", ".join(found)) for ids, found in vfs.items()]
 
 
 def _about_passthrough(entry: dict, drivers: set) -> bool:
@@ -157,33 +226,48 @@ def _about_passthrough(entry: dict, drivers: set) -> bool:
         return False
     if entry["kind"] == "blacklist":
         return entry.get("module") in drivers
+    if entry["kind"] == "install" and not (entry.get("module") or "").startswith("vfio"):
+        return entry.get("module") in drivers  # _modconf keeps only those that keep the module off
     if entry["kind"] == "softdep":
         return "vfio" in entry["text"]
     return True
 
 
-def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> list[str]:
+def _keeps_off(module: str, what: str, in_use: dict) -> tuple[list[str], list[str]]:
+    """(problems, lockout problems) of a line that keeps a driver from loading at the next boot."""
+    users = in_use.get(normalize_module(module), [])
+    managing = [d for d in users if _managing(d)]
+    if managing:
+        return [], ["%s %s, the driver of the management NIC %s - the node loses its network at the next boot" % (
+            what, normalize_module(module), ", ".join("%s (%s)" % (d["address"], ", ".join(_managing(d)))
+                                                      for d in managing))]
+    if users:
+        return ["%s %s, which %s use%s now - fine only if all of them go to VMs" % (
+            what, normalize_module(module), ", ".join(d["address"] for d in users), "" if len(users) > 1 else "s")], []
+    return [], []
+
+
+def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> tuple[list[str], list[str]]:
+    """(problems, lockout problems) of one line."""
     if line["kind"] == "kernel_parameter":
-        return _parameter_problems(line["text"], host.get("cpu_vendor"), kernels)
+        general, lockouts = _parameter_problems(line["text"], host.get("cpu_vendor"), kernels), []
+        # A blacklist on the command line counts where the boot loader reads it (like a binding).
+        if line.get("blacklisted") and _reaches_kernel(line, host):
+            for module in line["blacklisted"]:
+                more, locks = _keeps_off(module, "the kernel parameter %s keeps off" % line["text"], in_use)
+                general, lockouts = general + more, lockouts + locks
+        return general, lockouts
+    words = line["text"].split()
     if line["kind"] == "blacklist":
-        words = line["text"].split()
-        module = words[1].replace("-", "_") if len(words) > 1 else ""
-        users = in_use.get(module, [])
-        managing = [d for d in users if any(n.get("management") for n in d.get("netdevs") or [])]
-        if managing:
-            return ["blacklists %s, the driver of the management NIC %s - the node loses its network at the next "
-                    "boot" % (module, ", ".join("%s (%s)" % (d["address"], ", ".join(n["name"] for n in d["netdevs"]))
-                                                for d in managing))]
-        if users:
-            return ["blacklists %s, which %s use%s now - fine only if all of them go to VMs"
-                    % (module, ", ".join(d["address"] for d in users), "" if len(users) > 1 else "s")]
-        return []
+        return _keeps_off(words[1], "blacklists", in_use) if len(words) > 1 else ([], [])
+    if line["kind"] == "install" and len(words) > 1 and not install_loads(line.get("command")):
+        return _keeps_off(words[1], "runs %r instead of loading" % line["command"], in_use)
     if line["kind"] == "load" and line.get("module") == "vfio_virqfd":
         newer = [k for k in kernels if kernel_version(k) >= (6, 2)]
         if newer:
             return ["vfio_virqfd does not exist on %s (merged into vfio in 6.2): systemd-modules-load logs a "
-                    "failure at every boot" % ", ".join(newer)]
-    return []
+                    "failure at every boot" % ", ".join(newer)], []
+    return [], []
 
 
 def _parameter_problems(token: str, cpu_vendor: str | None, kernels: list[str]) -> list[str]:

@@ -68,9 +68,40 @@ def _relevant(words: list[str], raw: str | None = None) -> str | None:
         return command
     if command in ("options", "install", "remove") and len(words) > 1 and normalize_module(words[1]).startswith("vfio"):
         return command
+    # An install command that does not load its module keeps the driver off like a blacklist (kept like one).
+    if command == "install" and raw is not None and not install_loads(install_command(raw)):
+        return command
     if command == "alias" and any("vfio" in w for w in words[1:]):
         return command
     return None
+
+
+def install_command(raw: str) -> str | None:
+    """The command kmod runs for an `install MODULE COMMAND` line (raw as kmod_commands gives it), or None when
+    kmod skips the line. libkmod/libkmod-config.c kmod_config_parse(): the command word and the module name end
+    at a space or tab (strtok_r "\t "), the command is everything after the one separator that ends the module
+    name (strtok_r with no separators) - kept as it is: a "#" in it is the shell's comment, not kmod's, and a line
+    with only white space after the name still has a command; none at all is a syntax error."""
+    rest = raw.lstrip("\t ")
+    for _word in ("install", "module"):
+        rest = rest.lstrip("\t ")
+        end = min([i for i in (rest.find(" "), rest.find("\t")) if i >= 0] or [len(rest)])
+        rest = rest[end + 1:]
+    return rest or None
+
+
+def install_loads(command: str | None) -> bool:
+    """Whether an install command still loads its module (True when kmod skips the line: None). kmod
+    (libkmod-module.c kmod_module_probe_insert_module / module_do_install_commands) runs the command with system()
+    INSTEAD of inserting the module, so the module loads only when the command loads it: `modprobe
+    --ignore-install MODULE` (tools/modprobe.c -i, --ignore-install: skip the install command) or insmod does.
+    Anything else - /bin/false, /bin/true, a plain `modprobe MODULE` (which runs the same install command again),
+    a command that is all comment, or a script that cannot be read - counts as not loading it: a driver this line
+    may keep off is treated as kept off."""
+    if command is None:
+        return True
+    words = command.split("#", 1)[0].split()
+    return any(w in ("--ignore-install", "-i") or w.rsplit("/", 1)[-1] == "insmod" for w in words)
 
 
 # --- what the kernel and kmod read: module options and vfio-pci's ids ------------------------------
@@ -307,20 +338,23 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
         return True
 
     for path in [p for p in _conf_files(reader, etc_root, MODPROBE_DIRS) if first_time(p)]:
-        text = reader.text(path, warn=True) or ""
+        text = reader.text(path, warn=True, exact=True) or ""
         raw = dict(kmod_commands(text))
         for number, line, words in modprobe_lines(text):
             kind = _relevant(words, raw.get(number))
             if kind:
                 module = normalize_module(words[1]) if len(words) > 1 else None
-                entries.append({"file": shown(path), "line": number, "text": line, "kind": kind, "module": module,
-                                "ids": _ids(raw.get(number)) if kind == "options" and module == "vfio_pci" else []})
+                entry = {"file": shown(path), "line": number, "text": line, "kind": kind, "module": module,
+                         "ids": _ids(raw.get(number)) if kind == "options" and module == "vfio_pci" else []}
+                if kind == "install":
+                    entry["command"] = install_command(raw.get(number) or "")
+                entries.append(entry)
     load_files = [os.path.join(etc_root, f) for f in LOAD_FILES] + _conf_files(reader, etc_root, LOAD_DIRS)
     for path in load_files:
         if not os.path.isfile(path) or not first_time(path):
             continue
         initramfs = path == os.path.join(etc_root, LOAD_FILES[1])
-        for number, raw in enumerate(physical_lines(reader.text(path) or ""), start=1):
+        for number, raw in enumerate(physical_lines(reader.text(path, exact=True) or ""), start=1):
             # initramfs-tools load_modules(): `modprobe $m` of every line not starting with "#" - the words after
             # the module name are its options; systemd-modules-load reads module names only.
             words = (raw if initramfs else raw.split("#", 1)[0]).split()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import physical_lines
 
@@ -84,14 +85,77 @@ def grub_line_match(line: str):
     return _GRUB_VAR.match(line)
 
 
-def grub_token_lines(text: str | None) -> list[tuple[int, list[str]]]:
-    """(line number, tokens) of each GRUB_CMDLINE_LINUX(_DEFAULT) line, with ${...} references dropped."""
+_GRUB_ASSIGN = re.compile(r"^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=")
+
+
+def grub_plain_assignment(raw: str) -> bool:
+    """Whether a GRUB_CMDLINE_LINUX(_DEFAULT) line is `VAR="value"`, `VAR='value'` or `VAR=value` and nothing
+    else, so taking a word out of the value keeps it valid shell with the same meaning otherwise."""
+    match = grub_line_match(raw.rstrip("\r\n"))
+    if match is None:
+        return False
+    quote, value = match.group(1), match.group(2)
+    if quote == "'":
+        return "'" not in value
+    if quote == '"':
+        return not re.search(r'(?<!\\)"', value)
+    return not re.search(r"""[\s"'#;&|`$\\]""", value)
+
+
+_REFERENCE = re.compile(r"\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def grub_value(line: str) -> tuple[str | None, str | None]:
+    """(value, None): what the shell assigns on a GRUB_CMDLINE_LINUX(_DEFAULT) line (grub-mkconfig sources the
+    file), quotes of any kind and their concatenation undone - or (None, why) when it cannot be read with
+    confidence. shlex in POSIX mode reads quoted and concatenated words as sh does; what it reads differently
+    (a command substitution, \\$ or \\` inside double quotes, a line continued on the next one) is refused."""
+    rest = line[_GRUB_ASSIGN.match(line).end():].rstrip("\r\n")
+    if not rest or rest[0] in " \t\r;&|<>()":
+        return "", None  # `VAR= cmd` or `VAR=;` assigns nothing here
+    refused = ("a command substitution - its output cannot be known" if "`" in rest or "$(" in rest else
+               "an escaped $ - shlex keeps the backslash the shell drops" if "\\$" in rest else None)
+    if refused:
+        return None, refused
+    lexer = shlex.shlex(rest, posix=True, punctuation_chars=";&|<>()")
+    lexer.whitespace_split, lexer.commenters = True, ""  # sh: "#" starts a comment only at a word's start
+    try:
+        value = lexer.get_token()
+    except ValueError as exc:
+        return None, "%s - the value goes on over the next line or is cut" % str(exc).lower()
+    if value is None:
+        return "", None
+    # A whole word ${NAME} or $NAME is dropped by the callers (GRUB's own variables); anything else expands to
+    # what cannot be known here.
+    if any("$" in word and not _REFERENCE.fullmatch(word) for word in value.split()):
+        return None, "a variable reference inside a word - its value cannot be known"
+    return value, None
+
+
+def grub_value_lines(text: str | None) -> list[tuple[int, list[str] | None, list[str], str | None]]:
+    """(line number, tokens or None, tokens as written, problem) of each GRUB_CMDLINE_LINUX(_DEFAULT) line.
+    Tokens are the value split at white space, ${...} references dropped; None when the value cannot be read
+    with confidence (problem says why). Tokens as written are the words of a plain `VAR="..."`, `VAR='...'` or
+    `VAR=...` value - what adoption takes out of the line - and the read tokens where that form differs."""
     found = []
-    for number, line in enumerate(physical_lines(text or ""), start=1):
-        match = grub_line_match(line.rstrip("\n"))
-        if match:
-            found.append((number, [t for t in match.group(2).split() if not t.startswith("$")]))
+    for number, raw in enumerate(physical_lines(text or ""), start=1):
+        line = raw.rstrip("\n")
+        if not _GRUB_ASSIGN.match(line):
+            continue
+        value, problem = grub_value(line)
+        match = grub_line_match(line)
+        written = [t for t in match.group(2).split() if not t.startswith("$")] if match else []
+        tokens = None if value is None else [t for t in value.split() if not t.startswith("$")]
+        if tokens is not None and (not grub_plain_assignment(line) or len(written) != len(tokens)):
+            written = list(tokens)
+        found.append((number, tokens, written, problem))
     return found
+
+
+def grub_token_lines(text: str | None) -> list[tuple[int, list[str]]]:
+    """(line number, tokens) of each GRUB_CMDLINE_LINUX(_DEFAULT) line, with ${...} references dropped (a value
+    that cannot be read with confidence gives its words as written)."""
+    return [(number, written if tokens is None else tokens) for number, tokens, written, _p in grub_value_lines(text)]
 
 
 def grub_tokens(text: str | None) -> list[str]:

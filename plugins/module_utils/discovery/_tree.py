@@ -23,11 +23,13 @@ class TreeReader:
         if message not in self.warnings:
             self.warnings.append(message)
 
-    def text(self, path: str, warn: bool = True) -> str | None:
-        """Return the stripped content of a file, or None."""
+    def text(self, path: str, warn: bool = True, exact: bool = False) -> str | None:
+        """Return the stripped content of a file, or None. `exact`: every character as it is (no stripping, no
+        newline translation) - for files reported by line number, which a stripped leading blank line would shift
+        (and adoption would edit the wrong line)."""
         try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                return handle.read().strip()
+            with open(path, encoding="utf-8", errors="replace", newline="" if exact else None) as handle:
+                return handle.read() if exact else handle.read().strip()
         except OSError as exc:
             # EINVAL is how sysfs answers "no value right now" (speed of a link that is down).
             if warn and exc.errno != errno.EINVAL:

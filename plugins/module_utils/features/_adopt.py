@@ -33,6 +33,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files 
     INITRAMFS_MODULES,
     KERNEL_CMDLINE,
     grub_line_match,
+    grub_plain_assignment,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import edit as edit_cmdline
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import remove_recorded
@@ -137,7 +138,7 @@ class Adoption:
              lambda: "the role binds the selected devices itself (ids %s)" % ",".join(entry["ids"])),
             (kind == "softdep" and bool(re.search(r"\bvfio[-_]pci\b", text)), "comment",
              lambda: "the role writes the softdeps of the devices it binds by ID"),
-            (kind == "blacklist" and bool(entry.get("lockout")), "comment",
+            (kind in ("blacklist", "install") and bool(entry.get("lockout")), "comment",
              lambda: "dropped: %s" % entry["problems"][0]),
             (kind == "blacklist" and module in drivers, "comment",
              lambda: "not needed: the role binds the selected devices to vfio-pci before %s can take them" % module),
@@ -239,7 +240,7 @@ def edited(path: str, text: str, items: list[dict]) -> tuple[str, str | None]:
         elif len(span) > 1:
             return text, ("cannot take over %s:%d (%r): the command continues over several lines - join it by hand"
                           % (path, item["line"], item["text"]))
-        elif not path.startswith("/etc/modprobe.d/") and not _plain_assignment(lines[item["line"] - 1]):
+        elif not path.startswith("/etc/modprobe.d/") and not grub_plain_assignment(lines[item["line"] - 1]):
             # Editing inside such a line would leave an open quote or change what follows it: update-grub breaks.
             return text, ("cannot take over %s:%d (%r): the line is not one plain assignment (a comment or a command "
                           "after the value) - take %r out by hand, or move what follows to a line of its own"
@@ -255,20 +256,6 @@ def edited(path: str, text: str, items: list[dict]) -> tuple[str, str | None]:
         else:
             out.append(raw)
     return "".join(out), None
-
-
-def _plain_assignment(raw: str) -> bool:
-    """Whether a GRUB_CMDLINE_LINUX(_DEFAULT) line is `VAR="value"`, `VAR='value'` or `VAR=value` and nothing
-    else, so taking a word out of the value keeps it valid shell with the same meaning otherwise."""
-    match = grub_line_match(raw.rstrip("\r\n"))
-    if match is None:
-        return False
-    quote, value = match.group(1), match.group(2)
-    if quote == "'":
-        return "'" not in value
-    if quote == '"':
-        return not re.search(r'(?<!\\)"', value)
-    return not re.search(r"""[\s"'#;&|`$\\]""", value)
 
 
 def _span(lines: list[str], start: int) -> list[int]:

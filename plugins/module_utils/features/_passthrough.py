@@ -532,7 +532,9 @@ class Planner:
                         "it over" % (where, "kmod joins option lines and the kernel keeps only the last ids=, "
                                             "so it overrides the role's ids= or is overridden by it" if fights else
                                             "it binds %s, which is not selected" % ", ".join(bound)))
-            elif entry["kind"] in ("install", "remove"):
+            elif entry["kind"] in ("install", "remove") and (entry.get("module") or "").startswith("vfio"):
+                # An install line of another module is here because it keeps that driver off: the hand-made
+                # lockout check (or its warning) speaks for it.
                 self.errors.append("foreign %s line for %s at %s replaces how the module loads - remove it" % (
                     entry["kind"], entry["module"], where))
             elif entry["kind"] == "driverctl" and entry.get("address") in picked and entry["module"] != "vfio_pci":
@@ -561,10 +563,11 @@ class Planner:
             if not entry.get("lockout") or (entry["file"], entry["line"]) in taken:
                 continue
             where = "hand-made %s:%d (%r): %s" % (entry["file"], entry["line"], entry["text"], entry["problems"][0])
+            # Adoption comments out modprobe.d lines; a kernel parameter that locks out is left to the admin.
+            adopt = "" if entry["kind"] == "kernel_parameter" else "set passthrough_adopt: true to drop it, "
             if acts and reboot == "if_needed":
-                self.errors.append("%s - a reboot by the role would lock you out: remove that line first, set "
-                                   "passthrough_adopt: true to drop it, or set passthrough_reboot: never and deal "
-                                   "with it yourself" % where)
+                self.errors.append("%s - a reboot by the role would lock you out: remove that line first, %sor set "
+                                   "passthrough_reboot: never and deal with it yourself" % (where, adopt))
             else:
                 self.warnings.append(where)
 
@@ -649,11 +652,44 @@ class Planner:
             self.reasons.append("not adopting %s:%d %r - %s" % (
                 item["file"], item["line"], item["text"], item["reason"]))
         picked = {d["address"] for d in selected}
+        held = self.check_adopted_in_use(picked)
         for target in self.handmade_targets(loader):
-            if target["address"] not in picked:
+            if target["address"] not in picked and target["address"] not in held:
                 self.warnings.append("the hand-made configuration binds %s (%s), which this plan does not select: "
                                      "it goes back to its driver at the next boot" % (target["address"], target["id"]))
         return {(i["file"], i["line"]) for i in self.adoption.take}
+
+    def check_adopted_in_use(self, picked: set) -> set:
+        """Adoption takes a hand-made boot binding out; a device it bound that a running VM holds now and that the
+        selection does not keep on vfio-pci goes to its host driver at the next boot, and the VM no longer
+        starts. Refused before any write, naming the device, the line and the holder. Returns those devices."""
+        users = self.host.get("vfio_users", {})
+        taken = {(i["file"], i["line"]) for i in self.adoption.take} if self.adoption else set()
+        held = set()
+        for entry in self.host.get("handmade") or []:
+            if (entry["file"], entry["line"]) not in taken or not entry.get("ids"):
+                continue
+            for address, device in sorted(self.devices.items()):
+                group = device.get("iommu_group")
+                if address in picked or device.get("driver") != "vfio-pci" or group is None or not any(
+                        spec_matches(i, device) for i in entry["ids"]):
+                    continue
+                where = "%s:%d (%r)" % (entry["file"], entry["line"], entry["text"])
+                if users is None:
+                    # Fail closed: nobody seen is not nobody there.
+                    holder = "whether a running VM holds its IOMMU group %s cannot be known (%s)" % (
+                        group, self.host.get("vfio_users_error") or "pci_facts did not read /proc")
+                elif users.get(group):
+                    holder = "IOMMU group %s is in use by %s" % (group, ", ".join(users[group]))
+                else:
+                    continue
+                held.add(address)
+                self.errors.append(
+                    "passthrough_adopt would take out %s, the boot binding of %s (%s:%s), which this plan does not "
+                    "select: %s - at the next boot it goes to its host driver and that VM no longer starts; select it "
+                    "(passthrough_devices) or stop the VM and take it off first" % (
+                        where, address, device.get("vendor"), device.get("device"), holder))
+        return held
 
     def adoption_state(self, plan: dict) -> dict:
         """owned_files' part of adopting (present) or of giving the adopted files back (absent)."""
