@@ -430,10 +430,16 @@ ansible_facts:
         link_macs:
           version_added: "0.3.0"
           description:
-            - The MAC of every Ethernet link of the node (bridges and bonds too), from C(ip -j -d link show); null
-              when that could not be read.
+            - The MAC of every Ethernet link of the node (bridges and bonds too), from C(ip -j -d link show), read
+              only on a node with an SR-IOV device (only SR-IOV needs them); null when not read, and then
+              RV(ansible_facts.vfio_host.link_macs_error) says why. The SR-IOV planner refuses to give a VF a MAC
+              then.
           type: dict
           sample: {"vmbr0": "3c:ec:ef:00:00:21"}
+        link_macs_error:
+          version_added: "0.3.0"
+          description: Why RV(ansible_facts.vfio_host.link_macs) and the VF settings were not read, or null.
+          type: str
         sysfs_conf_numvfs:
           version_added: "0.3.0"
           description:

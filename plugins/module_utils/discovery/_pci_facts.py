@@ -142,11 +142,6 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         reader.warn("ip (iproute2) not found: addresses and default routes unknown")
         net_failures.append("ip (iproute2) not found")
         addresses, permanent, default_devs = {}, {}, {"ipv4": set(), "ipv6": set()}
-    # Per-VF settings (MAC, VLAN, trust...) live only in netlink (`ip -d`), and so do the MACs of bridges and bonds.
-    details_failures: list[str] = []
-    vf_details, link_macs = _json_command(run, reader, [ip, "-j", "-d", "link", "show"], parse_link_details,
-                                          details_failures) if ip else ({}, {})
-    details_error = "; ".join(details_failures) or (None if ip else "ip (iproute2) not found")
     connection_iface = interface_holding(addresses, connection_address)
     if connection_address and not connection_iface:
         reader.warn("connection address %s is not held by any interface" % connection_address)
@@ -174,12 +169,21 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         reader, sysfs_root, procfs_root, zpool_status,
         None if zpool_status is not None else ("zpool status -P failed" if zpool else "zpool not found"))
 
+    netdevs = _pci.netdevs_by_device(reader, sysfs_root)
+    entries = [_pci.read_device(reader, sysfs_root, address, groups, names, aliases, net, netdevs.get(address, []))
+               for address in addresses_all]
+    # Per-VF settings (MAC, VLAN, trust...) live only in netlink (`ip -d`), and so do the MACs of bridges and bonds;
+    # only SR-IOV needs them, so a node without an SR-IOV device does not pay for the call on every run.
+    vf_details, link_macs, details_error = {}, None, "no SR-IOV device on this node: not read"
+    if any(entry.get("sriov") for entry in entries):
+        details_failures: list[str] = []
+        vf_details, link_macs = _json_command(run, reader, [ip, "-j", "-d", "link", "show"], parse_link_details,
+                                              details_failures) if ip else ({}, {})
+        details_error = "; ".join(details_failures) or (None if ip else "ip (iproute2) not found")
     devices = []
     on_vfio = False
-    netdevs = _pci.netdevs_by_device(reader, sysfs_root)
-    for address in addresses_all:
-        entry = _pci.read_device(reader, sysfs_root, address, groups, names, aliases, net, netdevs.get(address, []))
-        entry["storage"] = holders.get(address, [])
+    for entry in entries:
+        entry["storage"] = holders.get(entry["address"], [])
         _vf_settings(entry, vf_details, details_error)
         on_vfio = on_vfio or entry["driver"] == "vfio-pci"
         if _pci.class_matches(entry["class"], classes or []):
@@ -222,6 +226,7 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "corosync_error": corosync_error,
         # Every link's MAC (None: `ip -d link` could not be read), for the SR-IOV MAC collision check.
         "link_macs": None if details_error else link_macs,
+        "link_macs_error": details_error,
         # sysfsutils lines that set a VF count at boot (/etc/sysfs.conf, /etc/sysfs.d/*.conf).
         "sysfs_conf_numvfs": sysfs_conf,
         "sysfs_conf_error": sysfs_conf_error,

@@ -262,6 +262,12 @@ class SriovPlanner:
                                        "give each VF a mac, or set vf_macs: keep" % where)
                     return []
                 vf = dict(vf, mac=derived_mac(pf_mac, index))
+            if vf.get("mac") and self.host.get("link_macs") is None:
+                # Fail closed: a bridge or bond may already have this MAC, and nothing could say so.
+                self.errors.append("%s: VF %d would get MAC %s, but the MACs of the node's links are unknown (%s) - "
+                                   "it could be a bridge's or a bond's" % (
+                                       where, index, vf["mac"], self.host.get("link_macs_error") or "not reported"))
+                return []
             if vf.get("mac"):
                 holder = self.node_macs.get(vf["mac"])
                 if holder and holder[0] in (self.devices.get(pf, {}).get("sriov") or {}).get("vfs", []) and (

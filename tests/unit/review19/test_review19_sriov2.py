@@ -236,6 +236,16 @@ def test_an_explicit_mac_equal_to_a_bridges_mac_is_refused(fake_node):
     assert named(plan, "02:42:00:00:00:01", "vmbr0"), plan["errors"]
 
 
+def test_vf_macs_are_refused_when_the_links_macs_could_not_be_read(fake_node):
+    """Found by the review of this fix: with `ip -d link` failing, link_macs was null and a VF given a bridge's MAC
+    passed. Fail closed: the MAC is refused with the reason."""
+    found = facts(fake_node)
+    found["vfio_host"].update(link_macs=None, link_macs_error="ip -j -d link show failed (rc 1)")
+    plan = plan_node(found, inputs(sriov=[{"address": PF, "vfs": 2, "vf": [{"index": 1, "mac": "02:42:00:00:00:01"}]}]))
+    assert named(plan, "MACs of the node's links are unknown (ip -j -d link show failed (rc 1))"), plan["errors"]
+    assert not plan.get("act")
+
+
 def test_holds_two_pfs_of_different_ouis_deriving_one_mac_are_refused(fake_node):
     """Holds: two planned ports whose MACs end alike derive the same VF MACs - refused as given twice."""
     found = with_second_pf(facts(fake_node), "a0:36:9f:00:04:00", "02:99:00:00:00:00")

@@ -38,8 +38,10 @@ def test_main_reports_facts_and_never_changes(monkeypatch, capsys, fake_node, ch
                                           "12": ["0000:02:00.0"]}
     assert [c[1:] for c in node.calls] == [
         ["-j", "addr", "show"], ["-j", "-4", "route", "show", "default"],
-        ["-j", "-6", "route", "show", "default"],
-        ["-j", "-d", "link", "show"]]  # no dmesg, no proxmox-boot-tool on this node
+        ["-j", "-6", "route", "show", "default"]]  # no dmesg, no proxmox-boot-tool on this node
+    # No SR-IOV device here: the VF settings (ip -d link) are not read, and the facts say so.
+    assert facts["vfio_host"]["link_macs"] is None
+    assert facts["vfio_host"]["link_macs_error"] == "no SR-IOV device on this node: not read"
 
 
 def test_main_turns_tree_problems_into_warnings(monkeypatch, capsys, fake_node):
