@@ -18,6 +18,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov impor
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import watched_paths as sriov_paths
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import read_record
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import watched_paths as passthrough_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import checked_inputs
 
 
 def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
@@ -127,5 +128,8 @@ def watched_paths() -> dict[str, list[str]]:
 
 
 def plan_node(facts: dict, inputs: dict, seen: dict | None = None, corosync_conf: str | None = None) -> dict:
-    """The node's whole plan: every feature's planner, composed."""
-    return compose(make_plan(facts, inputs, seen or {}, corosync_conf), facts, inputs, seen or {})
+    """The node's whole plan: every feature's planner, composed; the inputs are checked first, once."""
+    clean, problems = checked_inputs(inputs)
+    plan = compose(make_plan(facts, clean, seen or {}, corosync_conf), facts, clean, seen or {})
+    plan["errors"] = problems + [e for e in plan["errors"] if e not in problems]
+    return plan

@@ -1,0 +1,163 @@
+"""Review 19 (adversarial): odd role input, hand-edited records and files at owned paths, planned by the real
+planner (plan_node, the entry of the passthrough_plan action) from pci_facts of the fake sriov-x710 node
+(management NIC 0000:00:1f.6 eno1; SR-IOV PF 0000:04:00.0 enp4s0f0np0). Each test failed before its fix with
+a traceback, or by acting on garbage, as its docstring says."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import checked_inputs
+from tests.unit.review19.review19_helpers import cached_facts, inputs
+
+PF_INTERFACE = "enp4s0f0np0"
+# Any value a YAML or JSON inventory, a survey or -e can hand over.
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6) | st.integers() | st.none(),
+                                                                 inner, max_size=3),
+    max_leaves=8)
+DEVICE_KEYS = st.sampled_from(["address", "interface", "mac", "id", "class", "force", "allow_group", "mapping", "vm"])
+VF_KEYS = st.sampled_from(["index", "mac", "vlan", "trust", "spoofchk", "state"])
+DEVICE = st.dictionaries(DEVICE_KEYS | st.integers() | st.none(), JSON, max_size=4) | JSON
+VF = st.dictionaries(VF_KEYS, JSON | st.integers(0, 4), max_size=4) | JSON
+PF = st.fixed_dictionaries(
+    {"interface": st.sampled_from([PF_INTERFACE, "eno1"]) | JSON, "vfs": st.integers(0, 8) | JSON},
+    optional={"vf": st.lists(VF, max_size=3) | JSON, "vf_driver": st.sampled_from(["none", "host"]) | JSON,
+              "vf_macs": JSON, "mac": JSON, "id": JSON}) | DEVICE
+OTHERS = st.dictionaries(st.sampled_from(["state", "bind_method", "bind_now", "reboot", "iommu_pt", "extra_cmdline",
+                                          "blacklist_drivers", "boot_loader", "adopt"]), JSON, max_size=3)
+
+
+def plan(fake_node, **given_inputs) -> dict:
+    return plan_node(copy.deepcopy(cached_facts(fake_node)), inputs(**given_inputs), {})
+
+
+def named(found: dict, *words: str) -> list[str]:
+    return [e for e in found["errors"] if all(w in e for w in words)]
+
+
+# --- 1. odd role input: never a traceback, always an error naming the variable ------------------------------
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(devices=JSON | st.lists(DEVICE, max_size=3), sriov=JSON | st.lists(PF, max_size=3), others=OTHERS)
+def test_any_json_input_is_planned_or_refused_by_name(fake_node, devices, sriov, others):
+    """Before: {1: "x"} or {None: 1} as an item of passthrough_devices or passthrough_sriov raised TypeError
+    (sorted() of mixed keys, ", ".join() of a non-string key) out of the action plugin."""
+    given_inputs = dict(others, devices=devices, sriov=sriov)
+    found = plan_node(copy.deepcopy(cached_facts(fake_node)), inputs(**given_inputs), {})
+    assert all(isinstance(e, str) for e in found["errors"])
+    _clean, problems = checked_inputs(inputs(**given_inputs))
+    assert all(p.startswith("passthrough_") for p in problems), problems
+    assert set(problems) <= set(found["errors"])
+
+
+@pytest.mark.parametrize("key", [1, None, 2.5, True])
+def test_a_device_item_with_a_key_that_is_not_a_name_is_refused(fake_node, key):
+    """Before: TypeError from sorted()/join over the item's keys."""
+    found = plan(fake_node, devices=[{"interface": PF_INTERFACE, key: "x"}])
+    assert named(found, "passthrough_devices[0]: key %r is" % (key,), "not a name"), found["errors"]
+
+
+@pytest.mark.parametrize("key", [1, None])
+def test_a_sriov_item_with_a_key_that_is_not_a_name_is_refused(fake_node, key):
+    """Before: TypeError from sorted()/join over the item's keys (features/_sriov.py _resolve)."""
+    found = plan(fake_node, sriov=[{"interface": PF_INTERFACE, "vfs": 2, key: 1}])
+    assert named(found, "passthrough_sriov[0]: key %r is" % (key,), "not a name"), found["errors"]
+
+
+@pytest.mark.parametrize("item, kind", [("enp2s0", "a string"), (["enp2s0"], "a list"), (None, "a NoneType"),
+                                        (7, "a number")])
+@pytest.mark.parametrize("variable", ["devices", "sriov"])
+def test_an_item_that_is_not_a_mapping_is_refused_by_name(fake_node, variable, item, kind):
+    found = plan(fake_node, **{variable: [item]})
+    assert named(found, "passthrough_%s[0]: %r is %s, not a mapping" % (variable, item, kind)), found["errors"]
+    assert not found["files"] or not any(f["template"] for f in found["files"])
+
+
+@pytest.mark.parametrize("value, kind", [({"interface": PF_INTERFACE, "vfs": 2}, "a mapping"),
+                                         ("enp4s0f0np0", "a string"), (3, "a number")])
+def test_passthrough_sriov_that_is_not_a_list_is_refused(fake_node, value, kind):
+    found = plan(fake_node, sriov=value)
+    assert named(found, "passthrough_sriov: %r is %s, not a list of mappings" % (value, kind)), found["errors"]
+    assert found["sriov"]["apply"] == []
+
+
+@pytest.mark.parametrize("key", ["address", "interface", "mac", "id", "class", "mapping"])
+def test_a_device_option_that_is_not_a_string_is_refused(fake_node, key):
+    """Before: str(["enp2s0"]) was looked up as an interface "['enp2s0']", a class {} read as "{}"."""
+    entry = {"id": "8086:1572", key: [PF_INTERFACE]} if key == "class" else {key: [PF_INTERFACE]}
+    found = plan(fake_node, devices=[entry])
+    assert named(found, "passthrough_devices[0].%s: ['%s'] is a list, not a string" % (key, PF_INTERFACE)), \
+        found["errors"]
+
+
+def test_a_number_where_a_string_belongs_says_to_quote_it(fake_node):
+    """YAML 1.1 reads id: 8086:1528 as the base-60 number 486688."""
+    found = plan(fake_node, devices=[{"id": 486688}])
+    assert named(found, "passthrough_devices[0].id: 486688 is a number, not a string - quote it in YAML")
+
+
+@pytest.mark.parametrize("key", ["vf_driver", "vf_macs"])
+@pytest.mark.parametrize("value", [[], {}, 0, False])
+def test_a_sriov_choice_of_the_wrong_type_is_refused_not_read_as_the_default(fake_node, key, value):
+    """Before: `entry.get("vf_driver") or "none"` read [] / {} / 0 / false as vf_driver none and planned it."""
+    found = plan(fake_node, sriov=[{"interface": PF_INTERFACE, "vfs": 2, key: value}])
+    assert named(found, "passthrough_sriov[0].%s: %r is" % (key, value), "not a string"), found["errors"]
+    assert found["sriov"]["pfs"] == []
+
+
+@pytest.mark.parametrize("vfs", [-1, 2 ** 70, "yes", 2.0, [], {"n": 2}, True])
+def test_a_vf_count_that_is_not_a_count_is_refused(fake_node, vfs):
+    found = plan(fake_node, sriov=[{"interface": PF_INTERFACE, "vfs": vfs}])
+    assert named(found, "passthrough_sriov[0].vfs: %r is not a number of VFs" % (vfs,)), found["errors"]
+
+
+@pytest.mark.parametrize("item, words", [
+    ({"index": {}}, "passthrough_sriov[0].vf[0].index: {} is not a VF index"),
+    ({"index": 0, "vlan": 5000}, "passthrough_sriov[0].vf[0].vlan: 5000 is not a VLAN ID"),
+    ({"index": 0, "vlan": -3}, "passthrough_sriov[0].vf[0].vlan: -3 is not a VLAN ID"),
+    ({"index": 0, "trust": "maybe"}, "passthrough_sriov[0].vf[0].trust: 'maybe' is not a boolean"),
+    ({"index": 0, "mac": ["02:00:00:00:00:01"]}, "passthrough_sriov[0].vf[0].mac: ['02:00:00:00:00:01'] is a list"),
+    ({"index": 0, "state": 1}, "passthrough_sriov[0].vf[0].state: 1 is a number, not a string"),
+    ({"index": 0, "mac": "02:00:00:00:00"}, "passthrough_sriov[0].vf[0].mac: '02:00:00:00:00' is not a unicast MAC"),
+    ("index 0", "passthrough_sriov[0].vf[0]: 'index 0' is a string, not a mapping"),
+])
+def test_a_per_vf_setting_of_the_wrong_type_is_refused(fake_node, item, words):
+    found = plan(fake_node, sriov=[{"interface": PF_INTERFACE, "vfs": 2, "vf": [item]}])
+    assert named(found, words), found["errors"]
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"interface": PF_INTERFACE, "force": "maybe"}, "passthrough_devices[0].force: 'maybe' is not a boolean"),
+    ({"interface": PF_INTERFACE, "allow_group": [True]}, "passthrough_devices[0].allow_group: [True] is not a boolean"),
+    ({"interface": PF_INTERFACE, "mapping": "wan", "vm": {}}, "passthrough_devices[0].vm: {} is not a Proxmox VM ID"),
+    ({"mac": "3c:fd:fe:00:04"}, "passthrough_devices[0].mac: '3c:fd:fe:00:04' is not a MAC address"),
+    ({"mac": "3c-fd-fe-00-04-00"}, "passthrough_devices[0].mac: '3c-fd-fe-00-04-00' is not a MAC address"),
+])
+def test_a_device_option_of_the_wrong_form_is_refused(fake_node, entry, words):
+    found = plan(fake_node, devices=[entry])
+    assert named(found, words), found["errors"]
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("state", ["absent"], "passthrough_state: ['absent'] is a list, not a string"),
+    ("bind_method", {"ids": 1}, "passthrough_bind_method: {'ids': 1} is a mapping, not a string"),
+    ("bind_now", "sometimes", "passthrough_bind_now: 'sometimes' is not a boolean"),
+    ("iommu_pt", [False], "passthrough_iommu_pt: [False] is not a boolean"),
+    ("extra_cmdline", "quiet splash", "passthrough_extra_cmdline: 'quiet splash' is"),
+    ("blacklist_drivers", {"e1000e": True}, "passthrough_blacklist_drivers: {'e1000e': True} is"),
+])
+def test_a_role_variable_of_the_wrong_type_is_refused_by_name(fake_node, key, value, words):
+    found = plan(fake_node, devices=[{"interface": PF_INTERFACE}], **{key: value})
+    assert named(found, words), found["errors"]
+
+
+def test_yes_as_a_string_is_a_boolean_as_ansible_reads_it(fake_node):
+    """argument_specs types force as bool, and Ansible reads "yes" as true - so does the planner."""
+    found = plan(fake_node, devices=[{"address": "0000:04:00.1", "force": "yes", "allow_group": "no"}])
+    assert not named(found, "force"), found["errors"]
