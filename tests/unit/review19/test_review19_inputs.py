@@ -6,14 +6,22 @@ a traceback, or by acting on garbage, as its docstring says."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
+    ADOPT_DIR,
+    ADOPT_MANIFEST,
+    manifest_problem,
+    read_manifest,
+)
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import MODPROBE, STATE_RECORD, record_problem
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import checked_inputs
-from tests.unit.review19.review19_helpers import cached_facts, inputs
+from tests.unit.review19.review19_helpers import cached_facts, inputs, on_node, state_json
 
 PF_INTERFACE = "enp4s0f0np0"
 # Any value a YAML or JSON inventory, a survey or -e can hand over.
@@ -161,3 +169,99 @@ def test_yes_as_a_string_is_a_boolean_as_ansible_reads_it(fake_node):
     """argument_specs types force as bool, and Ansible reads "yes" as true - so does the planner."""
     found = plan(fake_node, devices=[{"address": "0000:04:00.1", "force": "yes", "allow_group": "no"}])
     assert not named(found, "force"), found["errors"]
+
+
+# --- 2. hand-edited records: refused naming the file and field, before anything is written --------------------
+RECORD_FIELDS = ("selectors", "targets", "created_dirs", "backups", "sriov")
+
+
+def planned_with(fake_node, seen: dict, **given_inputs) -> dict:
+    return plan_node(copy.deepcopy(cached_facts(fake_node)), inputs(**given_inputs), seen)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("targets", "abc", "targets is 'abc', expected a list"),
+    ("targets", [{"id": "8086:1572"}], "targets[0].address is None, expected a PCI address string"),
+    ("targets", [1], "targets[0] is 1, expected a mapping with address and id"),
+    ("backups", [1], "backups is [1], expected a mapping"),
+    ("backups", {"/etc/passwd": "/tmp/x"}, "backups['/etc/passwd'] is '/tmp/x', expected an owned file"),
+    ("backups", {MODPROBE: 1}, "backups['%s'] is 1" % MODPROBE),
+    ("sriov", {"pfs": 3}, "sriov is {'pfs': 3}, expected a list"),
+    ("sriov", "x", "sriov is 'x', expected a list"),
+    ("sriov", [{"address": 3, "id": "8086:1572"}], "sriov[0].address is 3"),
+    ("sriov", [{"address": "0000:04:00.0", "id": "8086:1572", "vfs": "two"}], "sriov[0].vfs is 'two'"),
+    ("created_dirs", "/etc", "created_dirs is '/etc', expected a list"),
+    ("created_dirs", ["/etc"], "created_dirs[0] is '/etc', expected one of the directories the role creates"),
+    ("selectors", ["interface:eno1"], "selectors is ['interface:eno1'], expected a mapping"),
+    ("selectors", {"interface:eno1": "0000:00:1f.6"}, "selectors['interface:eno1'] is '0000:00:1f.6'"),
+])
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_a_hand_edited_state_json_is_refused_naming_the_field(fake_node, state, field, value, words):
+    """Before: "targets": "abc" raised AttributeError (str.get) on removal, "sriov": {"pfs": 3} was read as no
+    PFs, "backups": {"/etc/passwd": "/tmp/x"} planned to move /tmp/x over /etc/passwd on rollback."""
+    found = planned_with(fake_node, {STATE_RECORD: state_json(**{field: value})}, state=state,
+                         devices=[{"address": "0000:04:00.1"}], sriov=[{"interface": PF_INTERFACE, "vfs": 2}])
+    assert named(found, "%s: %s" % (STATE_RECORD, words)), found["errors"]
+    assert found["restore_backups"] == [] or found["errors"]
+
+
+def test_a_rollback_never_restores_a_backup_the_record_names_outside_the_role(fake_node):
+    """Before: the plan named /tmp/x as the backup of /etc/passwd - owned_files moves it over /etc/passwd."""
+    found = planned_with(fake_node, {STATE_RECORD: state_json(backups={"/etc/passwd": "/tmp/x"})}, state="absent")
+    assert not [r for r in found["restore_backups"] if r["path"] == "/etc/passwd"]
+    assert found["errors"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(RECORD_FIELDS), value=JSON, state=st.sampled_from(["present", "absent"]))
+def test_any_json_in_a_record_field_is_planned_or_refused_by_name(fake_node, field, value, state):
+    found = planned_with(fake_node, {STATE_RECORD: state_json(**{field: value})}, state=state,
+                         devices=[{"address": "0000:04:00.1"}], sriov=[{"interface": PF_INTERFACE, "vfs": 2}])
+    assert all(isinstance(e, str) for e in found["errors"])
+    if record_problem({field: value}):
+        assert named(found, "%s: %s" % (STATE_RECORD, field)), found["errors"]
+
+
+MANIFEST_FILE = "/etc/modprobe.d/vfio.conf"
+SHA = "0" * 40
+
+
+def manifest(**fields) -> dict:
+    data = dict({"files": {MANIFEST_FILE: {"copy": ADOPT_DIR + MANIFEST_FILE, "original": SHA, "adopted": SHA,
+                                            "rebuild": "initramfs"}}, "targets": [], "lines": [], "selection": []},
+                **fields)
+    return on_node(ADOPT_MANIFEST, json.dumps(data))
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"files": {MANIFEST_FILE: 3}}, "files['%s'] is 3, expected a mapping" % MANIFEST_FILE),
+    ({"files": {MANIFEST_FILE: {"copy": 7, "original": SHA, "adopted": SHA}}}, "files['%s'].copy is 7" % MANIFEST_FILE),
+    ({"files": {MANIFEST_FILE: {"copy": "/etc/shadow", "original": SHA, "adopted": SHA}}},
+     "files['%s'].copy is '/etc/shadow', expected" % MANIFEST_FILE),
+    ({"files": {"relative": {"copy": ADOPT_DIR + "relative", "original": SHA, "adopted": SHA}}},
+     "files['relative'] names 'relative', expected an absolute path below /etc"),
+    ({"targets": [1]}, "targets[0] is 1, expected a mapping"),
+    ({"targets": "0000:04:00.1"}, "targets is '0000:04:00.1', expected a list"),
+    ({"lines": ["x"]}, "lines[0] is 'x', expected a mapping"),
+    ({"selection": [{"id": 1, "where": "x"}]}, "selection[0].id is 1"),
+])
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_a_hand_edited_adoption_manifest_is_refused_naming_the_field(fake_node, state, fields, words):
+    """Before: files entries that are not mappings raised AttributeError (int.get) in the planner and in
+    pci_facts; a copy outside the adoption directory was moved over the adopted file on rollback."""
+    found = planned_with(fake_node, {ADOPT_MANIFEST: manifest(**fields)}, state=state, adopt=True,
+                         devices=[{"address": "0000:04:00.1"}])
+    assert named(found, "%s: %s" % (ADOPT_MANIFEST, words)), found["errors"]
+    assert found["give_back"] == []
+
+
+@settings(max_examples=120, deadline=None)
+@given(field=st.sampled_from(["files", "targets", "lines", "selection"]), value=JSON)
+def test_any_json_in_a_manifest_field_is_read_or_refused_by_name(field, value):
+    data = {"files": {}, "targets": [], "lines": [], "selection": [], field: value}
+    found, problem = read_manifest(json.dumps(data))
+    assert problem is None or problem.startswith("%s: %s" % (ADOPT_MANIFEST, field)) or \
+        problem == "%s does not hold a files mapping" % ADOPT_MANIFEST, problem
+    if problem is None:
+        assert manifest_problem(found) is None
+
