@@ -18,8 +18,17 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files 
     manifest_problem,
     read_manifest,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node
-from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import MODPROBE, STATE_RECORD, record_problem
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import SRIOV_SCRIPT, SRIOV_UNIT
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node, watched_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import (
+    BACKUP_SUFFIX,
+    GRUB_DROPIN,
+    INIT_TOP,
+    MODPROBE,
+    MODULES_LOAD,
+    STATE_RECORD,
+    record_problem,
+)
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import checked_inputs
 from tests.unit.review19.review19_helpers import cached_facts, inputs, on_node, state_json
 
@@ -167,7 +176,7 @@ def test_a_role_variable_of_the_wrong_type_is_refused_by_name(fake_node, key, va
 
 def test_yes_as_a_string_is_a_boolean_as_ansible_reads_it(fake_node):
     """argument_specs types force as bool, and Ansible reads "yes" as true - so does the planner."""
-    found = plan(fake_node, devices=[{"address": "0000:04:00.1", "force": "yes", "allow_group": "no"}])
+    found = plan(fake_node, devices=[{"address": "0000:04:02.0", "force": "yes", "allow_group": "no"}])
     assert not named(found, "force"), found["errors"]
 
 
@@ -200,7 +209,7 @@ def test_a_hand_edited_state_json_is_refused_naming_the_field(fake_node, state, 
     """Before: "targets": "abc" raised AttributeError (str.get) on removal, "sriov": {"pfs": 3} was read as no
     PFs, "backups": {"/etc/passwd": "/tmp/x"} planned to move /tmp/x over /etc/passwd on rollback."""
     found = planned_with(fake_node, {STATE_RECORD: state_json(**{field: value})}, state=state,
-                         devices=[{"address": "0000:04:00.1"}], sriov=[{"interface": PF_INTERFACE, "vfs": 2}])
+                         devices=[{"address": "0000:04:02.0"}], sriov=[{"interface": PF_INTERFACE, "vfs": 2}])
     assert named(found, "%s: %s" % (STATE_RECORD, words)), found["errors"]
     assert found["restore_backups"] == [] or found["errors"]
 
@@ -216,7 +225,7 @@ def test_a_rollback_never_restores_a_backup_the_record_names_outside_the_role(fa
 @given(field=st.sampled_from(RECORD_FIELDS), value=JSON, state=st.sampled_from(["present", "absent"]))
 def test_any_json_in_a_record_field_is_planned_or_refused_by_name(fake_node, field, value, state):
     found = planned_with(fake_node, {STATE_RECORD: state_json(**{field: value})}, state=state,
-                         devices=[{"address": "0000:04:00.1"}], sriov=[{"interface": PF_INTERFACE, "vfs": 2}])
+                         devices=[{"address": "0000:04:02.0"}], sriov=[{"interface": PF_INTERFACE, "vfs": 2}])
     assert all(isinstance(e, str) for e in found["errors"])
     if record_problem({field: value}):
         assert named(found, "%s: %s" % (STATE_RECORD, field)), found["errors"]
@@ -241,7 +250,7 @@ def manifest(**fields) -> dict:
     ({"files": {"relative": {"copy": ADOPT_DIR + "relative", "original": SHA, "adopted": SHA}}},
      "files['relative'] names 'relative', expected an absolute path below /etc"),
     ({"targets": [1]}, "targets[0] is 1, expected a mapping"),
-    ({"targets": "0000:04:00.1"}, "targets is '0000:04:00.1', expected a list"),
+    ({"targets": "0000:04:02.0"}, "targets is '0000:04:02.0', expected a list"),
     ({"lines": ["x"]}, "lines[0] is 'x', expected a mapping"),
     ({"selection": [{"id": 1, "where": "x"}]}, "selection[0].id is 1"),
 ])
@@ -250,7 +259,7 @@ def test_a_hand_edited_adoption_manifest_is_refused_naming_the_field(fake_node, 
     """Before: files entries that are not mappings raised AttributeError (int.get) in the planner and in
     pci_facts; a copy outside the adoption directory was moved over the adopted file on rollback."""
     found = planned_with(fake_node, {ADOPT_MANIFEST: manifest(**fields)}, state=state, adopt=True,
-                         devices=[{"address": "0000:04:00.1"}])
+                         devices=[{"address": "0000:04:02.0"}])
     assert named(found, "%s: %s" % (ADOPT_MANIFEST, words)), found["errors"]
     assert found["give_back"] == []
 
@@ -265,3 +274,79 @@ def test_any_json_in_a_manifest_field_is_read_or_refused_by_name(field, value):
     if problem is None:
         assert manifest_problem(found) is None
 
+
+# --- 3. a file at an owned path that is not the role's is never lost ------------------------------------------
+ADMIN_TEXT = "# my own vfio settings\noptions vfio-pci ids=8086:1572\n"
+ROLE_TEXT = "# Ansible managed\n# vfio.proxmox: vfio-pci options\noptions vfio-pci ids=8086:1572\n"
+ADMIN_SCRIPT = "#!/bin/sh\n# my own SR-IOV script\necho 4 > /sys/class/net/enp4s0f0np0/device/sriov_numvfs\n"
+SECTION = [{"address": "0000:04:00.0", "id": "8086:1572", "vfs": 2, "vf_driver": "none"}]
+
+
+def foreign(found: dict, path: str) -> list[str]:
+    return named(found, path, "does not carry the role's mark")
+
+
+@pytest.mark.parametrize("path", [MODPROBE, INIT_TOP, MODULES_LOAD, GRUB_DROPIN])
+def test_a_rollback_refuses_to_delete_an_administrators_file_at_an_owned_path(fake_node, path):
+    """Before: the plan removed it (template None) - the administrator's text was lost with no copy."""
+    seen = {STATE_RECORD: state_json(targets=[]), path: on_node(path, ADMIN_TEXT)}
+    found = planned_with(fake_node, seen, state="absent")
+    assert foreign(found, path), found["errors"]
+    assert named(found, path, "removal", "move it away, or, if the role wrote it, put the role's mark back")
+
+
+def test_a_rollback_refuses_to_delete_an_administrators_sriov_boot_script(fake_node):
+    """Before: /usr/local/sbin/vfio-proxmox-sriov holding the administrator's own script was removed on
+    rollback; pci_facts did not even read it (watched_paths read only sriov.conf)."""
+    seen = {STATE_RECORD: state_json(sriov=SECTION), SRIOV_SCRIPT: on_node(SRIOV_SCRIPT, ADMIN_SCRIPT, "0755")}
+    found = planned_with(fake_node, seen, state="absent")
+    assert foreign(found, SRIOV_SCRIPT), found["errors"]
+    assert SRIOV_SCRIPT in watched_paths()["read"] and SRIOV_UNIT in watched_paths()["read"]
+
+
+def test_sriov_refuses_to_overwrite_an_administrators_script_at_its_path(fake_node):
+    """Before: the SR-IOV feature wrote its boot script over the administrator's, keeping no copy."""
+    seen = {SRIOV_SCRIPT: on_node(SRIOV_SCRIPT, ADMIN_SCRIPT, "0755")}
+    found = planned_with(fake_node, seen, sriov=[{"interface": PF_INTERFACE, "vfs": 2}])
+    assert named(found, SRIOV_SCRIPT, "this run's write"), found["errors"]
+
+
+def test_present_refuses_to_overwrite_a_file_that_lost_the_mark_after_its_backup_was_recorded(fake_node):
+    """The role kept the administrator's first file as MODPROBE.vfio-proxmox-backup; later the administrator
+    wrote new text at MODPROBE. Before: the run overwrote it (the backup slot is taken, no second copy)."""
+    seen = {STATE_RECORD: state_json(backups={MODPROBE: MODPROBE + BACKUP_SUFFIX}),
+            MODPROBE: on_node(MODPROBE, ADMIN_TEXT), MODPROBE + BACKUP_SUFFIX: on_node(MODPROBE, "# first\n")}
+    found = planned_with(fake_node, seen, devices=[{"address": "0000:04:02.0"}])
+    assert named(found, MODPROBE, "this run's write"), found["errors"]
+
+
+def test_a_rollback_refuses_to_put_a_backup_over_a_file_that_lost_the_mark(fake_node):
+    """The rollback would move the recorded backup over the administrator's newer text."""
+    seen = {STATE_RECORD: state_json(backups={MODPROBE: MODPROBE + BACKUP_SUFFIX}),
+            MODPROBE: on_node(MODPROBE, ADMIN_TEXT), MODPROBE + BACKUP_SUFFIX: on_node(MODPROBE, "# first\n")}
+    found = planned_with(fake_node, seen, state="absent")
+    assert foreign(found, MODPROBE), found["errors"]
+
+
+def test_an_unread_file_at_an_owned_path_is_not_taken_for_the_roles(fake_node):
+    """Fail closed: without its text the mark cannot be seen."""
+    unread = {k: v for k, v in on_node(INIT_TOP, ADMIN_TEXT).items() if k != "content"}
+    found = planned_with(fake_node, {STATE_RECORD: state_json(targets=[]), INIT_TOP: unread}, state="absent")
+    assert foreign(found, INIT_TOP), found["errors"]
+
+
+def test_holds_the_roles_own_files_are_removed_and_a_foreign_one_is_kept_aside_on_the_first_write(fake_node):
+    seen = {STATE_RECORD: state_json(targets=[]), MODPROBE: on_node(MODPROBE, ROLE_TEXT)}
+    found = planned_with(fake_node, seen, state="absent")
+    assert not foreign(found, MODPROBE), found["errors"]
+    assert any(f["path"] == MODPROBE and f["template"] is None for f in found["files"])
+    found = planned_with(fake_node, {MODPROBE: on_node(MODPROBE, ADMIN_TEXT)}, devices=[{"address": "0000:04:02.0"}])
+    assert not foreign(found, MODPROBE), found["errors"]
+    assert [f["backup"] for f in found["files"] if f["path"] == MODPROBE] == [MODPROBE + BACKUP_SUFFIX]
+
+
+def test_the_public_sriov_plan_filter_checks_its_input_as_the_role_does(fake_node):
+    """Before: vfio.proxmox.sriov_plan with [{None: 1}] raised TypeError out of the filter."""
+    from ansible_collections.vfio.proxmox.plugins.filter.sriov_plan import sriov_plan_filter
+    found = sriov_plan_filter(copy.deepcopy(cached_facts(fake_node)), [{"interface": PF_INTERFACE, "vfs": 2, None: 1}])
+    assert named(found, "passthrough_sriov[0]: key None is"), found["errors"]
