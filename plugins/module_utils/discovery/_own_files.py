@@ -99,6 +99,14 @@ def _text(value) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+def is_text(value) -> bool:
+    return isinstance(value, str)
+
+
+def is_line_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def manifest_problem(manifest: dict) -> str | None:
     """What in a read manifest a hand edit broke ("<field> is <value>, expected ..."), or None.
 
@@ -119,15 +127,13 @@ def manifest_problem(manifest: dict) -> str | None:
                 return "%s.%s is %r, expected a sha1 checksum (40 hex digits)" % (where, field, known.get(field))
         if known.get("rebuild") is not None and not isinstance(known["rebuild"], str):
             return "%s.rebuild is %r, expected a string or null" % (where, known["rebuild"])
-    return (_items_problem("targets", manifest["targets"], {
-        "address": (_text, "a PCI address"), "id": (_text, "a vendor:device ID")})
-        or _items_problem("lines", manifest["lines"], {
-            "file": (_text, "a path"), "line": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
-                                                  "a line number"),
-            "text": (lambda v: isinstance(v, str), "the line's text"), "reason": (lambda v: isinstance(v, str),
-                                                                                  "a string")})
-        or _items_problem("selection", manifest["selection"], {
-            "id": (_text, "a vendor:device ID"), "where": (lambda v: isinstance(v, str), "a string")}))
+    targets = {"address": (_text, "a PCI address"), "id": (_text, "a vendor:device ID")}
+    lines = {"file": (_text, "a path"), "line": (is_line_number, "a line number"),
+             "text": (is_text, "the line's text"), "reason": (is_text, "a string")}
+    selection = {"id": (_text, "a vendor:device ID"), "where": (is_text, "a string")}
+    return (_items_problem("targets", manifest["targets"], targets)
+            or _items_problem("lines", manifest["lines"], lines)
+            or _items_problem("selection", manifest["selection"], selection))
 
 
 _GRUB_VAR = re.compile(r'^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(["\']?)(.*)\1\s*$')

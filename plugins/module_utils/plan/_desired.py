@@ -89,8 +89,9 @@ def read_record(seen: dict) -> tuple[dict, str | None]:
         return {}, "%s does not hold a mapping" % STATE_RECORD
     problem = record_problem(record)
     # Fail closed: a record half read would remove, restore or release the wrong things.
-    return (record, None) if problem is None else ({}, "%s: %s - fix the field or put the record back from a " \
-                                                           "backup" % (STATE_RECORD, problem))
+    if problem is not None:
+        return {}, "%s: %s - fix the field or put the record back from a backup" % (STATE_RECORD, problem)
+    return record, None
 
 
 def _named(value) -> bool:
@@ -103,8 +104,8 @@ def _device_problem(name: str, value) -> str | None:
         return "%s is %r, expected a mapping with address and id" % (name, value)
     for field in ("address", "id"):
         if not _named(value.get(field)):
-            return "%s.%s is %r, expected a %s string" % (name, field, value.get(field),
-                                                        "PCI address" if field == "address" else "vendor:device")
+            expected = "PCI address" if field == "address" else "vendor:device"
+            return "%s.%s is %r, expected a %s string" % (name, field, value.get(field), expected)
     return None
 
 
