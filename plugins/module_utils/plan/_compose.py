@@ -106,7 +106,14 @@ def foreign_files(rows: list[dict], seen: dict) -> list[str]:
         state = seen.get(row["path"]) or {}
         if row["path"].startswith(STATE_DIR + "/") or not state.get("exists") or state.get("type") != "file":
             continue
-        if OWN_MARK in (state.get("content") or "") or (row["template"] and row.get("backup")):
+        if OWN_MARK in (state.get("content") or ""):
+            continue
+        if row["template"] and row.get("backup"):
+            # owned_files keeps the file aside only where no earlier copy is: with one there, the write loses it.
+            if (seen.get(row["backup"]) or {}).get("exists"):
+                errors.append("%s does not carry the role's mark (%r) and cannot be kept aside: %s already exists "
+                              "(an earlier copy) - this run's write would lose it: move one of them away" % (
+                                  row["path"], OWN_MARK, row["backup"]))
             continue
         errors.append("%s does not carry the role's mark (%r) - it is not the role's file, and %s would lose it "
                       "with no copy kept: move it away, or, if the role wrote it, put the role's mark back (a "

@@ -350,3 +350,12 @@ def test_the_public_sriov_plan_filter_checks_its_input_as_the_role_does(fake_nod
     from ansible_collections.vfio.proxmox.plugins.filter.sriov_plan import sriov_plan_filter
     found = sriov_plan_filter(copy.deepcopy(cached_facts(fake_node)), [{"interface": PF_INTERFACE, "vfs": 2, None: 1}])
     assert named(found, "passthrough_sriov[0]: key None is"), found["errors"]
+
+
+def test_present_refuses_to_overwrite_a_foreign_file_when_its_backup_path_is_taken(fake_node):
+    """A leftover MODPROBE.vfio-proxmox-backup the record does not name: the plan asked to keep the
+    administrator's file aside, owned_files skips a backup whose path exists, and the write lost the file."""
+    seen = {MODPROBE: on_node(MODPROBE, ADMIN_TEXT), MODPROBE + BACKUP_SUFFIX: on_node(MODPROBE, "# older\n")}
+    found = planned_with(fake_node, seen, devices=[{"address": "0000:04:02.0"}])
+    assert named(found, MODPROBE, "cannot be kept aside", MODPROBE + BACKUP_SUFFIX + " already exists"), \
+        found["errors"]
