@@ -109,8 +109,10 @@ def foreign_files(rows: list[dict], seen: dict) -> list[str]:
         if OWN_MARK in (state.get("content") or ""):
             continue
         if row["template"] and row.get("backup"):
-            # owned_files keeps the file aside only where no earlier copy is: with one there, the write loses it.
-            if (seen.get(row["backup"]) or {}).get("exists"):
+            # owned_files keeps the file aside only where no copy is yet: a copy of other bytes there (not this
+            # file kept by an interrupted run) means the write loses the file.
+            kept = seen.get(row["backup"]) or {}
+            if kept.get("exists") and (kept.get("checksum") is None or kept.get("checksum") != state.get("checksum")):
                 errors.append("%s does not carry the role's mark (%r) and cannot be kept aside: %s already exists "
                               "(an earlier copy) - this run's write would lose it: move one of them away" % (
                                   row["path"], OWN_MARK, row["backup"]))

@@ -359,3 +359,10 @@ def test_present_refuses_to_overwrite_a_foreign_file_when_its_backup_path_is_tak
     found = planned_with(fake_node, seen, devices=[{"address": "0000:04:02.0"}])
     assert named(found, MODPROBE, "cannot be kept aside", MODPROBE + BACKUP_SUFFIX + " already exists"), \
         found["errors"]
+
+
+def test_holds_a_copy_an_interrupted_run_already_kept_is_not_a_conflict(fake_node):
+    """The backup path holds exactly the file (a run kept it and stopped before writing the record)."""
+    seen = {MODPROBE: on_node(MODPROBE, ADMIN_TEXT), MODPROBE + BACKUP_SUFFIX: on_node(MODPROBE, ADMIN_TEXT)}
+    found = planned_with(fake_node, seen, devices=[{"address": "0000:04:02.0"}])
+    assert not foreign(found, MODPROBE) and not named(found, "cannot be kept aside"), found["errors"]
