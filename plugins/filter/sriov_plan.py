@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import sriov_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import checked_inputs
 
 DOCUMENTATION = r"""
 ---
@@ -85,7 +86,11 @@ _value:
 
 def sriov_plan_filter(facts: dict, entries, passthrough_devices=None, state: str = "present",
                       record: str | None = None) -> dict:
-    return sriov_plan(facts, entries, set(passthrough_devices or []), state, record)
+    # The same input checks as the role's planner: the feature reads only entries that passed them.
+    clean, problems = checked_inputs({"sriov": entries})
+    plan = sriov_plan(facts, clean["sriov"], set(passthrough_devices or []), state, record)
+    plan["errors"] = problems + [e for e in plan["errors"] if e not in problems]
+    return plan
 
 
 class FilterModule:

@@ -73,8 +73,68 @@ def read_manifest(text: str | None) -> tuple[dict, str | None]:
         return empty, "%s is not valid JSON (%s)" % (ADOPT_MANIFEST, exc)
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
         return empty, "%s does not hold a files mapping" % ADOPT_MANIFEST
-    return {"files": data["files"], "targets": data.get("targets") or [], "lines": data.get("lines") or [],
-            "selection": data.get("selection") or []}, None
+    manifest = {"files": data["files"], "targets": data.get("targets") or [], "lines": data.get("lines") or [],
+                "selection": data.get("selection") or []}
+    problem = manifest_problem(manifest)
+    return (empty, "%s: %s" % (ADOPT_MANIFEST, problem)) if problem else (manifest, None)
+
+
+def _sha1(value) -> bool:
+    return isinstance(value, str) and bool(re.match(r"^[0-9a-f]{40}$", value))
+
+
+def _items_problem(name: str, items, fields: dict) -> str | None:
+    """Why `items` is not a list of mappings whose `fields` pass their checks (field: (check, expected)), or None."""
+    if not isinstance(items, list):
+        return "%s is %r, expected a list of mappings with %s" % (name, items, ", ".join(fields))
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            return "%s[%d] is %r, expected a mapping with %s" % (name, index, item, ", ".join(fields))
+        for field, (check, expected) in fields.items():
+            if not check(item.get(field)):
+                return "%s[%d].%s is %r, expected %s" % (name, index, field, item.get(field), expected)
+    return None
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def is_text(value) -> bool:
+    return isinstance(value, str)
+
+
+def is_line_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def manifest_problem(manifest: dict) -> str | None:
+    """What in a read manifest a hand edit broke ("<field> is <value>, expected ..."), or None.
+
+    The give-back moves each `copy` over its path: a copy anywhere but below ADOPT_DIR would move a file the role
+    never made, so only the exact place the role keeps it is accepted.
+    """
+    for path, known in manifest["files"].items():
+        where = "files[%r]" % path
+        if not path.startswith("/etc/") or ".." in path.split("/"):
+            return "%s names %r, expected an absolute path below /etc" % (where, path)
+        if not isinstance(known, dict):
+            return "%s is %r, expected a mapping with copy, original, adopted, rebuild" % (where, known)
+        if known.get("copy") != ADOPT_DIR + path:
+            return "%s.copy is %r, expected %r (where adoption keeps the copy)" % (where, known.get("copy"),
+                                                                                   ADOPT_DIR + path)
+        for field in ("original", "adopted"):
+            if not _sha1(known.get(field)):
+                return "%s.%s is %r, expected a sha1 checksum (40 hex digits)" % (where, field, known.get(field))
+        if known.get("rebuild") is not None and not isinstance(known["rebuild"], str):
+            return "%s.rebuild is %r, expected a string or null" % (where, known["rebuild"])
+    targets = {"address": (_text, "a PCI address"), "id": (_text, "a vendor:device ID")}
+    lines = {"file": (_text, "a path"), "line": (is_line_number, "a line number"),
+             "text": (is_text, "the line's text"), "reason": (is_text, "a string")}
+    selection = {"id": (_text, "a vendor:device ID"), "where": (is_text, "a string")}
+    return (_items_problem("targets", manifest["targets"], targets)
+            or _items_problem("lines", manifest["lines"], lines)
+            or _items_problem("selection", manifest["selection"], selection))
 
 
 _GRUB_VAR = re.compile(r'^\s*(?:export\s+)?GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(["\']?)(.*)\1\s*$')

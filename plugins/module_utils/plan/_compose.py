@@ -12,12 +12,13 @@ feature's own guard. The role tests only the booleans set here: `act` (something
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import STATE_RECORD
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import OWN_MARK, STATE_DIR, STATE_RECORD
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
-from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import fragment
+from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import SRIOV_FILES, fragment
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import watched_paths as sriov_paths
-from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import read_record
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import OWNED_FILES, read_record
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import watched_paths as passthrough_paths
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import checked_inputs
 
 
 def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
@@ -91,7 +92,36 @@ def compose(plan: dict, facts: dict, inputs: dict, seen: dict) -> dict:
         # The feature's files (sriov.conf) live in the state directory: keep it while they are wanted.
         plan["keeps_state_dir"] = bool(sriov["dirs"])
     _record(plan, sriov, record, seen)
+    plan["errors"] += foreign_files(plan["files"], seen)
     return plan
+
+
+def foreign_files(rows: list[dict], seen: dict) -> list[str]:
+    """Refusals for files at owned paths that are not the role's (no OWN_MARK): the role removes a row without a
+    template and overwrites one with a template - either loses the administrator's text unless a copy is kept
+    (row backup, taken before the write). The role's own directory holds only its records, read and checked
+    as such. An unread text is not known to be the role's (fail closed)."""
+    errors = []
+    for row in rows:
+        state = seen.get(row["path"]) or {}
+        if row["path"].startswith(STATE_DIR + "/") or not state.get("exists") or state.get("type") != "file":
+            continue
+        if OWN_MARK in (state.get("content") or ""):
+            continue
+        if row["template"] and row.get("backup"):
+            # owned_files keeps the file aside only where no copy is yet: a copy of other bytes there (not this
+            # file kept by an interrupted run) means the write loses the file.
+            kept = seen.get(row["backup"]) or {}
+            if kept.get("exists") and (kept.get("checksum") is None or kept.get("checksum") != state.get("checksum")):
+                errors.append("%s does not carry the role's mark (%r) and cannot be kept aside: %s already exists "
+                              "(an earlier copy) - this run's write would lose it: move one of them away" % (
+                                  row["path"], OWN_MARK, row["backup"]))
+            continue
+        errors.append("%s does not carry the role's mark (%r) - it is not the role's file, and %s would lose it "
+                      "with no copy kept: move it away, or, if the role wrote it, put the role's mark back (a "
+                      "comment line with %r)" % (row["path"], OWN_MARK, "this run's write" if row["template"]
+                                                 else "this run's removal", OWN_MARK))
+    return errors
 
 
 def _record(plan: dict, sriov: dict, record: dict, seen: dict) -> None:
@@ -122,10 +152,16 @@ def _record(plan: dict, sriov: dict, record: dict, seen: dict) -> None:
 def watched_paths() -> dict[str, list[str]]:
     """What pci_facts must look at and read for every feature's plan."""
     features = (passthrough_paths(), sriov_paths())
+    read = [p for f in features for p in f["read"]]
+    # Every owned file is read, so foreign_files() can tell the role's from someone else's.
+    owned = [f[0] for f in OWNED_FILES + SRIOV_FILES]
     return {"paths": sorted({p for f in features for p in f["paths"]}),
-            "read": [p for f in features for p in f["read"]]}
+            "read": read + [p for p in owned if p not in read]}
 
 
 def plan_node(facts: dict, inputs: dict, seen: dict | None = None, corosync_conf: str | None = None) -> dict:
-    """The node's whole plan: every feature's planner, composed."""
-    return compose(make_plan(facts, inputs, seen or {}, corosync_conf), facts, inputs, seen or {})
+    """The node's whole plan: every feature's planner, composed; the inputs are checked first, once."""
+    clean, problems = checked_inputs(inputs)
+    plan = compose(make_plan(facts, clean, seen or {}, corosync_conf), facts, clean, seen or {})
+    plan["errors"] = problems + [e for e in plan["errors"] if e not in problems]
+    return plan

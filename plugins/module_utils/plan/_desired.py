@@ -85,7 +85,79 @@ def read_record(seen: dict) -> tuple[dict, str | None]:
         record = json.loads(text)
     except ValueError as exc:
         return {}, "%s is not valid JSON (%s)" % (STATE_RECORD, exc)
-    return (record, None) if isinstance(record, dict) else ({}, "%s does not hold a mapping" % STATE_RECORD)
+    if not isinstance(record, dict):
+        return {}, "%s does not hold a mapping" % STATE_RECORD
+    problem = record_problem(record)
+    # Fail closed: a record half read would remove, restore or release the wrong things.
+    if problem is not None:
+        return {}, "%s: %s - fix the field or put the record back from a backup" % (STATE_RECORD, problem)
+    return record, None
+
+
+def _named(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _device_problem(name: str, value) -> str | None:
+    """Why `value` is not {address, id} as the role records a device, or None."""
+    if not isinstance(value, dict):
+        return "%s is %r, expected a mapping with address and id" % (name, value)
+    for field in ("address", "id"):
+        if not _named(value.get(field)):
+            expected = "PCI address" if field == "address" else "vendor:device"
+            return "%s.%s is %r, expected a %s string" % (name, field, value.get(field), expected)
+    return None
+
+
+def record_problem(record: dict) -> str | None:
+    """What a hand edit broke in state.json ("<field> is <value>, expected ..."), or None; checked once, here,
+    so every feature reads its section as the role wrote it. Backups and created directories name only the
+    role's own paths: a rollback moves a backup over its path and removes the directories."""
+    return next(_record_problems(record), None)
+
+
+def _section(record: dict, name: str, kind: type):
+    """The section, empty when it is missing or null, or None when it has another type."""
+    value = record.get(name)
+    return kind() if value is None else value if isinstance(value, kind) else None
+
+
+def _record_problems(record: dict):
+    """Each problem in turn (the caller takes the first); a section of the wrong type is read as empty after it."""
+    owned = [f[0] for f in OWNED_FILES]
+    creatable = sorted({_dirname(p) for p in owned} - {STATE_DIR})
+    for name, kind, expected in (("selectors", dict, "a mapping of selector to {address, id}"),
+                                 ("targets", list, "a list of {address, id}"),
+                                 ("sriov", list, "a list of {address, id, vfs, vf_driver}"),
+                                 ("created_dirs", list, "a list of directories"),
+                                 ("backups", dict, "a mapping of owned file to its backup")):
+        if _section(record, name, kind) is None:
+            yield "%s is %r, expected %s" % (name, record[name], expected)
+    for key, value in (_section(record, "selectors", dict) or {}).items():
+        problem = _device_problem("selectors[%r]" % key, value)
+        if problem:
+            yield problem
+    for index, target in enumerate(_section(record, "targets", list) or []):
+        problem = _device_problem("targets[%d]" % index, target)
+        if problem:
+            yield problem
+    for index, pf in enumerate(_section(record, "sriov", list) or []):
+        problem = _device_problem("sriov[%d]" % index, pf)
+        vfs, driver = (pf.get("vfs"), pf.get("vf_driver")) if isinstance(pf, dict) else (0, "none")
+        if problem:
+            yield problem
+        if vfs is not None and (isinstance(vfs, bool) or not isinstance(vfs, int) or vfs < 0):
+            yield "sriov[%d].vfs is %r, expected a number of VFs" % (index, vfs)
+        if driver is not None and not isinstance(driver, str):
+            yield "sriov[%d].vf_driver is %r, expected none, vfio-pci or host" % (index, driver)
+    for index, directory in enumerate(_section(record, "created_dirs", list) or []):
+        if directory not in creatable:
+            yield "created_dirs[%d] is %r, expected one of the directories the role creates (%s)" % (
+                index, directory, ", ".join(creatable))
+    for path, backup in (_section(record, "backups", dict) or {}).items():
+        if path not in owned or backup != path + BACKUP_SUFFIX:
+            yield "backups[%r] is %r, expected an owned file (%s) mapped to its path + %s" % (
+                path, backup, ", ".join(owned), BACKUP_SUFFIX)
 
 
 def cmdline_record(seen: dict) -> tuple[list[str], list[str]]:

@@ -25,3 +25,14 @@ def on_node(path: str, content: str, mode: str = "0644") -> dict:
 
 def state_json(**record) -> dict:
     return on_node(STATE_RECORD, json.dumps(dict({"_comment": "Ansible managed - vfio.proxmox: record"}, **record)))
+
+
+_FACTS: dict[str, dict] = {}
+
+
+def cached_facts(fake_node, profile="sriov-x710") -> dict:
+    """facts() of a profile, gathered once per test session (Hypothesis runs a test many times; the planner
+    does not change the facts it is given)."""
+    if profile not in _FACTS:
+        _FACTS[profile] = facts(fake_node, profile)
+    return _FACTS[profile]

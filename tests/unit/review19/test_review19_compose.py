@@ -84,7 +84,8 @@ def test_holds_sriov_files_written_but_record_not_still_release_the_pf_on_rollba
     """Holds: sriov.conf and the unit on the node, state.json never written: rollback still sets the PF to 0 VFs,
     removes the files and disables the unit."""
     seen = {SRIOV_CONF: on_node(SRIOV_CONF, "pf 0000:04:00.0 8086:1572 2 none\n"),
-            SRIOV_UNIT: on_node(SRIOV_UNIT, "[Unit]\n"), SRIOV_WANTS: {"exists": True, "type": "link"}}
+            SRIOV_UNIT: on_node(SRIOV_UNIT, "# vfio.proxmox: unit\n[Unit]\n"),
+            SRIOV_WANTS: {"exists": True, "type": "link"}}
     plan = plan_node(facts(fake_node), inputs(state="absent"), seen)
     assert [pf["vfs"] for pf in plan["sriov"]["apply"]] == [0]
     change = changes(plan, seen, [])

@@ -129,8 +129,11 @@ def test_sriov_alone_writes_its_files_enables_its_unit_and_then_converges(fake_n
 
 def test_absent_removes_the_vfs_the_files_and_disables_the_unit_first(fake_node):
     conf = "# vfio.proxmox:\npf 0000:04:00.0 8086:1572 2 vfio-pci\n"
-    seen = {SRIOV_CONF: on_node(SRIOV_CONF, conf, "0644"), SRIOV_SCRIPT: on_node(SRIOV_SCRIPT, "x", "0755"),
-            SRIOV_UNIT: on_node(SRIOV_UNIT, "u", "0644"), SRIOV_WANTS: {"exists": True, "type": "link"},
+    # The role's script and unit carry its mark (vfio.proxmox:): a file without it is someone else's.
+    seen = {SRIOV_CONF: on_node(SRIOV_CONF, conf, "0644"),
+            SRIOV_SCRIPT: on_node(SRIOV_SCRIPT, "# vfio.proxmox: boot script\n", "0755"),
+            SRIOV_UNIT: on_node(SRIOV_UNIT, "# vfio.proxmox: unit\n", "0644"),
+            SRIOV_WANTS: {"exists": True, "type": "link"},
             "/etc/vfio-proxmox": {"exists": True, "type": "directory"}}
     plan = plan_node(facts(fake_node), inputs(state="absent", sriov=[{"address": PF, "vfs": 2}]), seen)
     assert plan["errors"] == []
@@ -162,7 +165,7 @@ def test_the_watch_list_covers_both_features():
 def test_check_mode_asks_systemd_only_about_a_unit_whose_file_is_on_the_node(fake_node):
     plan = plan_node(facts(fake_node), inputs(sriov=[{"address": PF, "vfs": 2}]))
     assert changes(plan, {}, render(plan), check_mode=True)["units"]["enable"] == []
-    seen = {SRIOV_UNIT: on_node(SRIOV_UNIT, "older", "0644")}
+    seen = {SRIOV_UNIT: on_node(SRIOV_UNIT, "# vfio.proxmox: an older unit\n", "0644")}
     plan = plan_node(facts(fake_node), inputs(sriov=[{"address": PF, "vfs": 2}]), seen)
     assert changes(plan, seen, render(plan), check_mode=True)["units"]["enable"] == ["vfio-proxmox-sriov.service"]
 
