@@ -505,9 +505,13 @@ def _uio(vf: dict) -> str:
             "be known, so it counts as in use" % vf.get("driver"))
 
 
+def _without_zone(text: str) -> str:
+    return str(text).split("%", maxsplit=1)[0]
+
+
 def _is_ip(text: str) -> bool:
     try:
-        ipaddress.ip_address(str(text).split("%")[0])
+        ipaddress.ip_address(_without_zone(text))
     except ValueError:
         return False
     return True
@@ -515,7 +519,7 @@ def _is_ip(text: str) -> bool:
 
 def _same_ip(one: str, other: str) -> bool:
     return _is_ip(one) and _is_ip(other) and \
-        ipaddress.ip_address(str(one).split("%")[0]) == ipaddress.ip_address(str(other).split("%")[0])
+        ipaddress.ip_address(_without_zone(one)) == ipaddress.ip_address(_without_zone(other))
 
 
 def _shown(value) -> str:

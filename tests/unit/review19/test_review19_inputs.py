@@ -36,8 +36,8 @@ PF_INTERFACE = "enp4s0f0np0"
 # Any value a YAML or JSON inventory, a survey or -e can hand over.
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6) | st.integers() | st.none(),
-                                                                 inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=6) | st.integers() | st.none(), inner, max_size=3),
     max_leaves=8)
 DEVICE_KEYS = st.sampled_from(["address", "interface", "mac", "id", "class", "force", "allow_group", "mapping", "vm"])
 VF_KEYS = st.sampled_from(["index", "mac", "vlan", "trust", "spoofchk", "state"])
@@ -236,9 +236,8 @@ SHA = "0" * 40
 
 
 def manifest(**fields) -> dict:
-    data = dict({"files": {MANIFEST_FILE: {"copy": ADOPT_DIR + MANIFEST_FILE, "original": SHA, "adopted": SHA,
-                                            "rebuild": "initramfs"}}, "targets": [], "lines": [], "selection": []},
-                **fields)
+    entry = {"copy": ADOPT_DIR + MANIFEST_FILE, "original": SHA, "adopted": SHA, "rebuild": "initramfs"}
+    data = dict({"files": {MANIFEST_FILE: entry}, "targets": [], "lines": [], "selection": []}, **fields)
     return on_node(ADOPT_MANIFEST, json.dumps(data))
 
 

@@ -291,7 +291,6 @@ def test_holds_the_same_count_on_the_corosync_pf_is_no_warning(fake_node):
     assert plan["errors"] == [] and not [w for w in plan["warnings"] if "corosync" in w]
 
 
-
 # --- the same guards again on the node (sriov_vfs), before the first write ----------------------------------
 def applied(node, kernel, **wanted) -> dict:
     applier = Applier(node.roots["sysfs_root"], node.roots["procfs_root"], kernel.ip, False, kernel, settle=0.5)

@@ -59,9 +59,11 @@ def test_an_unreadable_drop_in_is_reported_not_skipped(tmp_path, monkeypatch):
         {"file": "/etc/default/grub.d/zz.cfg", "line": 0, "text": None}]
 
 
-@pytest.mark.parametrize(("name", "after"), [("zz.cfg", True), ("vfio-zz.cfg", True), ("vfio-proxmox.cfg.x", True),
-                                            ("init-select.cfg", False), ("Z.cfg", False), ("99-admin.cfg", False),
-                                            ("vfio-proxmox-0.cfg", False)])
+_ORDER = [("zz.cfg", True), ("vfio-zz.cfg", True), ("vfio-proxmox.cfg.x", True), ("init-select.cfg", False),
+          ("Z.cfg", False), ("99-admin.cfg", False), ("vfio-proxmox-0.cfg", False)]
+
+
+@pytest.mark.parametrize(("name", "after"), _ORDER)
 def test_order_is_dashs_byte_order(name, after):
     assert sources_after_dropin("/etc/default/grub.d/" + name) is after
 
@@ -72,10 +74,10 @@ _value = st.text(alphabet=string.ascii_letters + string.digits + " =,._-", max_s
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before=st.lists(_value, max_size=4), value=_value, keep=st.booleans(), crlf=st.booleans(),
        final_newline=st.booleans())
-def test_every_assignment_is_found_unless_it_keeps_the_value(tmp_path_factory, before, value, keep, crlf,
-                                                              final_newline):
-    lines = ["# %s" % b for b in before] + ['GRUB_CMDLINE_LINUX="%s%s"' % ("$GRUB_CMDLINE_LINUX " if keep else "",
-                                                                            value)]
+def test_every_assignment_is_found_unless_it_keeps_the_value(
+        tmp_path_factory, before, value, keep, crlf, final_newline):
+    kept = "$GRUB_CMDLINE_LINUX " if keep else ""
+    lines = ["# %s" % b for b in before] + ['GRUB_CMDLINE_LINUX="%s%s"' % (kept, value)]
     end = "\r\n" if crlf else "\n"
     text = end.join(lines) + (end if final_newline else "")
     found = overrides(tmp_path_factory.mktemp("grub"), {"zz.cfg": text})

@@ -81,11 +81,11 @@ _hex4 = st.text(alphabet="0123456789abcdef", min_size=4, max_size=4)
 _hex2 = st.text(alphabet="0123456789abcdef", min_size=2, max_size=2)
 _name = st.text(alphabet=st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=12)
 _noise = st.sampled_from(["", "# comment", "#\tC 02", "\t\t8086 0001  Sub", "\t\t00  Prog-if"])
-_vendor = st.tuples(_hex4, _name, st.lists(st.one_of(st.tuples(_hex4, _name).map(lambda d: "\t%s  %s" % d),
-                                                       _noise), max_size=5)) \
+_device_line = st.tuples(_hex4, _name).map(lambda d: "\t%s  %s" % d)
+_subclass_line = st.tuples(_hex2, _name).map(lambda d: "\t%s  %s" % d)
+_vendor = st.tuples(_hex4, _name, st.lists(st.one_of(_device_line, _noise), max_size=5)) \
     .map(lambda v: ["%s  %s" % (v[0], v[1])] + v[2])
-_klass = st.tuples(_hex2, _name, st.lists(st.one_of(st.tuples(_hex2, _name).map(lambda d: "\t%s  %s" % d),
-                                                     _noise), max_size=5)) \
+_klass = st.tuples(_hex2, _name, st.lists(st.one_of(_subclass_line, _noise), max_size=5)) \
     .map(lambda c: ["C %s  %s" % (c[0], c[1])] + c[2])
 
 
