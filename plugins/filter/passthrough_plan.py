@@ -64,8 +64,9 @@ _value:
       C(blacklist), C(boot_loader), C(bind_now), C(reboot), and the desired state - C(act), C(files),
       C(dirs), C(block), C(cmdline), C(state_record), C(pending), C(bind_targets), C(bind_drivers),
       C(reboot_for_cmdline), C(reboot_tokens), C(remove_dirs), C(restore_backups); C(verify) (passthrough's
-      checks apply) and C(sriov) - the SR-IOV part - C(pfs), C(apply) (what M(vfio.proxmox.sriov_vfs) is given),
-      C(files), C(dirs), C(unit) (C(enable), C(disable)), C(live), C(involved).
+      checks apply) and C(sriov) - the SR-IOV part - C(pfs), C(apply) (what M(vfio.proxmox.sriov_vfs) is given -
+      the PFs not yet as planned and the released ones), C(files), C(dirs), C(unit) (C(enable), C(disable)),
+      C(live), C(involved).
   type: dict
 """
 

@@ -435,6 +435,24 @@ class SriovPlanner:
                     busy.append("%s (%s) carries %s" % (vf["address"], netdev["name"], held))
         return busy
 
+    def in_place(self, pf: dict) -> bool:
+        """Whether the PF already has what the plan asks - the count, every VF on the wanted side, every setting
+        read back equal - so a converged run does not call sriov_vfs. Anything not known is not in place."""
+        sriov = (self.devices.get(pf["address"]) or {}).get("sriov") or {}
+        vfs = self._vfs_of(pf["address"])
+        if sriov.get("num_vfs") != pf["vfs"] or len(vfs) != pf["vfs"] or len(sriov.get("vfs") or []) != pf["vfs"]:
+            return False
+        for vf in vfs:
+            on_vfio, driver = vf.get("driver") == "vfio-pci", vf.get("driver")
+            if (pf["vf_driver"] == "vfio-pci" and not on_vfio) or (pf["vf_driver"] == "host" and (
+                    on_vfio or driver is None)) or (pf["vf_driver"] == "none" and driver and not on_vfio):
+                return False
+        now = sriov.get("vf_settings")
+        if now is None:
+            return not pf["settings"]
+        current = {s.get("index"): s for s in now}
+        return not any(vf_arguments(s, current.get(s["index"], {})) for s in pf["settings"])
+
     def _vfs_of(self, address: str) -> list[dict]:
         return sorted((d for d in self.devices.values() if (d.get("sriov") or {}).get("physfn") == address),
                       key=lambda d: d["address"])
@@ -551,8 +569,8 @@ def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: st
                record: str | None = None, recorded: list | None = None) -> dict:
     """{pfs, apply, boot, errors, warnings, reasons} for passthrough_sriov.
 
-    apply: sriov_vfs' `pfs` - the planned PFs, and with 0 VFs every PF the boot configuration
-    (`record`) names that is no longer planned (state absent: all of them). pfs[].boot: each VF's
+    apply: sriov_vfs' `pfs` - the planned PFs not already as planned (in_place), and with 0 VFs every PF the
+    boot configuration (`record`) names that is no longer planned (state absent: all of them). pfs[].boot: each VF's
     `ip link set PF vf N` arguments for the boot script.
     """
     planner = SriovPlanner(facts, selected or set())
@@ -596,7 +614,9 @@ def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: st
             released.append({"address": old["address"], "id": old["id"], "vfs": 0, "vf_driver": "none",
                              "settings": []})
             planner.reasons.append("%s: no longer in passthrough_sriov - its VFs are removed" % old["address"])
-    return {"pfs": pfs, "apply": [_module_args(pf) for pf in pfs] + released, "errors": planner.errors,
+    # A PF already as planned is left out: a converged run does not go to the node for it (sriov_vfs).
+    apply = [_module_args(pf) for pf in pfs if not planner.in_place(pf)]
+    return {"pfs": pfs, "apply": apply + released, "errors": planner.errors,
             "warnings": planner.warnings, "reasons": planner.reasons}
 
 

@@ -29,8 +29,12 @@ def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
             errors.append("%s is claimed by both %s and SR-IOV - one owner per file" % (
                 row["path"], claimed[row["path"]]))
     devices = {d["address"]: d for d in facts.get("vfio_pci_devices") or []}
-    by_pf = {pf["address"]: pf for pf in sriov["apply"]}
     changing = {pf["address"]: pf for pf in sriov.get("pfs") or []}
+    # What each PF is to have: the planned ones (also those already in place, which sriov_vfs skips) and the
+    # released ones (0 VFs).
+    by_pf = dict(changing)
+    for pf in sriov["apply"]:
+        by_pf.setdefault(pf["address"], pf)
     for device in plan["devices"]:
         physfn = ((devices.get(device["address"]) or {}).get("sriov") or {}).get("physfn")
         if not physfn or physfn not in by_pf:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -335,3 +336,27 @@ def test_sriov_vfs_refuses_a_count_change_with_a_vf_on_uio_pci_generic(fake_node
     assert kernel.writes == []
     moved = applied(node, kernel, vfs=2)
     assert "uio_pci_generic" in moved["refused"] and kernel.writes == [], moved
+
+
+# --- a converged run does not go to the node for a PF already as planned ------------------------------------
+def test_a_pf_already_as_planned_is_not_given_to_sriov_vfs(fake_node):
+    """Found by the review of the task count: every run with SR-IOV called sriov_vfs (act true on every converged
+    run). The profile's PF has 2 VFs on iavf with the derived MACs: nothing to apply."""
+    plan = plan_node(facts(fake_node), inputs(sriov=[{"address": PF, "vfs": 2, "vf_driver": "host"}]))
+    assert plan["errors"] == [] and plan["sriov"]["pfs"] and plan["sriov"]["apply"] == []
+    assert plan["sriov"]["live"] is False
+
+
+@pytest.mark.parametrize("wanted", [{"vfs": 3, "vf_driver": "host"}, {"vfs": 2, "vf_driver": "vfio-pci"},
+                                    {"vfs": 2, "vf_driver": "host", "vf": [{"index": 1, "mac": "02:aa:00:00:00:01"}]},
+                                    {"vfs": 2, "vf_driver": "host", "vf": [{"index": 0, "vlan": 10}]}])
+def test_a_pf_with_anything_not_as_planned_is_given_to_sriov_vfs(fake_node, wanted):
+    plan = plan_node(facts(fake_node), inputs(sriov=[dict(wanted, address=PF)]))
+    assert [pf["address"] for pf in plan["sriov"]["apply"]] == [PF], plan["errors"]
+
+
+def test_a_pf_whose_vf_settings_cannot_be_read_is_given_to_sriov_vfs(fake_node):
+    found = facts(fake_node)
+    device(found, PF)["sriov"].update(vf_settings=None, vf_settings_error="ip -j -d link show failed")
+    plan = plan_node(found, inputs(sriov=[{"address": PF, "vfs": 2, "vf_driver": "host"}]))
+    assert [pf["address"] for pf in plan["sriov"]["apply"]] == [PF]
