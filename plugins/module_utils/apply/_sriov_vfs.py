@@ -23,9 +23,9 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.apply._bind import VF
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._netdev import vf_state
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import VfioUsersUnknown, vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._vf import UIO_DRIVERS, vf_arguments
 
 # Userspace I/O drivers (DPDK and the like): who holds /dev/uioN cannot be known, so such a VF is in use.
-UIO_DRIVERS = ("uio_pci_generic", "igb_uio")
 
 # ip's argv (without "ip") -> (rc, stdout, stderr)
 IpRunner = Callable[[list[str]], tuple[int, str, str]]
@@ -80,21 +80,6 @@ class PhysicalFunction:
 
 def _uio(driver: str) -> str:
     return "is on %s, a userspace I/O driver - who holds its /dev/uio device cannot be known" % driver
-
-
-def vf_arguments(wanted: dict, have: dict) -> list[str]:
-    """`ip link set dev PF vf N` arguments for what differs (empty: nothing to do)."""
-    args = []
-    if wanted.get("mac") and wanted["mac"] != have.get("mac"):
-        args += ["mac", wanted["mac"]]
-    if wanted.get("vlan") is not None and wanted["vlan"] != have.get("vlan"):
-        args += ["vlan", str(wanted["vlan"])]
-    for key in ("spoofchk", "trust"):
-        if wanted.get(key) is not None and wanted[key] != have.get(key):
-            args += [key, "on" if wanted[key] else "off"]
-    if wanted.get("state") and wanted["state"] != have.get("state"):
-        args += ["state", wanted["state"]]
-    return args
 
 
 class Applier:

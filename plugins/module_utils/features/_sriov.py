@@ -12,9 +12,9 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible_collections.vfio.proxmox.plugins.module_utils.apply._sriov_vfs import vf_arguments
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import ADDRESS, MAC
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import boolean
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._vf import UIO_DRIVERS, vf_arguments
 
 PF_SELECTORS = ("address", "interface", "mac")
 PF_OPTIONS = ("id", "vfs", "vf_driver", "vf_macs", "vf")
@@ -35,7 +35,6 @@ SRIOV_FILES = (
 LINK_STATES = ("auto", "enable", "disable")
 # Userspace I/O drivers (DPDK and the like): the process holding /dev/uioN is not discoverable, so a VF on
 # one of them counts as in use.
-UIO_DRIVERS = ("uio_pci_generic", "igb_uio")
 
 
 # ASCII digits only: str.isdigit() also accepts superscripts and other scripts' digits, which int() refuses.

@@ -1,8 +1,9 @@
 """The layers of plugins/module_utils, read from the import statements (ast, nothing is imported).
 
-discovery/ (readers of a node) imports nothing from plan/, features/, apply/ or proxmox/; plan/
-imports nothing from apply/; the pci_facts module, with everything it reaches in module_utils,
-imports nothing from plan/ or features/. A failure names the file, the line and the import.
+discovery/ (readers of a node) imports nothing from plan/, features/, apply/ or proxmox/; plan/ and
+features/ (the planners) import nothing from apply/; the pci_facts module, with everything it reaches
+in module_utils, imports nothing from plan/ or features/. A failure names the file, the line and the
+import.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ LAYERS = ("discovery", "plan", "features", "apply", "proxmox")
 FORBIDDEN = {
     "discovery": ("plan", "features", "apply", "proxmox"),
     "plan": ("apply",),
+    "features": ("apply",),
 }
 
 
