@@ -17,6 +17,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host impor
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     id_spec,
     normalize_module,
+    param_key,
     spec_matches,
     spec_text,
 )
@@ -482,14 +483,39 @@ class Planner:
             extra = []
         for index, value in enumerate(extra):
             token, problem = cmdline_token(value)
+            problem = problem or self.extra_token_problem(token)
             if problem:
                 self.errors.append("passthrough_extra_cmdline[%d]: %s" % (index, problem))
-            elif token.split("=", 1)[0] in MANAGED_KEYS:
-                self.errors.append("passthrough_extra_cmdline[%d]: %r sets %s, which the role decides (see "
-                                   "passthrough_iommu_pt)" % (index, token, token.split("=", 1)[0]))
             elif token not in tokens:
                 tokens.append(token)
         return tokens
+
+    def extra_token_problem(self, token: str) -> str | None:
+        """What a token of passthrough_extra_cmdline would do at the role's reboot that the guards would not see:
+        names compare as the kernel compares them (kernel/params.c parameq: "-" and "_" alike)."""
+        name, _sep, value = token.partition("=")
+        key = param_key(name)
+        if key in MANAGED_KEYS:
+            return "%r sets %s, which the role decides (see passthrough_iommu_pt)" % (token, name)
+        if key == "amd_iommu" and "off" in value.split(","):
+            return "%r switches the IOMMU off: no VM could start with a device" % token
+        if key in ("vfio_pci.ids", "pci_stub.ids"):
+            return ("%r binds devices by ID at boot without the role's guards (the management NIC, storage, IOMMU "
+                    "groups) - select them in passthrough_devices" % token)
+        if key in ("net.ifnames", "biosdevname"):
+            return ("%r renames the network interfaces at the next boot, while /etc/network/interfaces names the "
+                    "current ones - the management bridge would come up without its port" % token)
+        if key in ("module_blacklist", "modprobe.blacklist"):
+            managing = {}
+            for device in self.devices.values():
+                reasons = management_reasons(device, self.corosync)
+                if device.get("driver") and reasons:
+                    managing.setdefault(normalize_module(device["driver"]), "%s (%s)" % (device["address"], reasons[0]))
+            hit = [m for m in (normalize_module(v) for v in value.split(",") if v) if m in managing]
+            if hit:
+                return "%r keeps %s from loading, the driver of the management NIC %s - the node would lose its " \
+                       "network at the next boot" % (token, hit[0], managing[hit[0]])
+        return None
 
     def modules(self) -> list[str]:
         kernels = self.kernels()
@@ -555,6 +581,22 @@ class Planner:
                     "keep its value there (GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX ...\") or rename the file to "
                     "sort before %s" % (line["file"], line["line"], line["text"], GRUB_DROPIN, " ".join(tokens),
                                         GRUB_DROPIN.rsplit("/", 1)[1]))
+
+    def check_outvoting_tokens(self, tokens: list[str], taken: set) -> None:
+        """A hand-made value of a parameter the role sets (intel_iommu=off, iommu=soft) in a GRUB file: the kernel
+        keeps the last one it parses, and GRUB_CMDLINE_LINUX_DEFAULT comes after the role's GRUB_CMDLINE_LINUX -
+        the role would reboot for nothing and the IOMMU stay as it is."""
+        keys = {param_key(t.split("=", 1)[0]): t for t in tokens if "=" in t}
+        for line in self.host.get("handmade") or []:
+            if line["kind"] != "kernel_parameter" or line["file"] == KERNEL_CMDLINE or \
+                    (line["file"], line["line"]) in taken:
+                continue
+            hand = line["text"].strip('"\'')
+            wanted = keys.get(param_key(hand.split("=", 1)[0]))
+            if wanted and not satisfied(wanted, [hand]):
+                self.errors.append("%s:%d %r contradicts the role's %s, and the kernel keeps the last one on its "
+                                   "command line (GRUB_CMDLINE_LINUX_DEFAULT comes after the role's drop-in) - "
+                                   "remove it first" % (line["file"], line["line"], hand, wanted))
 
     def check_handmade_lockout(self, acts: bool, reboot: str, taken: set) -> None:
         """A hand-made blacklist of the management NIC's driver takes the node off the network at its next
@@ -729,6 +771,7 @@ class Planner:
             self.check_foreign_config(selected, plan["ids"], taken, plan["boot_loader"])
             if plan["boot_loader"] == "grub" and tokens:
                 self.check_grub_overrides(tokens)
+                self.check_outvoting_tokens(tokens, taken)
             plan["softdeps"] = sorted({d["native_driver"] for d in selected
                                        if d["native_driver"] and d["id"] in plan["ids"]})
         elif self.adoption is not None and self.host.get("handmade"):

@@ -174,6 +174,12 @@ class SriovPlanner:
         if device.get("driver") == "vfio-pci":
             problems.append("%s: %s is on vfio-pci (passed through whole, perhaps to a running VM) - its VFs need "
                             "its host driver; give the PF back to its driver first" % (where, address))
+        elif not device.get("driver") and sriov.get("total_vfs") is not None:
+            # The kernel refuses sriov_numvfs on a device without a driver (ENOENT): the run would fail after the
+            # files, and the unit at every boot.
+            problems.append("%s: %s has no driver loaded (%s) - the kernel makes VFs only through the PF's driver; "
+                            "load it (a blacklist? firmware?) first" % (
+                                where, address, ", ".join(device.get("modules") or []) or "no candidate module"))
         if not problems and sriov.get("num_vfs") is None:
             # Fail closed: an unknown count is not 0 - a change would destroy VFs nobody checked.
             problems.append("%s: the VF count of %s cannot be read (sriov_numvfs) - nothing is changed on it" % (

@@ -50,6 +50,15 @@ def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
             errors.append("%s selects %s, a VF of %s, for vfio-pci, and %s gives that PF's VFs to the host's VF "
                           "driver (vf_driver: host) - the two bind it differently: set vf_driver to none or "
                           "vfio-pci" % (device["selected_by"], device["address"], physfn, where))
+    for target in plan.get("bind_targets") or []:
+        physfn = ((devices.get(target["address"]) or {}).get("sriov") or {}).get("physfn")
+        wanted = by_pf.get(physfn) or {}
+        if target["state"] == "absent" and wanted.get("vfs") and wanted.get("vf_driver") == "vfio-pci":
+            errors.append("%s, a VF of %s, is no longer in passthrough_devices, so it would go back to its host "
+                          "driver now, while %s keeps that PF's VFs on vfio-pci (vf_driver: vfio-pci) - every run "
+                          "and boot would move it back: keep it in passthrough_devices, or set vf_driver: host" % (
+                              target["address"], physfn, changing.get(physfn, {}).get("selected_by")
+                              or "the SR-IOV boot configuration"))
     return errors + _ids_take_host_vfs(plan, sriov, devices)
 
 

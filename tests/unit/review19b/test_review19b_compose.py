@@ -1,0 +1,61 @@
+"""Review 19b (adversarial): the composer and the SR-IOV planner on hardware states the profiles did not
+simulate. Each test failed on the code before its fix; its docstring names the production consequence."""
+
+from __future__ import annotations
+
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node
+from tests.unit.review19.review19_helpers import facts, inputs, state_json
+
+PF = "0000:04:00.0"
+VF0, VF1 = "0000:04:02.0", "0000:04:02.1"
+
+
+def named(plan: dict, *words: str) -> list[str]:
+    return [e for e in plan["errors"] if all(w in e for w in words)]
+
+
+def _pf_without_driver(profile):
+    pf = next(d for d in profile["devices"] if d["address"] == PF)
+    pf.update(driver=None, netdevs=[])
+    pf["sriov"] = {"total": 32, "num": 0}
+    profile["devices"] = [d for d in profile["devices"] if d.get("physfn") != PF]
+
+
+def test_sriov_on_a_pf_whose_driver_is_not_loaded_is_refused_before_any_write(fake_node):
+    """i40e not loaded (blacklisted, or the firmware refused it): sriov_totalvfs is still there, so the plan
+    accepts 'vfs: 4'. The kernel refuses sriov_numvfs on a device without a driver (ENOENT, 'no driver bound
+    to device'), so the run fails after the owned files were written and the unit enabled, and the unit then
+    fails at every boot. The refusal belongs in the plan, naming the PF and its missing driver."""
+    found = facts(fake_node, mutate=_pf_without_driver)
+    device = next(d for d in found["vfio_pci_devices"] if d["address"] == PF)
+    assert device["driver"] is None and (device.get("sriov") or {}).get("total_vfs") == 32
+    plan = plan_node(found, inputs(sriov=[{"address": PF, "vfs": 4, "vf_macs": "keep"}]))
+    assert named(plan, PF, "driver"), plan["errors"]
+
+
+def device_of(found: dict, address: str) -> dict:
+    return next(d for d in found["vfio_pci_devices"] if d["address"] == address)
+
+
+def _vfs_on_vfio(profile):
+    for device in profile["devices"]:
+        if device.get("physfn") == PF:
+            device.update(driver="vfio-pci", netdevs=[])
+
+
+def test_a_vf_released_by_passthrough_while_sriov_keeps_it_on_vfio_pci_is_refused(fake_node):
+    """An earlier run passed both VFs through and gave the PF vf_driver: vfio-pci; now VF 1 is dropped from
+    passthrough_devices (VF 0 stays), passthrough_sriov unchanged. The composed plan releases VF 1 live to iavf
+    (bind_targets state absent) while the SR-IOV part of the same plan says every VF of that PF belongs on
+    vfio-pci: after this run VF 1 is on iavf, the next run's sriov_vfs moves it back to vfio-pci, and every reboot
+    does too - the two features fight over one device and the node never converges. The composer should refuse
+    (or drop the release, since SR-IOV keeps the VF on vfio-pci)."""
+    seen = {"/etc/vfio-proxmox/state.json": state_json(
+        selectors={}, created_dirs=[],
+        targets=[{"address": VF0, "id": "8086:154c"}, {"address": VF1, "id": "8086:154c"}],
+        sriov=[{"address": PF, "id": "8086:1572", "vfs": 2, "vf_driver": "vfio-pci"}])}
+    plan = plan_node(facts(fake_node, mutate=_vfs_on_vfio),
+                     inputs(devices=[{"address": VF0}], sriov=[{"address": PF, "vfs": 2, "vf_driver": "vfio-pci"}]),
+                     seen)
+    releases = [t for t in plan["bind_targets"] if t["address"] == VF1 and t["state"] == "absent"]
+    assert not releases or named(plan, VF1), (plan["errors"], plan["bind_targets"])
