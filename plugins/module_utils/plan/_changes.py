@@ -164,10 +164,15 @@ def outcome(plan: dict, bind_results: list[dict] | None, check_mode: bool = Fals
     """
     bound = dict(plan["bind_drivers"])
     moved = False
+    # Released, but no driver took it (drivers_probe never loads a module: its native driver was not loaded on
+    # this boot, vfio-pci had the device first) - the port has no interface until the next boot.
+    driverless = []
     for result in bind_results or []:
         status = result["status"]
         bound[result["address"]] = PREDICTED[status] if status in PREDICTED else result["driver"]
         moved = moved or status in ("bound", "released", "would_bind", "would_release")
+        if status == "released" and not result.get("driver"):
+            driverless.append(result["address"])
     reasons = []
     if plan.get("reboot_for_cmdline"):
         reasons.append("kernel command line: %s" % " ".join(plan["reboot_tokens"]))
@@ -178,6 +183,9 @@ def outcome(plan: dict, bind_results: list[dict] | None, check_mode: bool = Fals
         reasons.append("binding: %s not on vfio-pci yet" % ", ".join(waiting))
     if held:
         reasons.append("release: %s still on vfio-pci" % ", ".join(held))
+    if driverless:
+        reasons.append("release: %s left vfio-pci but no driver took it (its driver is not loaded on this boot)"
+                       % ", ".join(sorted(driverless)))
     now = bool(reasons) and bool(plan.get("act")) and plan.get("reboot") == "if_needed"
     notes = []
     if now and check_mode:
