@@ -127,3 +127,12 @@ def test_a_second_run_leaves_vfs_already_on_vfio_pci_alone(tmp_path, fake_node):
     assert not (drivers / "vfio-pci" / "unbind").exists()
     assert not Path(node.roots["sysfs_root"], "bus", "pci", "drivers_probe").exists()
     assert done.stdout == "vfio-proxmox-sriov: 0000:04:00.0: 2 VFs (vfio-pci)\n"
+
+
+def test_the_rendered_boot_script_passes_shellcheck(tmp_path):
+    """Found by review 19b: a shellcheck directive inside a case list is a parse error (SC1124); nothing ran
+    shellcheck on this script, only on the init-top one."""
+    script = tmp_path / "vfio-proxmox-sriov"
+    script.write_text(render("vfio-proxmox-sriov.sh.j2"))
+    done = subprocess.run(["shellcheck", "-s", "sh", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout
