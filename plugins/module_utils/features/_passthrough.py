@@ -425,6 +425,18 @@ class Planner:
                                "unknown" % network_error)
             reasons += [n["management_unknown"] for a in members for n in self.devices[a]["netdevs"]
                         if n.get("management_unknown")]
+            # Fail closed: a network driver is bound but the host shows no interface - it was moved into another
+            # network namespace (a container's uplink), where its addresses cannot be read.
+            reasons += ["%s is driven by %s but has no interface on the host (moved into a container's network "
+                        "namespace?) - what it carries cannot be known" % (a, self.devices[a]["driver"])
+                        for a in members if self.devices[a].get("is_network") and not self.devices[a]["netdevs"]
+                        and self.devices[a].get("driver") not in (None, "vfio-pci", "pci-stub")]
+            ports = ["%s is a port of %s" % (n["name"], ", ".join(n["uppers"])) for a in members
+                     for n in self.devices[a]["netdevs"] if n.get("uppers")]
+            if ports and not reasons:
+                self.warnings.append("%s (%s): %s - the guests on it lose that uplink when the device is bound, and "
+                                     "/etc/network/interfaces still names it" % (
+                                         dev["selected_by"], dev["address"], "; ".join(ports)))
             if not reasons:
                 continue
             message = "%s (%s): refusing - it carries a management path: %s" % (
