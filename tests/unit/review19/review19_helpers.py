@@ -36,3 +36,24 @@ def cached_facts(fake_node, profile="sriov-x710") -> dict:
     if profile not in _FACTS:
         _FACTS[profile] = facts(fake_node, profile)
     return _FACTS[profile]
+
+
+# The sriov-x710 profile: a PF with two VFs, and a running VM holding one of them.
+PF = "0000:04:00.0"
+VF0, VF1 = "0000:04:02.0", "0000:04:02.1"
+VM = "4242 (/usr/bin/kvm -id 101)"
+SECTION = [{"address": PF, "id": "8086:1572", "vfs": 2, "vf_driver": "vfio-pci"}]
+CONF = "# vfio.proxmox:\npf 0000:04:00.0 8086:1572 2 vfio-pci\n"
+
+
+def device(found: dict, address: str) -> dict:
+    return next(d for d in found["vfio_pci_devices"] if d["address"] == address)
+
+
+def vfs_in_a_running_vm(fake_node) -> dict:
+    """Both VFs on vfio-pci; VM 101 is running with VF 1 (IOMMU group 22)."""
+    found = facts(fake_node)
+    for address in (VF0, VF1):
+        device(found, address).update(driver="vfio-pci", netdevs=[])
+    found["vfio_host"]["vfio_users"] = {"22": [VM]}
+    return found

@@ -18,27 +18,20 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._sysfs_conf
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import SRIOV_CONF, derived_mac
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import STATE_RECORD
-from tests.unit.review19.review19_helpers import facts, inputs, on_node, state_json
+from tests.unit.review19.review19_helpers import (
+    CONF,
+    PF,
+    SECTION,
+    VF0,
+    VF1,
+    device,
+    facts,
+    inputs,
+    on_node,
+    state_json,
+    vfs_in_a_running_vm,
+)
 from tests.unit.sriov_double import SriovKernel
-
-PF = "0000:04:00.0"
-VF0, VF1 = "0000:04:02.0", "0000:04:02.1"
-VM = "4242 (/usr/bin/kvm -id 101)"
-SECTION = [{"address": PF, "id": "8086:1572", "vfs": 2, "vf_driver": "vfio-pci"}]
-CONF = "# vfio.proxmox:\npf 0000:04:00.0 8086:1572 2 vfio-pci\n"
-
-
-def device(found: dict, address: str) -> dict:
-    return next(d for d in found["vfio_pci_devices"] if d["address"] == address)
-
-
-def vfs_in_a_running_vm(fake_node) -> dict:
-    """Both VFs on vfio-pci; VM 101 is running with VF 1 (IOMMU group 22)."""
-    found = facts(fake_node)
-    for address in (VF0, VF1):
-        device(found, address).update(driver="vfio-pci", netdevs=[])
-    found["vfio_host"]["vfio_users"] = {"22": [VM]}
-    return found
 
 
 def vf0_on_the_management_bridge(fake_node) -> dict:
