@@ -30,17 +30,21 @@ def _same_file(have: dict, content: str, mode: str) -> bool:
 
 
 def changes(plan: dict, seen: dict, rendered: list[str], check_mode: bool = False) -> dict:
-    """{write, remove, backup, restore, dirs, remove_dirs, block, cmdline, rebuild, any, files, finish}.
+    """{write, remove, backup, restore, dirs, remove_dirs, block, cmdline, rebuild, any, files, finish,
+    after_release}.
 
     rendered: the texts of plan.files that have a template, in that order. `files` and `finish` are
-    owned_files' arguments before the rebuilds (mark, files) and after them (mark gone, empty dirs).
+    owned_files' arguments before the rebuilds (mark, files) and after them (mark gone, empty dirs);
+    `after_release`, on a removal that releases live, the records (state.json, sriov.conf) removed after the
+    release.
     """
     if not plan.get("act"):
         return {"write": [], "remove": [], "backup": [], "restore": [], "dirs": [], "remove_dirs": [],
                 "block": False, "cmdline": False, "rebuild": [], "remove_state_dir": False, "any": False,
                 "files": [], "copies": [], "adopt": [], "give_back": [],
                 "units": {"disable": [], "enable": [], "reload": False},
-                "finish": {"remove": [], "remove_empty_dirs": []}}
+                "finish": {"remove": [], "remove_empty_dirs": []},
+                "after_release": {"remove": [], "remove_empty_dirs": []}}
     templated = [f for f in plan["files"] if f["template"]]
     if len(templated) != len(rendered):
         raise ValueError("%d templates but %d rendered texts" % (len(templated), len(rendered)))
@@ -79,6 +83,11 @@ def changes(plan: dict, seen: dict, rendered: list[str], check_mode: bool = Fals
     if cmdline_change:
         rebuild.add("refresh")
 
+    # A removal that also releases live (vfio_bind, sriov_vfs after the file step) keeps the records that name
+    # what to release until the release is done: a run stopped in between still knows it next time.
+    releases = plan["state"] != "present" and bool(plan.get("bind_live") or (plan.get("sriov") or {}).get("live"))
+    records = [p for p in remove if releases and p.startswith(plan["state_dir"] + "/")]
+    remove = [p for p in remove if p not in records]
     exists = {path for path, state in seen.items() if state.get("exists")}
     backup = [f["path"] for f in plan["files"] if f.get("backup") and f["path"] in write]
     restore = [r for r in plan["restore_backups"] if r["backup"] in exists]
@@ -98,7 +107,9 @@ def changes(plan: dict, seen: dict, rendered: list[str], check_mode: bool = Fals
     cleanup = plan["adopt_cleanup"]
     finish = {"remove": ([plan["pending_path"]] if ordered else []) + [p for p in cleanup["remove"] if p in exists],
               "remove_empty_dirs": cleanup["remove_empty_dirs"] + remove_dirs
-              + ([plan["state_dir"]] if remove_state_dir else [])}
+              + ([plan["state_dir"]] if remove_state_dir and not records else [])}
+    after_release = {"remove": records, "remove_empty_dirs": [plan["state_dir"]] if remove_state_dir and records
+                     else []}
     adopt = [f["path"] for f in plan["adopt"]["files"]]
     # Units of the features (SR-IOV's): disabled before their file goes, enabled after it is written, and
     # systemd reloaded whenever a unit file changed.
@@ -112,11 +123,12 @@ def changes(plan: dict, seen: dict, rendered: list[str], check_mode: bool = Fals
     return {"write": write, "remove": remove, "backup": backup, "restore": restore, "dirs": dirs,
             "remove_dirs": remove_dirs, "block": block_change, "cmdline": cmdline_change, "rebuild": ordered,
             "remove_state_dir": remove_state_dir, "files": files, "finish": finish,
+            "after_release": after_release,
             "copies": plan["adopt"]["copies"], "adopt": adopt,
             "give_back": [{"path": r["path"], "backup": r["backup"]} for r in plan["give_back"]],
             "units": units,
             "any": bool(write or remove or restore or dirs or remove_dirs or block_change or cmdline_change
-                        or ordered or remove_state_dir or adopt or plan["give_back"] or finish["remove"]
+                        or ordered or remove_state_dir or adopt or plan["give_back"] or finish["remove"] or records
                         or units["enable"] or units["disable"])}
 
 

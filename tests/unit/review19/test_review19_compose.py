@@ -89,7 +89,9 @@ def test_holds_sriov_files_written_but_record_not_still_release_the_pf_on_rollba
     plan = plan_node(facts(fake_node), inputs(state="absent"), seen)
     assert [pf["vfs"] for pf in plan["sriov"]["apply"]] == [0]
     change = changes(plan, seen, [])
-    assert SRIOV_CONF in change["remove"] and change["units"]["disable"] == ["vfio-proxmox-sriov.service"]
+    # sriov.conf names the PF to release: it goes after the release (after_release), the unit before its file.
+    assert SRIOV_CONF in change["after_release"]["remove"] and change["units"]["disable"] == [
+        "vfio-proxmox-sriov.service"]
 
 
 def test_holds_an_sriov_conf_that_is_a_symlink_is_refused(fake_node):
@@ -132,6 +134,9 @@ def test_holds_passthrough_and_sriov_written_together_roll_back_to_an_empty_etc(
               [{"path": real(r["path"]), "backup": real(r["backup"])} for r in change["restore"]], [], False)
         apply([], [], [], [real(p) for p in change["finish"]["remove"]], [],
               [real(d) for d in change["finish"]["remove_empty_dirs"]], False)
+        # After the live release (act.yml): the records that named what to release.
+        apply([], [], [], [real(p) for p in change["after_release"]["remove"]], [],
+              [real(d) for d in change["after_release"]["remove_empty_dirs"]], False)
     after = {os.path.relpath(os.path.join(d, f), etc) for d, _dirs, fs in os.walk(etc) for f in fs}
     assert after == before
 

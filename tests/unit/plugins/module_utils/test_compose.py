@@ -140,9 +140,11 @@ def test_absent_removes_the_vfs_the_files_and_disables_the_unit_first(fake_node)
     assert plan["sriov"]["apply"] == [{"address": PF, "id": "8086:1572", "vfs": 0, "vf_driver": "none",
                                        "settings": []}]
     change = changes(plan, seen, render(plan))
-    assert set(change["remove"]) >= {SRIOV_CONF, SRIOV_SCRIPT, SRIOV_UNIT}
+    assert set(change["remove"]) >= {SRIOV_SCRIPT, SRIOV_UNIT}
+    # The record of what to release goes once the VFs are removed (act.yml, after bind.yml).
+    assert SRIOV_CONF in change["after_release"]["remove"] and SRIOV_CONF not in change["remove"]
     assert change["units"] == {"disable": ["vfio-proxmox-sriov.service"], "enable": [], "reload": True}
-    assert "/etc/vfio-proxmox" in change["finish"]["remove_empty_dirs"]
+    assert "/etc/vfio-proxmox" in change["after_release"]["remove_empty_dirs"]
 
 
 @pytest.mark.parametrize("state", ["present", "absent"])
@@ -216,7 +218,7 @@ def test_the_record_alone_is_enough_to_release_the_vfs_when_sriov_conf_is_lost(f
     seen = {STATE_RECORD: state_json(sriov=SECTION)}
     plan = plan_node(facts(fake_node), inputs(state="absent"), seen)
     assert plan["sriov"]["apply"] == [dict(SECTION[0], vfs=0, settings=[])]
-    assert STATE_RECORD in changes(plan, seen, render(plan))["remove"]
+    assert STATE_RECORD in changes(plan, seen, render(plan))["after_release"]["remove"]
 
 
 def test_an_unreadable_record_is_refused_before_sriov_rewrites_it(fake_node):
