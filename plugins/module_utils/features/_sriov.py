@@ -386,6 +386,8 @@ class SriovPlanner:
             holders.append("IOMMU group %s is %s" % (vf.get("iommu_group"), holder))
         if vf.get("driver") in UIO_DRIVERS:
             holders.append(_uio(vf))
+        if _hidden_interface(vf):
+            holders.append(_hidden_interface(vf))
         for netdev in vf.get("netdevs") or []:
             held = self._held(netdev)
             if held:
@@ -434,6 +436,8 @@ class SriovPlanner:
                 busy.append("%s is on vfio-pci and IOMMU group %s is %s" % (vf["address"], vf["iommu_group"], holder))
             if vf.get("driver") in UIO_DRIVERS:
                 busy.append("%s %s" % (vf["address"], _uio(vf)))
+            if _hidden_interface(vf):
+                busy.append("%s %s" % (vf["address"], _hidden_interface(vf)))
             for netdev in vf.get("netdevs") or []:
                 held = self._held(netdev)
                 if held:
@@ -521,6 +525,15 @@ class SriovPlanner:
             self.reasons.append("%s: %s go %s now" % (
                 where, ", ".join(moved), "from vfio-pci to the host's VF driver" if target == "host"
                 else "to vfio-pci" if target == "vfio-pci" else "off their host driver"))
+
+
+def _hidden_interface(vf: dict) -> str | None:
+    """A VF a host network driver drives whose interface the host does not show: moved into a container's network
+    namespace (lxc.net.N.type: phys) - its user cannot be known from the host, so it counts as in use."""
+    if vf.get("is_network") and not vf.get("netdevs") and vf.get("driver") not in (None, "vfio-pci") + UIO_DRIVERS:
+        return "is driven by %s but has no interface on the host (given to a container?) - who uses it cannot " \
+               "be known" % vf["driver"]
+    return None
 
 
 def _uio(vf: dict) -> str:

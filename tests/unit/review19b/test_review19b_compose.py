@@ -59,3 +59,19 @@ def test_a_vf_released_by_passthrough_while_sriov_keeps_it_on_vfio_pci_is_refuse
                      seen)
     releases = [t for t in plan["bind_targets"] if t["address"] == VF1 and t["state"] == "absent"]
     assert not releases or named(plan, VF1), (plan["errors"], plan["bind_targets"])
+
+
+def _vf0_in_a_container(profile):
+    next(d for d in profile["devices"] if d["address"] == VF0)["netdevs"] = []  # lxc.net.0.type: phys
+
+
+def test_a_count_change_that_destroys_a_vf_a_running_container_holds_is_refused(fake_node):
+    """Giving VFs to LXC containers (lxc.net.0.type: phys, link enp4s0f0v0) is the common way to use SR-IOV with
+    containers: the VF's interface moves into the container's namespace, so the host sees iavf bound and no
+    interface. busy_vfs() only looks at host interfaces, so a count change from 2 to 4 destroys VF 0 under the
+    running container (its network is gone until the container is restarted by hand with a VF that has the
+    name it expects). A VF on a host network driver with no visible interface should count as in use."""
+    found = facts(fake_node, mutate=_vf0_in_a_container)
+    assert device_of(found, VF0)["driver"] == "iavf" and device_of(found, VF0)["netdevs"] == []
+    plan = plan_node(found, inputs(sriov=[{"address": PF, "vfs": 4, "vf_macs": "keep"}]))
+    assert named(plan, VF0), plan["errors"]
