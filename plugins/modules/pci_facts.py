@@ -452,6 +452,19 @@ ansible_facts:
           version_added: "0.3.0"
           description: Why a sysfsutils file could not be read, or null.
           type: str
+        boot_numvfs:
+          version_added: "0.3.0"
+          description:
+            - Lines of C(/etc/network/interfaces), C(/etc/network/interfaces.d/*) (ifupdown C(post-up) and the like)
+              and C(/etc/udev/rules.d/*.rules) that write C(sriov_numvfs) at boot - C(file), C(line), C(text), and
+              the C(addresses) and C(interfaces) each names (the C(iface) stanza for a line using C($IFACE)). A line
+              that names neither may set any PF's count.
+          type: list
+          elements: dict
+        boot_numvfs_error:
+          version_added: "0.3.0"
+          description: Why one of those files could not be read, or null.
+          type: str
         pci_ids_found:
           description: Whether a C(pci.ids) database was found for names.
           type: bool

@@ -8,6 +8,7 @@ import os
 from typing import Callable, Optional, Tuple
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery import _host, _modconf, _ovs, _pci, _storage
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._boot_numvfs import boot_numvfs_lines
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._grub_overrides import cmdline_overrides
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._handmade import handmade, handmade_files
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._netdev import (
@@ -209,6 +210,7 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
 
     corosync_text, corosync_error = _corosync_conf(reader, etc_root)
     sysfs_conf, sysfs_conf_error = numvfs_lines(etc_root)
+    boot_numvfs, boot_numvfs_error = boot_numvfs_lines(etc_root)
     host = {
         "iommu_active": bool(groups),
         "interrupt_remapping": _host.interrupt_remapping(kernel_log),
@@ -230,6 +232,9 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         # sysfsutils lines that set a VF count at boot (/etc/sysfs.conf, /etc/sysfs.d/*.conf).
         "sysfs_conf_numvfs": sysfs_conf,
         "sysfs_conf_error": sysfs_conf_error,
+        # ifupdown post-up lines and udev rules that write sriov_numvfs at boot.
+        "boot_numvfs": boot_numvfs,
+        "boot_numvfs_error": boot_numvfs_error,
         "connection_address": connection_address,
         "network_error": "; ".join(net_failures) or None,
         "storage_problems": storage_problems,

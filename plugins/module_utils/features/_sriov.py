@@ -219,6 +219,17 @@ class SriovPlanner:
                                    "would set it; remove that line, or this entry" % (
                                        plan["selected_by"], line["file"], line["line"], plan["address"],
                                        line["attribute"], line["value"]))
+        for line in self.host.get("boot_numvfs") or []:
+            named = bool(line["addresses"] or line["interfaces"])
+            if plan["address"] in line["addresses"] or names & set(line["interfaces"]) or not named:
+                self.errors.append("%s: %s:%d %r %s the VF count of %s at boot - two tools would set it (the last "
+                                   "write wins, or fails while VFs exist); remove that line, or this entry" % (
+                                       plan["selected_by"], line["file"], line["line"], line["text"],
+                                       "sets" if named else "names no PF, so it may set", plan["address"]))
+        if self.host.get("boot_numvfs_error"):
+            self.errors.append("%s: whether ifupdown or udev also set the VF count of %s at boot cannot be known "
+                               "(%s) - nothing is changed on it" % (plan["selected_by"], plan["address"],
+                                                                    self.host["boot_numvfs_error"]))
         if self.host.get("sysfs_conf_error"):
             self.errors.append("%s: whether sysfsutils also sets the VF count of %s at boot cannot be known (%s) - "
                                "nothing is changed on it" % (plan["selected_by"], plan["address"],
