@@ -249,6 +249,12 @@ ansible_facts:
               description: Why RV(ansible_facts.vfio_pci_devices.sriov.vf_settings) is null, or null.
               type: str
               version_added: "0.3.0"
+            vf_device:
+              description:
+                - For a PF, the device ID its VFs have (C(sriov_vf_device), with the PF's vendor), known before any
+                  VF exists; null where the kernel does not show it.
+              type: str
+              version_added: "0.3.0"
         mdev:
           description: It offers mediated devices (as Proxmox VE reads it).
           type: bool

@@ -160,6 +160,8 @@ def build(profile: dict, out: Path, hostname: str | None = None) -> Path:
         if dev.get("sriov"):
             _write(d / "sriov_totalvfs", "%d\n" % dev["sriov"]["total"])
             _write(d / "sriov_numvfs", "%d\n" % dev["sriov"]["num"])
+            if dev["sriov"].get("vf_device"):  # the VF device ID the PF's VFs will have (as the kernel shows it)
+                _write(d / "sriov_vf_device", "%s\n" % dev["sriov"]["vf_device"])
         if dev.get("physfn"):
             pf = dirs[dev["physfn"]]
             _link(d / "physfn", pf)

@@ -67,8 +67,12 @@ def _sriov(reader: TreeReader, directory: str) -> dict | None:
         return None
     vfs = [reader.link_name(os.path.join(directory, entry))
            for entry in reader.listdir(directory) if entry.startswith("virtfn")]
+    vf_device_path = os.path.join(directory, "sriov_vf_device")
+    vf_device = reader.hex_id(vf_device_path, 4) if total is not None and os.path.exists(vf_device_path) else None
     return {
         "total_vfs": total,
+        # The device ID its VFs have (the PF's vendor), known before any VF exists.
+        "vf_device": vf_device,
         "num_vfs": reader.integer(os.path.join(directory, "sriov_numvfs"), warn=False),
         "physfn": physfn,
         "vfs": sorted(vf for vf in vfs if vf),

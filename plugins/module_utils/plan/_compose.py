@@ -73,7 +73,10 @@ def _ids_take_host_vfs(plan: dict, sriov: dict, devices: dict) -> list[str]:
             vf_ids.setdefault(_pci_id(physfn), set()).add(_pci_id(device))
     errors = []
     for pf in sriov.get("pfs") or []:
-        taken = sorted(vf_ids.get(pf["id"], set()) & ids) if pf["vfs"] and pf["vf_driver"] == "host" else []
+        # The PF's own sriov_vf_device tells its VFs' ID before they exist (another model may make the same ID).
+        vf_device = ((devices.get(pf["address"]) or {}).get("sriov") or {}).get("vf_device")
+        own = {"%s:%s" % (pf["id"].split(":")[0], vf_device)} if vf_device else set()
+        taken = sorted((vf_ids.get(pf["id"], set()) | own) & ids) if pf["vfs"] and pf["vf_driver"] == "host" else []
         if taken:
             errors.append("%s gives the VFs of %s to the host (vf_driver: host), but the plan binds %s by ID "
                           "(options vfio-pci ids=) - from the next boot vfio-pci would take those VFs too: set "

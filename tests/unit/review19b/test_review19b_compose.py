@@ -3,6 +3,8 @@ simulate. Each test failed on the code before its fix; its docstring names the p
 
 from __future__ import annotations
 
+import copy
+
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node
 from tests.unit.review19.review19_helpers import facts, inputs, state_json
 
@@ -75,3 +77,26 @@ def test_a_count_change_that_destroys_a_vf_a_running_container_holds_is_refused(
     assert device_of(found, VF0)["driver"] == "iavf" and device_of(found, VF0)["netdevs"] == []
     plan = plan_node(found, inputs(sriov=[{"address": PF, "vfs": 4, "vf_macs": "keep"}]))
     assert named(plan, VF0), plan["errors"]
+
+
+def _an_xxv710_next_to_it(profile):
+    pf = copy.deepcopy(next(d for d in profile["devices"] if d["address"] == PF))
+    pf.update(address="0000:05:00.0", id="8086:158b", name="Ethernet Controller XXV710 for 25GbE SFP28", group=23)
+    # The kernel shows the VF device ID before any VF exists (sriov_vf_device).
+    pf["sriov"] = {"total": 64, "num": 0, "vf_device": "154c"}
+    pf["netdevs"][0].update(name="enp5s0f0np0", mac="3c:fd:fe:00:05:00")
+    profile["devices"].append(pf)
+
+
+def test_ids_binding_a_vf_id_that_another_pf_model_makes_for_the_host_is_refused(fake_node):
+    """X710 (8086:1572) and XXV710 (8086:158b) PFs both make VFs 8086:154c (i40e's VF ID). Both X710 VFs are
+    passed through, so 'auto' binds them by ID (options vfio-pci ids=8086:154c); the XXV710 gets 4 VFs for the
+    host (vf_driver: host) in the same run. The composer's guard looks up VF IDs by the PF's own vendor:device,
+    so the XXV710 (no VFs yet, another PF ID) passes - and from the next boot vfio-pci holds the ID 154c and
+    takes the host's XXV710 VFs too: the host networks on those VFs (VLANs, bridges) are gone after a reboot."""
+    found = facts(fake_node, mutate=_an_xxv710_next_to_it)
+    plan = plan_node(found, inputs(devices=[{"address": VF0}, {"address": VF1}],
+                                   sriov=[{"address": PF, "vfs": 2, "vf_driver": "vfio-pci"},
+                                          {"address": "0000:05:00.0", "vfs": 4, "vf_driver": "host"}]))
+    assert "8086:154c" in plan["ids"]
+    assert named(plan, "0000:05:00.0", "ids"), plan["errors"]
