@@ -59,13 +59,18 @@ def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
                           "and boot would move it back: keep it in passthrough_devices, or set vf_driver: host" % (
                               target["address"], physfn, changing.get(physfn, {}).get("selected_by")
                               or "the SR-IOV boot configuration"))
-    return errors + _ids_take_host_vfs(plan, sriov, devices)
+    return errors + _ids_take_host_vfs(plan, sriov, devices, (facts.get("vfio_host") or {}).get("handmade") or [])
 
 
-def _ids_take_host_vfs(plan: dict, sriov: dict, devices: dict) -> list[str]:
+def _ids_take_host_vfs(plan: dict, sriov: dict, devices: dict, handmade: list[dict]) -> list[str]:
     """`options vfio-pci ids=` binds every device with that ID at boot - also the VFs another PF of the same
-    model makes for the host, which do not exist yet when the plan looks."""
+    model makes for the host, which do not exist yet when the plan looks. A hand-made binding does the same."""
     ids = set(plan.get("ids") or [])
+    # Hand-made bindings by ID (any form discovery reads), by vendor:device: vfio-pci takes new VFs with it.
+    by_hand = {}
+    for line in handmade:
+        for spec in line.get("ids") or []:
+            by_hand.setdefault(":".join(spec.lower().split(":")[:2]), "%s:%d" % (line["file"], line["line"]))
     vf_ids: dict[str, set[str]] = {}  # PF vendor:device -> the vendor:device of its VFs seen
     for device in devices.values():
         physfn = devices.get((device.get("sriov") or {}).get("physfn") or "")
@@ -76,11 +81,16 @@ def _ids_take_host_vfs(plan: dict, sriov: dict, devices: dict) -> list[str]:
         # The PF's own sriov_vf_device tells its VFs' ID before they exist (another model may make the same ID).
         vf_device = ((devices.get(pf["address"]) or {}).get("sriov") or {}).get("vf_device")
         own = {"%s:%s" % (pf["id"].split(":")[0], vf_device)} if vf_device else set()
-        taken = sorted((vf_ids.get(pf["id"], set()) | own) & ids) if pf["vfs"] and pf["vf_driver"] == "host" else []
+        host_vf_ids = (vf_ids.get(pf["id"], set()) | own) if pf["vfs"] and pf["vf_driver"] == "host" else set()
+        taken = sorted(host_vf_ids & ids)
         if taken:
             errors.append("%s gives the VFs of %s to the host (vf_driver: host), but the plan binds %s by ID "
                           "(options vfio-pci ids=) - from the next boot vfio-pci would take those VFs too: set "
                           "passthrough_bind_method: address" % (pf["selected_by"], pf["address"], ", ".join(taken)))
+        for vf_id in sorted(host_vf_ids & set(by_hand)):
+            errors.append("%s gives the VFs of %s to the host (vf_driver: host), but %s binds %s to vfio-pci by ID - "
+                          "vfio-pci would take every new VF of that ID before the host's VF driver: remove that "
+                          "line" % (pf["selected_by"], pf["address"], by_hand[vf_id], vf_id))
     return errors
 
 
