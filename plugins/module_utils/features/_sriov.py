@@ -348,6 +348,13 @@ class SriovPlanner:
         """A count change destroys every VF of the PF: refused while one is in use. The PF's own
         management path stays (its link is brought up, its addresses are never touched)."""
         where = plan["selected_by"]
+        shared = sorted(vf["address"] for vf in self._vfs_of(plan["address"])
+                        if device.get("iommu_group") is not None and vf.get("iommu_group") == device["iommu_group"])
+        if plan["vf_driver"] == "vfio-pci" and shared:
+            self.warnings.append("%s: the VFs of %s (%s) share its IOMMU group %s (no ACS above it), and the PF stays "
+                                 "on its host driver to carry them - the group is never viable, so no VM can start "
+                                 "with one of them" % (where, plan["address"], ", ".join(shared),
+                                                       device["iommu_group"]))
         if any(n.get("management") for n in device.get("netdevs") or []):
             self.reasons.append("%s: %s carries the management path - it keeps its link and addresses; only VFs "
                                 "are added" % (where, plan["address"]))

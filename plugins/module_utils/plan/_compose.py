@@ -62,6 +62,31 @@ def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
     return errors + _ids_take_host_vfs(plan, sriov, devices, (facts.get("vfio_host") or {}).get("handmade") or [])
 
 
+def unmade_vfs(plan: dict, sriov: dict, facts: dict) -> list[str]:
+    """A VF passed through that nothing makes again at boot (VFs are made at runtime): after the reboot it is
+    gone and the VM given it does not start. Made again by passthrough_sriov or by the node's own sysfsutils,
+    ifupdown or udev lines."""
+    devices = {d["address"]: d for d in facts.get("vfio_pci_devices") or []}
+    host = facts.get("vfio_host") or {}
+    made = {pf["address"] for pf in sriov.get("pfs") or [] if pf.get("vfs")}
+    lines = [(line.get("address"), {line.get("interface")}) for line in host.get("sysfs_conf_numvfs") or []] + [
+        (address, set(line["interfaces"])) for line in host.get("boot_numvfs") or []
+        for address in line["addresses"] or [None]]
+    warnings = []
+    for device in plan["devices"]:
+        physfn = ((devices.get(device["address"]) or {}).get("sriov") or {}).get("physfn")
+        if not physfn or physfn in made:
+            continue
+        names = {n["name"] for n in (devices.get(physfn) or {}).get("netdevs") or []}
+        if any(address == physfn or (address is None and (not interfaces - {None} or names & interfaces))
+               for address, interfaces in lines):
+            continue
+        warnings.append("%s selects %s, a VF of %s, and nothing makes that PF's VFs again at boot (not in "
+                        "passthrough_sriov, no sysfsutils, ifupdown or udev line) - after a reboot the VF is gone: "
+                        "add %s to passthrough_sriov" % (device["selected_by"], device["address"], physfn, physfn))
+    return warnings
+
+
 def _ids_take_host_vfs(plan: dict, sriov: dict, devices: dict, handmade: list[dict]) -> list[str]:
     """`options vfio-pci ids=` binds every device with that ID at boot - also the VFs another PF of the same
     model makes for the host, which do not exist yet when the plan looks. A hand-made binding does the same."""
@@ -109,7 +134,7 @@ def compose(plan: dict, facts: dict, inputs: dict, seen: dict) -> dict:
     plan["verify"] = bool(plan["act"]) and plan["state"] == "present"
     plan["sriov"] = sriov
     plan["errors"] += sriov.pop("errors") + conflicts(plan, sriov, facts)
-    plan["warnings"] += sriov.pop("warnings")
+    plan["warnings"] += sriov.pop("warnings") + unmade_vfs(plan, sriov, facts)
     plan["reasons"] += sriov.pop("reasons")
     if sriov["involved"]:
         plan["act"] = True

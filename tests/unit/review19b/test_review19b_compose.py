@@ -100,3 +100,31 @@ def test_ids_binding_a_vf_id_that_another_pf_model_makes_for_the_host_is_refused
                                           {"address": "0000:05:00.0", "vfs": 4, "vf_driver": "host"}]))
     assert "8086:154c" in plan["ids"]
     assert named(plan, "0000:05:00.0", "ids"), plan["errors"]
+
+
+def _vfs_share_the_pf_group(profile):
+    for device in profile["devices"]:
+        if device.get("physfn") == PF:
+            device["group"] = 20  # the PF's: a root port without ACS puts the PF and its VFs in one group
+
+
+def test_vfs_for_vms_that_share_their_pfs_iommu_group_are_not_planned_silently(fake_node):
+    """Without ACS above the X710, its VFs land in the PF's IOMMU group 20. vf_driver: vfio-pci puts them on
+    vfio-pci 'for VMs', but the PF must stay on i40e to carry them, so group 20 is never viable: every VM given
+    one of these VFs fails to start. The facts show the shared group before any write; the plan says nothing
+    (sriov_vfs only lists it among 'problems' after the VFs were moved)."""
+    found = facts(fake_node, mutate=_vfs_share_the_pf_group)
+    plan = plan_node(found, inputs(sriov=[{"address": PF, "vfs": 2, "vf_driver": "vfio-pci"}]))
+    assert [m for m in plan["errors"] + plan["warnings"] if "group" in m.lower() and "20" in m], (
+        plan["errors"], plan["warnings"])
+
+
+def test_a_vf_that_nothing_recreates_at_boot_is_not_passed_through_silently(fake_node):
+    """VF 1 of the X710 exists now because someone wrote sriov_numvfs by hand (no passthrough_sriov entry, no
+    sriov.conf, no sysfsutils line). passthrough_devices selects it; the plan writes an init-top address bind
+    for it (VFs never exist in the initramfs) and asks for a reboot (iommu=pt). After that reboot the PF has 0
+    VFs: 0000:04:02.1 is gone, the VM whose hostpci names it does not start, and verify fails the host. The plan
+    says nothing - it should refuse, or at least warn, naming the VF and that nothing recreates it at boot."""
+    plan = plan_node(facts(fake_node), inputs(devices=[{"address": VF1}]))
+    assert plan["reboot_for_cmdline"] and plan["address_binds"] == [{"address": VF1, "id": "8086:154c"}]
+    assert [m for m in plan["errors"] + plan["warnings"] if VF1 in m], (plan["errors"], plan["warnings"])
