@@ -50,6 +50,14 @@ def conflicts(plan: dict, sriov: dict, facts: dict) -> list[str]:
             errors.append("%s selects %s, a VF of %s, for vfio-pci, and %s gives that PF's VFs to the host's VF "
                           "driver (vf_driver: host) - the two bind it differently: set vf_driver to none or "
                           "vfio-pci" % (device["selected_by"], device["address"], physfn, where))
+    for device in plan["devices"]:
+        group = (devices.get(device["address"]) or {}).get("iommu_group")
+        for pf in changing.values():
+            if pf["address"] != device["address"] and pf.get("vfs") and group is not None and \
+                    (devices.get(pf["address"]) or {}).get("iommu_group") == group:
+                errors.append("%s selects %s, whose IOMMU group %s also holds %s, which %s keeps on its host driver "
+                              "to carry VFs - the group is never viable, so no VM could start with it" % (
+                                  device["selected_by"], device["address"], group, pf["address"], pf["selected_by"]))
     for target in plan.get("bind_targets") or []:
         physfn = ((devices.get(target["address"]) or {}).get("sriov") or {}).get("physfn")
         wanted = by_pf.get(physfn) or {}

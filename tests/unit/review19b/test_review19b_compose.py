@@ -128,3 +128,21 @@ def test_a_vf_that_nothing_recreates_at_boot_is_not_passed_through_silently(fake
     plan = plan_node(facts(fake_node), inputs(devices=[{"address": VF1}]))
     assert plan["reboot_for_cmdline"] and plan["address_binds"] == [{"address": VF1, "id": "8086:154c"}]
     assert [m for m in plan["errors"] + plan["warnings"] if VF1 in m], (plan["errors"], plan["warnings"])
+
+
+def _ports_share_a_group(profile):
+    for device in profile["devices"]:
+        if device["address"] in ("0000:01:00.0", "0000:01:00.1"):
+            device["group"] = 2
+    profile["interfaces"][0]["lowers"] = []  # management elsewhere: only the group question is left
+
+
+def test_allow_group_whose_sibling_is_split_into_vfs_in_the_same_run_is_refused(fake_node):
+    """A dual-port card without ACS: both ports in IOMMU group 2. passthrough_devices takes port 1 with
+    allow_group ('port 0 goes with it'), and passthrough_sriov splits port 0 into VFs for the host - port 0
+    must stay on igb to carry VFs. vfio then finds group 2 not viable (igb holds a member) and the VM never
+    starts; the composer should refuse one device both given away with its group and kept as an SR-IOV PF."""
+    found = facts(fake_node, "dual-port-igb", mutate=_ports_share_a_group)
+    plan = plan_node(found, inputs(devices=[{"address": "0000:01:00.1", "allow_group": True}],
+                                   sriov=[{"address": "0000:01:00.0", "vfs": 2, "vf_driver": "host"}]))
+    assert named(plan, "0000:01:00.0", "group"), (plan["errors"], plan["warnings"])
