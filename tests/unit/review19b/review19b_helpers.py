@@ -51,8 +51,8 @@ def apply(plan: dict, seen: dict, released: bool = True) -> dict:
         text = (after.get(block["path"]) or {}).get("content") or ""
         begin, end = (block["marker"].replace("{mark}", m) for m in ("BEGIN", "END"))
         if begin in text:
-            head, _, rest = text.partition(begin + "\n")
-            _, _, tail = rest.partition(end + "\n")
+            head, rest = text.split(begin + "\n", 1)
+            tail = rest.partition(end + "\n")[2]
             text = head + tail
         if block["lines"] is not None:
             text = (text if not text or text.endswith("\n") else text + "\n") + "\n".join(

@@ -28,7 +28,7 @@ def test_holds_passthrough_of_a_vf_with_its_pf_in_sriov_converges(fake_node):
     assert change["write"]
     second = plan_node(facts(fake_node, mutate=vfs_on_vfio), wanted, seen)
     assert second["errors"] == []
-    _, again = apply(second, seen)
+    again = apply(second, seen)[1]
     assert (again["write"], again["remove"], again["block"], again["rebuild"], second["bind_live"]) == (
         [], [], False, [], False)
 
@@ -37,7 +37,7 @@ def test_holds_rollback_of_vf_passthrough_and_sriov_converges(fake_node):
     """After passthrough_state: absent removed everything, a second rollback run must find nothing left to do -
     a rollback that keeps acting (or keeps failing) never converges."""
     wanted = inputs(devices=[{"address": VF1}], sriov=[{"address": PF, "vfs": 2, "vf_driver": "vfio-pci"}])
-    seen, _ = apply(plan_node(facts(fake_node), wanted), {})
+    seen = apply(plan_node(facts(fake_node), wanted), {})[0]
     removal = plan_node(facts(fake_node, mutate=vfs_on_vfio), inputs(state="absent"), seen)
     assert removal["errors"] == [], removal["errors"]
     seen, change = apply(removal, seen)
@@ -48,7 +48,7 @@ def test_holds_rollback_of_vf_passthrough_and_sriov_converges(fake_node):
         profile["devices"] = [d for d in profile["devices"] if d.get("physfn") != PF]
     again = plan_node(facts(fake_node, mutate=gone), inputs(state="absent"), seen)
     assert again["errors"] == []
-    _, change = apply(again, seen)
+    change = apply(again, seen)[1]
     left = {k: v for k, v in change.items() if v}
     assert (change["write"], change["remove"], change["any"], again["sriov"]["live"]) == ([], [], False, False), left
 
@@ -60,11 +60,11 @@ def test_a_rollback_interrupted_after_its_file_step_still_knows_what_to_release(
     sees nothing to release or remove and reports the node clean while the VFs and their vfio-pci bindings stay
     until someone reboots. The rebuilds survive such a stop (the pending mark); the live releases do not."""
     wanted = inputs(devices=[{"address": VF1}], sriov=[{"address": PF, "vfs": 2, "vf_driver": "vfio-pci"}])
-    seen, _ = apply(plan_node(facts(fake_node), wanted), {})
+    seen = apply(plan_node(facts(fake_node), wanted), {})[0]
     converged = facts(fake_node, mutate=vfs_on_vfio)
     removal = plan_node(converged, inputs(state="absent"), seen)
     assert removal["errors"] == [] and removal["sriov"]["apply"] and removal["bind_targets"]
-    seen, _ = apply(removal, seen, released=False)  # the file step ran; the run stops before bind.yml
+    seen = apply(removal, seen, released=False)[0]  # the file step ran; the run stops before bind.yml
     again = plan_node(converged, inputs(state="absent"), seen)
     assert again["errors"] == []
     assert again["sriov"]["apply"] == removal["sriov"]["apply"], again["sriov"]["apply"]
