@@ -44,7 +44,8 @@ def cmdline_overrides(reader: TreeReader, etc_root: str) -> list[dict]:
         shown = GRUB_D + "/" + name
         if not name.endswith(".cfg") or shown == GRUB_DROPIN or not os.path.isfile(os.path.join(directory, name)):
             continue
-        text = _read(reader, os.path.join(directory, name))
+        # Exact: a stripped leading blank line would shift the line numbers.
+        text = reader.text(os.path.join(directory, name), exact=True)
         if text is None:
             found.append({"file": shown, "line": 0, "text": None})
             continue
@@ -53,13 +54,3 @@ def cmdline_overrides(reader: TreeReader, etc_root: str) -> list[dict]:
             if (_ASSIGN.search(code) and not _SELF.search(code)) or _UNSET.search(code):
                 found.append({"file": shown, "line": number, "text": line.rstrip("\r\n")})
     return found
-
-
-def _read(reader: TreeReader, path: str) -> str | None:
-    """The whole text, not stripped (TreeReader.text strips, which would shift the line numbers)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError as exc:
-        reader.warn("cannot read %s: %s" % (path, exc.strerror or exc))
-        return None

@@ -96,7 +96,7 @@ def _items_problem(name: str, items, fields: dict) -> str | None:
     return None
 
 
-def _text(value) -> bool:
+def is_nonblank_text(value) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
@@ -128,10 +128,10 @@ def manifest_problem(manifest: dict) -> str | None:
                 return "%s.%s is %r, expected a sha1 checksum (40 hex digits)" % (where, field, known.get(field))
         if known.get("rebuild") is not None and not isinstance(known["rebuild"], str):
             return "%s.rebuild is %r, expected a string or null" % (where, known["rebuild"])
-    targets = {"address": (_text, "a PCI address"), "id": (_text, "a vendor:device ID")}
-    lines = {"file": (_text, "a path"), "line": (is_line_number, "a line number"),
+    targets = {"address": (is_nonblank_text, "a PCI address"), "id": (is_nonblank_text, "a vendor:device ID")}
+    lines = {"file": (is_nonblank_text, "a path"), "line": (is_line_number, "a line number"),
              "text": (is_text, "the line's text"), "reason": (is_text, "a string")}
-    selection = {"id": (_text, "a vendor:device ID"), "where": (is_text, "a string")}
+    selection = {"id": (is_nonblank_text, "a vendor:device ID"), "where": (is_text, "a string")}
     return (_items_problem("targets", manifest["targets"], targets)
             or _items_problem("lines", manifest["lines"], lines)
             or _items_problem("selection", manifest["selection"], selection))

@@ -13,6 +13,7 @@ import ipaddress
 import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._grub_overrides import sources_after_dropin
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._handmade import blacklisted
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import corosync_addresses, kernel_version
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     id_spec,
@@ -517,13 +518,14 @@ class Planner:
         if key in ("net.ifnames", "biosdevname"):
             return ("%r renames the network interfaces at the next boot, while /etc/network/interfaces names the "
                     "current ones - the management bridge would come up without its port" % token)
-        if key in ("module_blacklist", "modprobe.blacklist"):
+        kept_off = blacklisted(token)
+        if kept_off:
             managing = {}
             for device in self.devices.values():
                 reasons = management_reasons(device, self.corosync)
                 if device.get("driver") and reasons:
                     managing.setdefault(normalize_module(device["driver"]), "%s (%s)" % (device["address"], reasons[0]))
-            hit = [m for m in (normalize_module(v) for v in value.split(",") if v) if m in managing]
+            hit = [m for m in kept_off if m in managing]
             if hit:
                 return "%r keeps %s from loading, the driver of the management NIC %s - the node would lose its " \
                        "network at the next boot" % (token, hit[0], managing[hit[0]])

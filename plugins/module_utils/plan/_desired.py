@@ -31,6 +31,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files 
     STATE_DIR,
     STATE_RECORD,
     grub_tokens,
+    is_nonblank_text,
     parse_record,
 )
 
@@ -94,16 +95,12 @@ def read_record(seen: dict) -> tuple[dict, str | None]:
     return record, None
 
 
-def _named(value) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
 def _device_problem(name: str, value) -> str | None:
     """Why `value` is not {address, id} as the role records a device, or None."""
     if not isinstance(value, dict):
         return "%s is %r, expected a mapping with address and id" % (name, value)
     for field in ("address", "id"):
-        if not _named(value.get(field)):
+        if not is_nonblank_text(value.get(field)):
             expected = "PCI address" if field == "address" else "vendor:device"
             return "%s.%s is %r, expected a %s string" % (name, field, value.get(field), expected)
     return None
