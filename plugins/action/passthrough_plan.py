@@ -1,10 +1,12 @@
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The passthrough role's one planning step, on the controller: plan, render, compare, decide.
+"""The passthrough role's one step before any write: discover, plan, render, compare, decide.
 
 Docs: plugins/modules/passthrough_plan.py. Every decision is made in module_utils (_compose.plan_node,
-_changes.step); this file only renders the plan's templates with the role's search path and hands
-the texts over. Nothing reaches the node.
+_changes.step); this file runs pci_facts on the node with the paths the plan needs, renders the plan's
+templates with the role's search path and hands the texts over. Discovery and planning are one task on
+purpose: a converged run's cost is its tasks per host, and the facts reach the planner without being
+templated again.
 """
 
 from __future__ import annotations
@@ -12,33 +14,56 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._changes import step
-from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import plan_node, watched_paths
 
 ARGUMENT_SPEC = {
-    "facts": {"type": "dict", "required": True},
+    "facts": {"type": "dict"},
+    "files": {"type": "dict"},
     "inputs": {"type": "dict", "required": True},
-    "files": {"type": "dict", "default": {}},
     "notes": {"type": "bool", "default": True},
+    # Where discovery reads the node (tests point them at fake trees); only without `facts`.
+    "sysfs_root": {"type": "path"},
+    "procfs_root": {"type": "path"},
 }
+DISCOVERY = "vfio.proxmox.pci_facts"
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(ARGUMENT_SPEC)
-    _requires_connection = False  # ansible-core 2.15+: no connection is opened for this action
 
     def run(self, tmp=None, task_vars=None):
         del tmp  # no effect
         task_vars = task_vars or {}
         result = super().run(task_vars=task_vars)
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC,
+                                                        mutually_exclusive=[("facts", "sysfs_root"),
+                                                                            ("facts", "procfs_root")])
         check_mode = bool(self._play_context.check_mode)
-        plan = plan_node(args["facts"], args["inputs"], args["files"] or {})
+        facts, files = args["facts"], args["files"]
+        if facts is None:
+            seen = self._discover(args, task_vars)
+            if seen.get("failed") or seen.get("unreachable"):
+                return seen
+            facts, files = seen["ansible_facts"], seen["files"]
+            # Set as pci_facts sets them: the role's later tasks read the node from these facts.
+            result["ansible_facts"] = facts
+            result["warnings"] = seen.get("warnings", [])
+            result["deprecations"] = seen.get("deprecations", [])
+        files = files or {}
+        plan = plan_node(facts, args["inputs"], files)
         rendered = self._render(plan, task_vars) if not plan["errors"] else []
-        result.update(step(plan, args["facts"], args["files"] or {}, rendered, check_mode, args["notes"]),
-                      plan=plan, changed=False)
+        result.update(step(plan, facts, files, rendered, check_mode, args["notes"]),
+                      plan=plan, changed=False, check_mode=check_mode)
         result["quiet"] = not result["report"]
         return result
+
+    def _discover(self, args: dict, task_vars: dict) -> dict:
+        """pci_facts on the node, looking at and reading every path the plan needs."""
+        watch = watched_paths()
+        return self._execute_module(module_name=DISCOVERY, task_vars=task_vars, module_args={
+            "sysfs_root": args["sysfs_root"] or "/sys", "procfs_root": args["procfs_root"] or "/proc",
+            "files": watch["paths"], "read_files": watch["read"]})
 
     def _render(self, plan: dict, task_vars: dict) -> list[str]:
         """The texts of the plan's templated files, in the plan's order, from the role's templates/.

@@ -1,7 +1,10 @@
 """Runs the passthrough_plan action plugin once, in its own process, as a playbook run would: Ansible's plugin
-loader initialised, the role's directory on the search path. JSON in (stdin: args, check_mode, role, collections)
-and out (stdout: the result). A process of its own because importing the controller's code marks the process as
-the controller, which changes how modules run in-process by other unit tests report their warnings."""
+loader initialised, the role's directory on the search path. JSON in (stdin: args, check_mode, role, collections,
+and `node`: what pci_facts returns on the node, when the step discovers) and out (stdout: the result, with
+`runner_calls`: the modules the step ran on the node). The node is a stand-in: no connection runs here; the
+tests build its answer with discovery's own code (gather) from a fake tree. A process of its own because
+importing the controller's code marks the process as the controller, which changes how modules run in-process
+by other unit tests report their warnings."""
 
 from __future__ import annotations
 
@@ -32,10 +35,20 @@ def main() -> None:
     play_context = mock.MagicMock(check_mode=given["check_mode"])
     loader = DataLoader()
     action = ActionModule(task, mock.MagicMock(), play_context, loader, Templar(loader=loader), plugin_loader)
+    calls = []
+
+    def execute_module(module_name=None, module_args=None, task_vars=None, **_kwargs):
+        calls.append({"module": module_name, "args": module_args})
+        if "node" not in given:
+            raise AssertionError("the step ran %s on the node, and the test gave no node" % module_name)
+        return given["node"]
+
+    action._execute_module = execute_module
     try:
         result = action.run(task_vars={"ansible_search_path": [given["role"]]})
     except Exception as exc:  # noqa: BLE001 - the test reads the error
         result = {"exception": "%s: %s" % (type(exc).__name__, exc)}
+    result["runner_calls"] = calls
     json.dump(result, sys.stdout, default=str)
 
 

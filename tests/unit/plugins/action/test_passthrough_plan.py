@@ -33,13 +33,23 @@ def absent() -> dict:
     return {path: {"path": path, "exists": False} for path in watched_paths()["paths"]}
 
 
-def run_action(args: dict, check_mode: bool = False) -> dict:
-    """The action's result, from a process of its own (action_runner.py says why)."""
+def run_action(args: dict, check_mode: bool = False, node: dict | None = None) -> dict:
+    """The action's result, from a process of its own (action_runner.py says why); `node` is what pci_facts
+    answers on the node when the step discovers (the result then says which modules it ran: runner_calls)."""
+    given = {"args": args, "check_mode": check_mode, "role": str(ROLE), "collections": str(COLLECTIONS)}
+    if node is not None:
+        given["node"] = node
     done = subprocess.run([sys.executable, str(Path(__file__).with_name("action_runner.py"))], check=True,
-                          capture_output=True, text=True, timeout=120, input=json.dumps({
-                              "args": args, "check_mode": check_mode, "role": str(ROLE),
-                              "collections": str(COLLECTIONS)}))
+                          capture_output=True, text=True, timeout=120, input=json.dumps(given))
     return json.loads(done.stdout)
+
+
+def discovered(fake_node, files: dict | None = None, profile="guide-intel") -> dict:
+    """pci_facts' answer on a fake node, made by discovery's own code: its facts, warnings and the files."""
+    node = fake_node(profile)
+    found = gather(run=node.run, which=node.which, **node.roots)
+    return {"changed": False, "ansible_facts": found["ansible_facts"], "warnings": found["warnings"] + ["a warning"],
+            "files": absent() if files is None else files, "check_mode": False}
 
 
 def converge(result: dict) -> dict:
@@ -129,3 +139,42 @@ def test_a_converged_node_whose_verification_fails_acts_so_verify_fails_it(fake_
                                            for d in node["vfio_pci_devices"]],
                    vfio_host=dict(node["vfio_host"], cmdline=node["vfio_host"]["cmdline"] + ["iommu=pt"]))
     assert step(plan, healthy, converge(first), texts)["act"] is False
+
+
+def test_without_facts_the_step_discovers_the_node_with_every_path_the_plan_needs(fake_node):
+    node = discovered(fake_node)
+    result = run_action({"inputs": inputs(), "sysfs_root": "/fake/sys", "procfs_root": "/fake/proc"}, node=node)
+    watch = watched_paths()
+    assert result["runner_calls"] == [{"module": "vfio.proxmox.pci_facts", "args": {
+        "sysfs_root": "/fake/sys", "procfs_root": "/fake/proc", "files": watch["paths"], "read_files": watch["read"]}}]
+    # The facts are set on the host as pci_facts sets them, and its warnings are shown with the step.
+    assert result["ansible_facts"] == node["ansible_facts"]
+    assert result["warnings"] == node["warnings"] and "a warning" in result["warnings"]
+    assert [d["address"] for d in result["plan"]["devices"]] == ["0000:02:00.0"]
+    assert result["act"] and result["changes"]["any"] and result["check_mode"] is False
+
+
+def test_a_discovered_converged_node_needs_no_task_after_the_step(fake_node):
+    first = run_action({"inputs": inputs()}, node=discovered(fake_node))
+    again = run_action({"inputs": inputs()}, node=discovered(fake_node, converge(first)))
+    assert again["runner_calls"][0]["args"]["sysfs_root"] == "/sys", "the node's own /sys by default"
+    assert again["runner_calls"][0]["args"]["procfs_root"] == "/proc"
+    assert again["changes"]["any"] is False and again["act"] is False
+
+
+def test_a_discovery_that_fails_fails_the_step_with_its_message_and_plans_nothing(fake_node):
+    failed = {"failed": True, "msg": "pci_facts: /etc/vfio-proxmox/state.json is not readable"}
+    result = run_action({"inputs": inputs()}, node=failed)
+    assert result["failed"] is True and result["msg"] == failed["msg"]
+    assert "plan" not in result and "act" not in result and "ansible_facts" not in result
+
+
+def test_given_facts_are_planned_without_going_to_the_node(fake_node):
+    result = run_action({"facts": facts(fake_node), "inputs": inputs(), "files": absent()})
+    assert result["runner_calls"] == [] and "ansible_facts" not in result
+    assert [d["address"] for d in result["plan"]["devices"]] == ["0000:02:00.0"]
+
+
+def test_given_facts_with_a_root_to_discover_from_is_refused(fake_node):
+    result = run_action({"facts": facts(fake_node), "inputs": inputs(), "sysfs_root": "/fake/sys"})
+    assert "mutually exclusive" in result["exception"] and "sysfs_root" in result["exception"]
