@@ -26,11 +26,10 @@ from collections import defaultdict
 
 from ansible.plugins.callback import CallbackBase
 
-# Actions that run on the controller only: no SSH round trip to the node (passthrough_plan: the role's
-# planning step, an action plugin that opens no connection).
+# Actions that run on the controller only: no SSH round trip to the node.
 CONTROLLER_ACTIONS = frozenset((
     "assert", "debug", "fail", "meta", "set_fact", "include_tasks", "import_tasks", "include_role",
-    "import_role", "validate_argument_spec", "add_host", "group_by", "include_vars", "pause", "passthrough_plan",
+    "import_role", "validate_argument_spec", "add_host", "group_by", "include_vars", "pause",
 ))
 
 
