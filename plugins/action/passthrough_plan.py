@@ -11,6 +11,7 @@ templated again.
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._changes import step
@@ -19,13 +20,16 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.plan._compose import 
 ARGUMENT_SPEC = {
     "facts": {"type": "dict"},
     "files": {"type": "dict"},
-    "inputs": {"type": "dict", "required": True},
+    "inputs": {"type": "dict"},
     "notes": {"type": "bool", "default": True},
     # Where discovery reads the node (tests point them at fake trees); only without `facts`.
     "sysfs_root": {"type": "path"},
     "procfs_root": {"type": "path"},
 }
 DISCOVERY = "vfio.proxmox.pci_facts"
+# What the planner sees when `inputs` is not given: the role's variables passthrough_<name>, without the prefix.
+ROLE_INPUTS = ("state", "devices", "bind_method", "bind_now", "reboot", "iommu_pt", "extra_cmdline",
+               "blacklist_drivers", "boot_loader", "adopt", "sriov")
 
 
 class ActionModule(ActionBase):
@@ -40,6 +44,7 @@ class ActionModule(ActionBase):
                                                         mutually_exclusive=[("facts", "sysfs_root"),
                                                                             ("facts", "procfs_root")])
         check_mode = bool(self._play_context.check_mode)
+        inputs = args["inputs"] if args["inputs"] is not None else self._role_inputs(task_vars)
         facts, files = args["facts"], args["files"]
         if facts is None:
             seen = self._discover(args, task_vars)
@@ -51,12 +56,20 @@ class ActionModule(ActionBase):
             result["warnings"] = seen.get("warnings", [])
             result["deprecations"] = seen.get("deprecations", [])
         files = files or {}
-        plan = plan_node(facts, args["inputs"], files)
+        plan = plan_node(facts, inputs, files)
         rendered = self._render(plan, task_vars) if not plan["errors"] else []
         result.update(step(plan, facts, files, rendered, check_mode, args["notes"]),
                       plan=plan, changed=False, check_mode=check_mode)
         result["quiet"] = not result["report"]
         return result
+
+    def _role_inputs(self, task_vars: dict) -> dict:
+        """The role's variables, templated one by one: a literal value (the usual case) costs no template."""
+        missing = ["passthrough_" + name for name in ROLE_INPUTS if "passthrough_" + name not in task_vars]
+        if missing:
+            raise AnsibleActionFail("passthrough_plan: inputs not given, and %s not defined (the passthrough "
+                                    "role's defaults define them)" % ", ".join(missing))
+        return {name: self._templar.template(task_vars["passthrough_" + name]) for name in ROLE_INPUTS}
 
     def _discover(self, args: dict, task_vars: dict) -> dict:
         """pci_facts on the node, looking at and reading every path the plan needs."""

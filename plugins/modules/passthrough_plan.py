@@ -36,8 +36,9 @@ options:
       - The role's inputs with the C(passthrough_) prefix dropped - C(state), C(devices), C(bind_method),
         C(bind_now), C(reboot), C(iommu_pt), C(extra_cmdline), C(blacklist_drivers), C(boot_loader), C(adopt),
         C(sriov).
+      - When not given, the step reads the role's variables of those names (C(passthrough_state), ...), as the
+        role does; each must be defined (the role's defaults define them all).
     type: dict
-    required: true
   files:
     description:
       - With O(facts), the C(files) that M(vfio.proxmox.pci_facts) returned for the paths of

@@ -581,8 +581,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import files_state
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import ssh_server_address
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
-from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_entry import proxmox_view_differences
-from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import Pvesh, PveshError
 
 
 def main() -> None:
@@ -622,6 +620,10 @@ def main() -> None:
 
 def proxmox_view(module: AnsibleModule, facts: dict) -> dict:
     """Proxmox's own list of this node's PCI functions, compared with ours (only where pvesh exists)."""
+    # Imported here: only this option needs them, and a node compiles every module a run imports.
+    from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_entry import proxmox_view_differences
+    from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import Pvesh, PveshError
+
     pvesh = module.get_bin_path("pvesh")
     node = facts["vfio_host"].get("node_name")
     if not pvesh or not node:

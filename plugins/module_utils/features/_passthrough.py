@@ -45,7 +45,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.plan._desired import 
     satisfied,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import boolean, cmdline_token, module_name
-from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_entry import CONFIGID_RE
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._configid import CONFIGID_RE
 
 ADDRESS = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")

@@ -16,9 +16,8 @@ from __future__ import annotations
 import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci import entry_for
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._configid import CONFIGID_RE
 
-# pve-common JSONSchema.pm: our $CONFIGID_RE = qr/[a-z][a-z0-9_-]+/i
-CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
 # pve-common JSONSchema.pm pve_verify_node_name
 NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")
 # pve-guest-common Mapping/PCI.pm: my $PCI_RE = "[a-f0-9]{4,}:[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"

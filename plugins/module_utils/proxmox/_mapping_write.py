@@ -15,6 +15,7 @@ and undoes what it names. A mapping a VM uses is never deleted.
 from __future__ import annotations
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox import _mapping_entry, _mapping_plan
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._configid import CONFIGID_RE
 from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._pvesh import Pvesh, PveshError
 from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._vm_hostpci import vms_using
 
@@ -303,7 +304,7 @@ def undo_created(pvesh: Pvesh, name: str, current: dict, decided: list[str] | No
 def run(pvesh: Pvesh, params: dict, check_mode: bool, record: _mapping_plan.RecordFile | None = None) -> dict:
     name, state = params["name"], params["state"]
     record = record or _mapping_plan.RecordFile(None, check_mode)
-    if not _mapping_entry.CONFIGID_RE.match(name or ""):
+    if not CONFIGID_RE.match(name or ""):
         raise Refused("name: %r is not a Proxmox mapping ID" % name)
     if state == "present":
         return present(pvesh, params, check_mode, record)

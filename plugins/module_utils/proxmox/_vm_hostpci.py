@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._configid import CONFIGID_RE
 from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_entry import (
-    CONFIGID_RE,
     MappingError,
     entry_node,
     entry_nodes,

@@ -79,7 +79,12 @@ def task_files(entry: str) -> list[Path]:
 
 
 def names_read(paths: list[Path]) -> set[str]:
+    """Variables the files read; the planning step reads the role's inputs itself (its ROLE_INPUTS)."""
+    from ansible_collections.vfio.proxmox.plugins.action.passthrough_plan import ROLE_INPUTS
+
     read = set().union(*(READ.findall(p.read_text()) for p in paths))
+    if any("vfio.proxmox.passthrough_plan:" in p.read_text() for p in paths):
+        read |= {"passthrough_" + name for name in ROLE_INPUTS}
     made = set().union(*(set_or_tag_names(yaml.safe_load(p.read_text())) for p in paths if p.suffix == ".yml"))
     return read - made - set_or_tag_names(yaml.safe_load((ROLE / "tasks" / "main.yml").read_text()))
 
@@ -128,7 +133,12 @@ def test_the_sriov_playbook_is_the_role_so_passthrough_devices_are_planned_with_
     """Issue 19: the shipped playbook planned SR-IOV with an empty passthrough_devices list."""
     (play,) = yaml.safe_load((PLAYBOOKS / "sriov.yml").read_text())
     assert play["roles"] == [{"role": "vfio.proxmox.passthrough"}] and "tasks" not in play
-    assert "passthrough_sriov" in load("vars/main.yml")["__passthrough_inputs"]["sriov"]
+    from ansible_collections.vfio.proxmox.plugins.action.passthrough_plan import ROLE_INPUTS
+
+    (step,) = [t for t in load("tasks/preflight.yml") if "vfio.proxmox.passthrough_plan" in t]
+    # No inputs given: the step reads every role input itself, passthrough_devices and passthrough_sriov among them.
+    assert "inputs" not in step["vfio.proxmox.passthrough_plan"]
+    assert {"devices", "sriov"} <= set(ROLE_INPUTS)
 
 
 def test_the_sriov_unit_is_enabled_through_systemd_with_a_daemon_reload_and_no_hand_made_link():

@@ -1,6 +1,6 @@
 """Runs the passthrough_plan action plugin once, in its own process, as a playbook run would: Ansible's plugin
 loader initialised, the role's directory on the search path. JSON in (stdin: args, check_mode, role, collections,
-and `node`: what pci_facts returns on the node, when the step discovers) and out (stdout: the result, with
+`node`: what pci_facts returns on the node, when the step discovers, and `task_vars`) and out (stdout: the result, with
 `runner_calls`: the modules the step ran on the node). The node is a stand-in: no connection runs here; the
 tests build its answer with discovery's own code (gather) from a fake tree. A process of its own because
 importing the controller's code marks the process as the controller, which changes how modules run in-process
@@ -45,7 +45,7 @@ def main() -> None:
 
     action._execute_module = execute_module
     try:
-        result = action.run(task_vars={"ansible_search_path": [given["role"]]})
+        result = action.run(task_vars=dict(given.get("task_vars") or {}, ansible_search_path=[given["role"]]))
     except Exception as exc:  # noqa: BLE001 - the test reads the error
         result = {"exception": "%s: %s" % (type(exc).__name__, exc)}
     result["runner_calls"] = calls

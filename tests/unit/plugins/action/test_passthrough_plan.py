@@ -33,10 +33,11 @@ def absent() -> dict:
     return {path: {"path": path, "exists": False} for path in watched_paths()["paths"]}
 
 
-def run_action(args: dict, check_mode: bool = False, node: dict | None = None) -> dict:
+def run_action(args: dict, check_mode: bool = False, node: dict | None = None, task_vars: dict | None = None) -> dict:
     """The action's result, from a process of its own (action_runner.py says why); `node` is what pci_facts
     answers on the node when the step discovers (the result then says which modules it ran: runner_calls)."""
-    given = {"args": args, "check_mode": check_mode, "role": str(ROLE), "collections": str(COLLECTIONS)}
+    given = {"args": args, "check_mode": check_mode, "role": str(ROLE), "collections": str(COLLECTIONS),
+             "task_vars": task_vars or {}}
     if node is not None:
         given["node"] = node
     done = subprocess.run([sys.executable, str(Path(__file__).with_name("action_runner.py"))], check=True,
@@ -178,3 +179,24 @@ def test_given_facts_are_planned_without_going_to_the_node(fake_node):
 def test_given_facts_with_a_root_to_discover_from_is_refused(fake_node):
     result = run_action({"facts": facts(fake_node), "inputs": inputs(), "sysfs_root": "/fake/sys"})
     assert "mutually exclusive" in result["exception"] and "sysfs_root" in result["exception"]
+
+
+def role_variables(**given) -> dict:
+    return {"passthrough_" + name: value for name, value in inputs(
+        bind_method="auto", iommu_pt=True, extra_cmdline=[], blacklist_drivers=[], boot_loader="auto", adopt=False,
+        **given).items()}
+
+
+def test_without_inputs_the_step_reads_the_roles_variables(fake_node):
+    given = role_variables(devices=[{"address": "0000:02:00.0"}])
+    result = run_action({"facts": facts(fake_node), "files": absent()}, task_vars=given)
+    assert [d["address"] for d in result["plan"]["devices"]] == ["0000:02:00.0"]
+    assert "iommu=pt" in result["plan"]["cmdline_tokens"]
+    without_pt = run_action({"facts": facts(fake_node), "files": absent()},
+                            task_vars=dict(given, passthrough_iommu_pt=False))
+    assert "iommu=pt" not in without_pt["plan"]["cmdline_tokens"]
+    # A variable missing (the step used outside the role) is named, not planned as empty.
+    missing = dict(given)
+    del missing["passthrough_sriov"]
+    refused = run_action({"facts": facts(fake_node), "files": absent()}, task_vars=missing)
+    assert "passthrough_sriov not defined" in refused["exception"], refused
