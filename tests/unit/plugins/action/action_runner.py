@@ -34,7 +34,17 @@ def main() -> None:
                           check_mode=given["check_mode"])
     play_context = mock.MagicMock(check_mode=given["check_mode"])
     loader = DataLoader()
-    action = ActionModule(task, mock.MagicMock(), play_context, loader, Templar(loader=loader), plugin_loader)
+    task_vars = dict(given.get("task_vars") or {}, ansible_search_path=[given["role"]])
+    try:  # ansible-core 2.19+ renders only strings trusted as templates, as an inventory's or a role's are
+        from ansible.template import trust_as_template
+    except ImportError:  # older cores render every string
+        pass
+    else:
+        task_vars = {name: trust_as_template(value) if isinstance(value, str) and "{{" in value else value
+                     for name, value in task_vars.items()}
+    # The task's templar knows its variables, as in a playbook run.
+    templar = Templar(loader=loader, variables=task_vars)
+    action = ActionModule(task, mock.MagicMock(), play_context, loader, templar, plugin_loader)
     calls = []
 
     def execute_module(module_name=None, module_args=None, task_vars=None, **_kwargs):
@@ -45,7 +55,7 @@ def main() -> None:
 
     action._execute_module = execute_module
     try:
-        result = action.run(task_vars=dict(given.get("task_vars") or {}, ansible_search_path=[given["role"]]))
+        result = action.run(task_vars=task_vars)
     except Exception as exc:  # noqa: BLE001 - the test reads the error
         result = {"exception": "%s: %s" % (type(exc).__name__, exc)}
     result["runner_calls"] = calls

@@ -195,6 +195,10 @@ def test_without_inputs_the_step_reads_the_roles_variables(fake_node):
     without_pt = run_action({"facts": facts(fake_node), "files": absent()},
                             task_vars=dict(given, passthrough_iommu_pt=False))
     assert "iommu=pt" not in without_pt["plan"]["cmdline_tokens"]
+    # A variable that is a template (as an inventory may write it) is planned with its value.
+    templated = dict(given, passthrough_devices="{{ my_cards }}", my_cards=[{"interface": "enp2s0"}])
+    from_template = run_action({"facts": facts(fake_node), "files": absent()}, task_vars=templated)
+    assert [d["address"] for d in from_template["plan"]["devices"]] == ["0000:02:00.0"], from_template
     # A variable missing (the step used outside the role) is named, not planned as empty.
     missing = dict(given)
     del missing["passthrough_sriov"]
