@@ -38,6 +38,14 @@ options:
         and the original tokens they replaced, so that O(remove_recorded) later takes out exactly those,
         restores the originals, and touches no other token the node had before.
     type: path
+  prune:
+    description:
+      - Tokens this module added earlier (listed in O(record)) that are no longer wanted - for example V(iommu=pt)
+        after it was switched off. Each is taken out, the original token it replaced (same key) is put back in
+        place, and the record forgets it. A token the record does not list is the node's own and stays.
+    type: list
+    elements: str
+    version_added: "0.3.0"
   remove_recorded:
     description:
       - Remove the tokens listed in O(record) from the command line and put back, in place, the original
@@ -108,6 +116,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import parse_record, record_text
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import (
     edit,
+    prune_recorded,
     remove_recorded,
     replaced,
     validate,
@@ -141,8 +150,10 @@ def main() -> None:
             "absent": {"type": "list", "elements": "str", "default": []},
             "record": {"type": "path"},
             "remove_recorded": {"type": "bool", "default": False},
+            "prune": {"type": "list", "elements": "str"},
         },
         required_if=[("remove_recorded", True, ("record",))],
+        required_by={"prune": "record"},
         supports_check_mode=True,
     )
     path, present, record = module.params["path"], module.params["present"], module.params["record"]
@@ -163,13 +174,19 @@ def main() -> None:
                       removed=undo["removed"] + result["removed"])
         new_record = None
     else:
-        result = edit(content, present, absent)
+        pruned = prune_recorded(content, added, restore, module.params["prune"] or [])
+        forgot = (pruned["kept"], pruned["kept_restore"]) != (added, restore)
+        added, restore = pruned["kept"], pruned["kept_restore"]
+        result = edit(pruned["content"], present, absent)
         new_record = old_record
         if record:
             # The originals of replaced tokens are remembered, so removal puts them back.
             text = record_text(added + [t for t in result["added"] if t not in added],
                                restore + [t for t in replaced(result, absent) if t not in restore])
-            new_record = text if text is not None else old_record
+            # Nothing left to remember after a prune: the record goes, as after remove_recorded.
+            new_record = text if text is not None or forgot else old_record
+        result.update(before=pruned["before"], removed=pruned["removed"] + result["removed"],
+                      added=pruned["added"] + result["added"])
     changed = result["content"] != content
     record_changed = new_record != old_record
 

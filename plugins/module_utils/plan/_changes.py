@@ -79,7 +79,9 @@ def changes(plan: dict, seen: dict, rendered: list[str], check_mode: bool = Fals
         cmdline_change = True  # the record exists (desired() checked): the module removes it at least
     elif plan["cmdline"]:
         current = adopted.get(KERNEL_CMDLINE, (seen.get(KERNEL_CMDLINE) or {}).get("content") or "")
-        cmdline_change = edit(current, plan["cmdline"]["present"], [])["content"] != current
+        # A token to prune is in the record, so the record changes at least.
+        cmdline_change = bool(plan["cmdline"].get("prune")) or edit(
+            current, plan["cmdline"]["present"], [])["content"] != current
     if cmdline_change:
         rebuild.add("refresh")
 

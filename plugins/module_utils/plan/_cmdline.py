@@ -31,6 +31,18 @@ def remove_recorded(content: str, added: list[str], restore: list[str]) -> dict:
             "added": first["added"], "removed": first["removed"] + second["removed"]}
 
 
+def prune_recorded(content: str, added: list[str], restore: list[str], prune: list[str]) -> dict:
+    """Take out the recorded tokens in `prune` and put back, in place, the originals they replaced (same key);
+    a token not in the record is the node's own and stays. Also returns the record that is left
+    (`kept`, `kept_restore`)."""
+    gone = [t for t in added if t in prune]
+    keys = {token_key(t) for t in gone if "=" in t}
+    back = [t for t in restore if "=" in t and token_key(t) in keys]
+    result = remove_recorded(content, gone, back)
+    result.update(kept=[t for t in added if t not in gone], kept_restore=[t for t in restore if t not in back])
+    return result
+
+
 def validate(present: list[str], absent: list[str]) -> list[str]:
     """Problems with the requested tokens, each naming the option and value."""
     problems = []

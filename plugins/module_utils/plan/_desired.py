@@ -230,12 +230,21 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         # adoption takes hand-made tokens out first.
         own = ((adoption or {}).get("texts", {}).get(KERNEL_CMDLINE) or _content(seen, KERNEL_CMDLINE)
                or "").split("\n", 1)[0].split()
-        cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, own)],
-                   "remove_recorded": False} if loader == "systemd-boot" else None
-        reboot_why = [t for t in plan["cmdline_tokens"] if not satisfied(t, running)]
+        # A token the role added that is no longer wanted (iommu_pt off, dropped from extra_cmdline) goes, as the
+        # GRUB drop-in loses it; the running kernel keeps it until a reboot.
+        if loader == "systemd-boot":
+            stale = [t for t in added if t not in plan["cmdline_tokens"]]
+            cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, own)], "prune": stale,
+                       "remove_recorded": False}
+        else:
+            stale = [t for t in grub_tokens(_content(seen, GRUB_DROPIN)) if t not in plan["cmdline_tokens"]
+                     and t not in grub_tokens(_content(seen, GRUB_DEFAULT))] if loader == "grub" else []
+            cmdline = None
+        reboot_why = [t for t in plan["cmdline_tokens"] if not satisfied(t, running)] + [
+            t for t in stale if t in running]
     else:
         # Removal reads the records: the tokens kernel_cmdline added (and the ones it replaced), the drop-in's.
-        cmdline = {"present": [], "remove_recorded": True} if _exists(seen, CMDLINE_RECORD) else None
+        cmdline = {"present": [], "prune": [], "remove_recorded": True} if _exists(seen, CMDLINE_RECORD) else None
         own_grub = grub_tokens(_content(seen, GRUB_DEFAULT))
         dropin = grub_tokens(_content(seen, GRUB_DROPIN)) if _exists(seen, GRUB_DROPIN) else []
         removed = [t for t in added if t not in restore] + [t for t in dropin if t not in own_grub]

@@ -88,7 +88,7 @@ def test_rollback_on_systemd_boot_removes_recorded_tokens_and_restores_replaced_
     seen = {STATE_RECORD: record(), CMDLINE_RECORD: owned("iommu=pt\nrestore iommu=soft\n"),
             "/etc/kernel/cmdline": text_file("root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\n")}
     plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
-    assert plan["cmdline"] == {"present": [], "remove_recorded": True}
+    assert plan["cmdline"] == {"present": [], "prune": [], "remove_recorded": True}
     assert "refresh" in changes(plan, seen, [])["rebuild"]
 
 
@@ -253,3 +253,37 @@ def test_a_device_outside_every_iommu_group_is_refused_while_the_iommu_is_on(fak
             dev["iommu_group"] = None
     plan = make_plan(found, {"devices": [{"address": "0000:02:00.0"}]})
     assert "passthrough_devices[0] (0000:02:00.0): has no IOMMU group although the IOMMU is active" in plan["errors"][0]
+
+
+def test_a_token_no_longer_wanted_on_systemd_boot_is_taken_out_of_the_command_line(fake_node):
+    """iommu=pt switched off (or a token dropped from passthrough_extra_cmdline) on a systemd-boot node: the role
+    added it to /etc/kernel/cmdline and records so, so it takes it out again - as the GRUB drop-in loses it - and
+    says the running kernel keeps it until a reboot. A token it did not add is never touched."""
+    running = "initrd=\\EFI\\proxmox\\6.8.12-4-pve\\initrd.img-6.8.12-4-pve root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt"
+    node = fake_node("amd-zfs-uefi", mutate=lambda p: p.update(cmdline=running))
+    seen = {STATE_RECORD: record(), CMDLINE_RECORD: owned("iommu=pt pcie_acs_override=downstream\n"),
+            "/etc/kernel/cmdline": text_file("root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet iommu=pt "
+                                             "pcie_acs_override=downstream\n")}
+    wanted = {"devices": [{"address": "0000:06:00.0"}], "iommu_pt": False, "extra_cmdline": []}
+    plan = make_plan(facts(node), wanted, seen)
+    assert plan["errors"] == [] and plan["boot_loader"] == "systemd-boot"
+    assert plan["cmdline"]["prune"] == ["iommu=pt", "pcie_acs_override=downstream"]
+    change = changes(plan, seen, rendered_for(plan))
+    assert change["cmdline"] is True and "refresh" in change["rebuild"]
+    assert plan["reboot_for_cmdline"] is True and "iommu=pt" in plan["reboot_tokens"]
+    # Still wanted: nothing to prune, nothing to change on the line.
+    kept = make_plan(facts(node), dict(wanted, iommu_pt=True, extra_cmdline=["pcie_acs_override=downstream"]), seen)
+    assert kept["cmdline"]["prune"] == [] and kept["cmdline"]["present"] == []
+
+
+def test_a_token_no_longer_wanted_on_grub_needs_a_reboot_to_leave_the_running_kernel(fake_node):
+    running = "BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet iommu=pt"
+    node = fake_node("guide-intel", mutate=lambda p: p.update(cmdline=running))
+    seen = {STATE_RECORD: record(), GRUB_DROPIN: owned('GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} iommu=pt"\n')}
+    plan = make_plan(facts(node), {"devices": [{"address": "0000:02:00.0"}], "iommu_pt": False}, seen)
+    assert plan["errors"] == [] and plan["boot_loader"] == "grub" and plan["cmdline_tokens"] == []
+    assert "iommu=pt" in plan["reboot_tokens"] and plan["reboot_for_cmdline"] is True
+    # The node's own /etc/default/grub keeps iommu=pt: the running kernel keeps it after a reboot too.
+    seen["/etc/default/grub"] = text_file('GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n')
+    plan = make_plan(facts(node), {"devices": [{"address": "0000:02:00.0"}], "iommu_pt": False}, seen)
+    assert "iommu=pt" not in plan["reboot_tokens"]

@@ -107,3 +107,38 @@ def test_a_replaced_token_is_recorded_and_put_back_in_place(capsys, cmdline, tmp
     assert code == 0 and out["changed"] is True
     assert cmdline.read_text() == "root=/dev/sda1 intel_iommu=on,igfx_off quiet\n"
     assert not record.exists()
+
+
+def test_prune_takes_out_only_recorded_tokens_puts_back_what_they_replaced_and_updates_the_record(
+        capsys, cmdline, tmp_path):
+    record = tmp_path / "cmdline-added"
+    cmdline.write_text("root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=soft quiet\n")
+    run(capsys, path=str(cmdline), present=["iommu=pt", "pcie_acs_override=downstream"], record=str(record))
+    assert cmdline.read_text() == "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt quiet pcie_acs_override=downstream\n"
+    # iommu=pt replaced the node's own iommu=soft: pruning it puts iommu=soft back in place.
+    code, out = run(capsys, path=str(cmdline), record=str(record), prune=["iommu=pt", "quiet"], _ansible_diff=True)
+    assert (code, out["changed"]) == (0, True)
+    assert cmdline.read_text() == "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=soft quiet pcie_acs_override=downstream\n"
+    # quiet was the node's own (not recorded): untouched. The record keeps only what is still the role's.
+    assert "iommu=pt" not in record.read_text() and "pcie_acs_override=downstream" in record.read_text()
+    assert "restore" not in record.read_text()
+    code, out = run(capsys, path=str(cmdline), record=str(record), prune=["iommu=pt"])
+    assert (code, out["changed"]) == (0, False)
+    # The last recorded token pruned: the record goes, as after remove_recorded.
+    run(capsys, path=str(cmdline), record=str(record), prune=["pcie_acs_override=downstream"])
+    assert cmdline.read_text() == "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=soft quiet\n"
+    assert not record.exists()
+
+
+def test_prune_needs_a_record(capsys, cmdline):
+    code, out = run(capsys, path=str(cmdline), prune=["iommu=pt"])
+    assert code == 1 and "required by 'prune'" in out["msg"], out["msg"]
+    assert cmdline.read_text() == LINE
+
+
+def test_prune_of_a_token_already_gone_from_the_line_still_forgets_it(capsys, cmdline, tmp_path):
+    record = tmp_path / "cmdline-added"
+    run(capsys, path=str(cmdline), present=["iommu=pt"], record=str(record))
+    cmdline.write_text(LINE)  # an administrator took it out by hand
+    code, out = run(capsys, path=str(cmdline), record=str(record), prune=["iommu=pt"])
+    assert (code, out["changed"]) == (0, True) and not record.exists() and cmdline.read_text() == LINE
