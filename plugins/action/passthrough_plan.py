@@ -22,9 +22,10 @@ ARGUMENT_SPEC = {
     "files": {"type": "dict"},
     "inputs": {"type": "dict"},
     "notes": {"type": "bool", "default": True},
-    # Where discovery reads the node (tests point them at fake trees); only without `facts`.
-    "sysfs_root": {"type": "path"},
-    "procfs_root": {"type": "path"},
+    # Where discovery reads the node (tests point them at fake trees); only without `facts`. Strings: pci_facts
+    # expands ~ and $VARS on the node, as it did when the role called it as a task.
+    "sysfs_root": {"type": "str"},
+    "procfs_root": {"type": "str"},
 }
 DISCOVERY = "vfio.proxmox.pci_facts"
 # What the planner sees when `inputs` is not given: the role's variables passthrough_<name>, without the prefix.

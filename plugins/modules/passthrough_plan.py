@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-# The documentation of an action plugin (plugins/action/passthrough_plan.py): it runs on the controller only.
+# The documentation of an action plugin (plugins/action/passthrough_plan.py): discovery runs on the node,
+# the rest on the controller.
 
 DOCUMENTATION = r"""
 ---
@@ -21,6 +22,8 @@ description:
     planner as they are. Given O(facts) (and O(files)), it plans from them and does not go to the node.
   - Returns RV(act) - whether the node needs any task after this one - so a converged node skips the rest of
     the role in one step, and RV(report), the lines the administrator reads.
+  - Discovery runs with the arguments the step gives it; C(module_defaults) set for M(vfio.proxmox.pci_facts)
+    do not apply to it.
   - Never fails on a refusal - it returns the C(errors) of RV(plan) for the role to refuse with, before any write.
     A refused plan is not compared and does not act. It fails when discovery fails, with discovery's message.
 author:
@@ -50,12 +53,12 @@ options:
       - Where discovery reads sysfs on the node (M(vfio.proxmox.pci_facts)'s option of that name; tests point it
         at a fake tree). Not with O(facts).
       - V(/sys) when not given.
-    type: path
+    type: str
   procfs_root:
     description:
       - Where discovery reads procfs on the node. Not with O(facts).
       - V(/proc) when not given.
-    type: path
+    type: str
   notes:
     description:
       - Whether RV(report) ends with the reboot notes - the reboot check mode would do, or the one the run leaves
