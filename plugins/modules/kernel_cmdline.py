@@ -42,7 +42,8 @@ options:
     description:
       - Tokens this module added earlier (listed in O(record)) that are no longer wanted - for example V(iommu=pt)
         after it was switched off. Each is taken out, the original token it replaced (same key) is put back in
-        place, and the record forgets it. A token the record does not list is the node's own and stays.
+        its place when the recorded token is still on the line, and the record forgets both. A token the record
+        does not list is the node's own and stays, also one set by hand since on the same key.
     type: list
     elements: str
     version_added: "0.3.0"

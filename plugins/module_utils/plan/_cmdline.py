@@ -31,15 +31,25 @@ def remove_recorded(content: str, added: list[str], restore: list[str]) -> dict:
             "added": first["added"], "removed": first["removed"] + second["removed"]}
 
 
+def switches_iommu_off(token: str) -> bool:
+    """intel_iommu=off, amd_iommu=off, iommu=off (alone or among other values): no passthrough with it."""
+    key, _sep, value = token.partition("=")
+    return key in ("intel_iommu", "amd_iommu", "iommu") and "off" in value.split(",")
+
+
 def prune_recorded(content: str, added: list[str], restore: list[str], prune: list[str]) -> dict:
-    """Take out the recorded tokens in `prune` and put back, in place, the originals they replaced (same key);
-    a token not in the record is the node's own and stays. Also returns the record that is left
-    (`kept`, `kept_restore`)."""
+    """Take out the recorded tokens in `prune`; where such a token is still on the line, put back in its place the
+    original it replaced (same key). A token not in the record is the node's own and stays - also when it now holds
+    a key the record's token once had (set by hand since): no original is put back over it. Also returns the
+    record that is left (`kept`, `kept_restore`)."""
+    line = content.partition("\n")[0].split()
     gone = [t for t in added if t in prune]
     keys = {token_key(t) for t in gone if "=" in t}
-    back = [t for t in restore if "=" in t and token_key(t) in keys]
+    on_line = {token_key(t) for t in gone if "=" in t and t in line}
+    back = [t for t in restore if "=" in t and token_key(t) in on_line]
     result = remove_recorded(content, gone, back)
-    result.update(kept=[t for t in added if t not in gone], kept_restore=[t for t in restore if t not in back])
+    result.update(kept=[t for t in added if t not in gone],
+                  kept_restore=[t for t in restore if not ("=" in t and token_key(t) in keys)])
     return result
 
 

@@ -34,6 +34,11 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files 
     is_nonblank_text,
     parse_record,
 )
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import (
+    prune_recorded,
+    switches_iommu_off,
+    token_key,
+)
 
 # path, mode, template, what must be rebuilt when it changes
 OWNED_FILES = (
@@ -228,13 +233,19 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
     if present:
         # A token the file already satisfies (intel_iommu=on,igfx_off for intel_iommu=on) is left alone;
         # adoption takes hand-made tokens out first.
-        own = ((adoption or {}).get("texts", {}).get(KERNEL_CMDLINE) or _content(seen, KERNEL_CMDLINE)
-               or "").split("\n", 1)[0].split()
+        own_text = ((adoption or {}).get("texts", {}).get(KERNEL_CMDLINE) or _content(seen, KERNEL_CMDLINE)
+                    or "").split("\n", 1)[0]
         # A token the role added that is no longer wanted (iommu_pt off, dropped from extra_cmdline) goes, as the
         # GRUB drop-in loses it; the running kernel keeps it until a reboot.
         if loader == "systemd-boot":
-            stale = [t for t in added if t not in plan["cmdline_tokens"]]
-            cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, own)], "prune": stale,
+            # Kept when taking it out would put back an original that switches the IOMMU off (intel_iommu=on
+            # replaced intel_iommu=off, and a 6.8 kernel no longer needs it): removal gives that back, not a prune.
+            stale = [t for t in added if t not in plan["cmdline_tokens"] and not any(
+                switches_iommu_off(r) and token_key(r) == token_key(t) for r in restore if "=" in r and "=" in t)]
+            # What the line holds once the stale tokens are out: a narrowed token (downstream,multifunction to
+            # downstream) is satisfied by the old one only until the prune takes that out.
+            left = prune_recorded((own_text + "\n"), added, restore, stale)["content"].split("\n", 1)[0].split()
+            cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, left)], "prune": stale,
                        "remove_recorded": False}
         else:
             stale = [t for t in grub_tokens(_content(seen, GRUB_DROPIN)) if t not in plan["cmdline_tokens"]
