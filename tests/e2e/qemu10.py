@@ -2,8 +2,8 @@
 
 Debian 12's QEMU (7.2, this machine's) has no `igb` device; QEMU 8.0 and later emulate the
 Intel 82576, an SR-IOV NIC (PF 8086:10c9, VFs 8086:10ca, up to 7). Built once per recipe
-beside the disk image, machine-wide (tests/e2e/vm.py VM_CACHE; about 90 s, 380 MB). Guests started
-from it keep their disk and console below its `work` directory, the only place the chrooted QEMU can see.
+below .cache/vm (about 90 s, 380 MB). Guests started from it keep their disk and console
+below its `work` directory, the only place the chrooted QEMU can see.
 
   python tests/e2e/qemu10.py build    # prints the root's path
 """

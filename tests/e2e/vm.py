@@ -29,10 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.sim.nodes import ssh_key  # noqa: E402
+from tests.sim.podman import CACHE  # noqa: E402
 
-# Machine-wide, keyed by recipe hash like podman's node images: a fresh clone (CI) reuses the image instead of
-# spending minutes on debootstrap and a first boot. VFIO_VM_CACHE moves it.
-VM_CACHE = Path(os.environ.get("VFIO_VM_CACHE") or Path.home() / ".cache" / "vfio-proxmox" / "vm")
+VM_CACHE = CACHE / "vm"
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "trixie"
 ROOT_UUID = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
