@@ -229,6 +229,9 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         d for d in dirs if not _exists(seen, d) and d != STATE_DIR})
 
     added, restore = cmdline_record(seen)
+    # The drop-in's tokens that the node's own /etc/default/grub does not hold: they leave with the drop-in.
+    own_grub = grub_tokens(_content(seen, GRUB_DEFAULT))
+    dropin_only = [t for t in grub_tokens(_content(seen, GRUB_DROPIN)) if t not in own_grub]
     adoption = plan.get("adoption") if present else None
     if present:
         # A token the file already satisfies (intel_iommu=on,igfx_off for intel_iommu=on) is left alone;
@@ -241,24 +244,21 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
             # Kept when taking it out would put back an original that switches the IOMMU off (intel_iommu=on
             # replaced intel_iommu=off, and a 6.8 kernel no longer needs it): removal gives that back, not a prune.
             stale = [t for t in added if t not in plan["cmdline_tokens"] and not any(
-                switches_iommu_off(r) and token_key(r) == token_key(t) for r in restore if "=" in r and "=" in t)]
+                switches_iommu_off(r) and token_key(r) == token_key(t) for r in restore if "=" in t)]
             # What the line holds once the stale tokens are out: a narrowed token (downstream,multifunction to
             # downstream) is satisfied by the old one only until the prune takes that out.
             left = prune_recorded((own_text + "\n"), added, restore, stale)["content"].split("\n", 1)[0].split()
             cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, left)], "prune": stale,
                        "remove_recorded": False}
         else:
-            stale = [t for t in grub_tokens(_content(seen, GRUB_DROPIN)) if t not in plan["cmdline_tokens"]
-                     and t not in grub_tokens(_content(seen, GRUB_DEFAULT))] if loader == "grub" else []
+            stale = [t for t in dropin_only if t not in plan["cmdline_tokens"]] if loader == "grub" else []
             cmdline = None
         reboot_why = [t for t in plan["cmdline_tokens"] if not satisfied(t, running)] + [
             t for t in stale if t in running]
     else:
         # Removal reads the records: the tokens kernel_cmdline added (and the ones it replaced), the drop-in's.
         cmdline = {"present": [], "prune": [], "remove_recorded": True} if _exists(seen, CMDLINE_RECORD) else None
-        own_grub = grub_tokens(_content(seen, GRUB_DEFAULT))
-        dropin = grub_tokens(_content(seen, GRUB_DROPIN)) if _exists(seen, GRUB_DROPIN) else []
-        removed = [t for t in added if t not in restore] + [t for t in dropin if t not in own_grub]
+        removed = [t for t in added if t not in restore] + dropin_only
         # Tokens that hand-made files given back (passthrough_adopt) hold again need no reboot.
         back = given_back_tokens(plan.get("adopted") or {}, host.get("handmade_files") or {})
         reboot_why = [t for t in removed if t in running and t not in back]
