@@ -2,8 +2,8 @@
 
 Debian 12's QEMU (7.2, this machine's) has no `igb` device; QEMU 8.0 and later emulate the
 Intel 82576, an SR-IOV NIC (PF 8086:10c9, VFs 8086:10ca, up to 7). Built once per recipe
-below .cache/vm (about 90 s, 380 MB). Guests started from it keep their disk and console
-below its `work` directory, the only place the chrooted QEMU can see.
+beside the disk image, machine-wide (tests/e2e/vm.py VM_CACHE; about 90 s, 380 MB). Guests started
+from it keep their disk and console below its `work` directory, the only place the chrooted QEMU can see.
 
   python tests/e2e/qemu10.py build    # prints the root's path
 """
@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.e2e.vm import MIRROR, VM_CACHE, overlay  # noqa: E402
+from tests.e2e.vm import MIRROR, VM_CACHE, building, overlay  # noqa: E402
 
 SUITE = "trixie"
 PACKAGES = ["qemu-system-x86", "qemu-utils"]
@@ -35,9 +33,9 @@ def build() -> Path:
     root = root_path()
     if (root / "usr" / "bin" / "qemu-system-x86_64").exists():
         return root
-    VM_CACHE.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="qemu10-build-", dir=VM_CACHE))
-    try:
+    with building("qemu10-build-") as work:
+        if (root / "usr" / "bin" / "qemu-system-x86_64").exists():  # built by another run meanwhile
+            return root
         print("qemu10: debootstrap %s with %s (about 90 s)" % (SUITE, ", ".join(PACKAGES)), flush=True)
         subprocess.run(["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE,
                         str(work / "root"), MIRROR], check=True, stdout=subprocess.DEVNULL)
@@ -45,8 +43,6 @@ def build() -> Path:
             leftover.unlink()
         (work / "root" / "work").mkdir()
         os.replace(work / "root", root)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return root
 
 

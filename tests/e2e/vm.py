@@ -13,6 +13,7 @@ overlay on top of it, so a fresh node costs nothing.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import inspect
 import os
@@ -29,9 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.sim.nodes import ssh_key  # noqa: E402
-from tests.sim.podman import CACHE  # noqa: E402
+from tests.sim.podman import MACHINE_CACHE  # noqa: E402
 
-VM_CACHE = CACHE / "vm"
+VM_CACHE = MACHINE_CACHE / "vm"
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "trixie"
 ROOT_UUID = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
@@ -72,8 +73,9 @@ FIRST_BOOT = ("set -e; grub-install --target=i386-pc /dev/vda; update-initramfs 
 
 def recipe_hash() -> str:
     # The recipe is the constants and the build function, not the VM plumbing around them.
+    # The test key's public half is baked in: a machine with another key builds its own image.
     text = "\n".join([SUITE, MIRROR, ROOT_UUID, str(DISK_SIZE_MB), *PACKAGES, repr(sorted(FILES.items())),
-                      FIRST_BOOT, inspect.getsource(build)])
+                      FIRST_BOOT, inspect.getsource(make), ssh_key().with_suffix(".pub").read_text()])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -273,62 +275,93 @@ class VM:
             self.process.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def building(prefix: str):
+    """One build at a time on this machine (the cache is machine-wide); what a killed build left behind -
+    debootstrap's mounts of /proc and /sys in its root, a half-made tree - is taken away first."""
+    VM_CACHE.mkdir(parents=True, exist_ok=True)
+    with (VM_CACHE / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for leftover in VM_CACHE.glob(prefix + "*"):
+            for mount in sorted(mounts_below(leftover), key=len, reverse=True):
+                run("umount", "--lazy", mount)
+            shutil.rmtree(leftover, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix=prefix, dir=VM_CACHE))
+        try:
+            yield work
+        finally:
+            for mount in sorted(mounts_below(work), key=len, reverse=True):
+                run("umount", "--lazy", mount)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points at or below `path` (/proc/self/mounts escapes spaces and the like as octal)."""
+    top = str(path.resolve())
+    points = [line.split()[1].encode().decode("unicode_escape") for line in Path("/proc/self/mounts").read_text()
+              .splitlines() if len(line.split()) > 1]
+    return [point for point in points if point == top or point.startswith(top + "/")]
+
+
 def build() -> Path:
     """Build the base image once per recipe; return its path."""
     target = base_image()
     if target.exists():
         return target
-    VM_CACHE.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="vm-build-", dir=VM_CACHE))
+    with building("vm-build-") as work:
+        if target.exists():  # built by another run while this one waited for the lock
+            return target
+        return make(target, work)
+
+
+def make(target: Path, work: Path) -> Path:
+    """debootstrap, the node's files and key, a raw disk, a first boot that installs GRUB; qcow2."""
+    rootfs = work / "rootfs"
+    print("vm: debootstrap %s (a few minutes)" % SUITE, flush=True)
+    run("debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, str(rootfs), MIRROR,
+        stdout=subprocess.DEVNULL)
+    for rel, text in FILES.items():
+        path = rootfs / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    ssh_dir = rootfs / "root" / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    shutil.copy(ssh_key().with_suffix(".pub"), ssh_dir / "authorized_keys")
+    wants = rootfs / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "systemd-networkd.service"
+    if not link.exists():
+        link.symlink_to("/usr/lib/systemd/system/systemd-networkd.service")
+    (rootfs / "etc/machine-id").write_text("")
+    for leftover in rootfs.glob("var/cache/apt/archives/*.deb"):
+        leftover.unlink()
+    kernel = sorted(rootfs.glob("boot/vmlinuz-*"))[-1]
+    initrd = sorted(rootfs.glob("boot/initrd.img-*"))[-1]
+    shutil.copy(kernel, work / "vmlinuz")
+    shutil.copy(initrd, work / "initrd.img")
+
+    disk = work / "disk.raw"
+    part = work / "root.ext4"
+    with open(disk, "wb") as handle:
+        handle.truncate(DISK_SIZE_MB * 1024 * 1024)
+    run("sfdisk", "--quiet", str(disk), input=b"label: dos\nstart=2048, type=83, bootable\n")
+    run("mkfs.ext4", "-q", "-F", "-U", ROOT_UUID, "-L", "root", "-d", str(rootfs), str(part),
+        "%dM" % (DISK_SIZE_MB - 1))
+    run("dd", "if=%s" % part, "of=%s" % disk, "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none")
+    part.unlink()
+    shutil.rmtree(rootfs)
+
+    print("vm: first boot to install GRUB from inside the guest", flush=True)
+    vm = VM(disk, work, kernel=work / "vmlinuz", initrd=work / "initrd.img",
+            append="root=UUID=%s rw console=ttyS0,115200n8" % ROOT_UUID)
+    vm.start()
     try:
-        rootfs = work / "rootfs"
-        print("vm: debootstrap %s (a few minutes)" % SUITE, flush=True)
-        run("debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, str(rootfs), MIRROR,
-            stdout=subprocess.DEVNULL)
-        for rel, text in FILES.items():
-            path = rootfs / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        ssh_dir = rootfs / "root" / ".ssh"
-        ssh_dir.mkdir(mode=0o700, exist_ok=True)
-        shutil.copy(ssh_key().with_suffix(".pub"), ssh_dir / "authorized_keys")
-        wants = rootfs / "etc/systemd/system/multi-user.target.wants"
-        wants.mkdir(parents=True, exist_ok=True)
-        link = wants / "systemd-networkd.service"
-        if not link.exists():
-            link.symlink_to("/usr/lib/systemd/system/systemd-networkd.service")
-        (rootfs / "etc/machine-id").write_text("")
-        for leftover in rootfs.glob("var/cache/apt/archives/*.deb"):
-            leftover.unlink()
-        kernel = sorted(rootfs.glob("boot/vmlinuz-*"))[-1]
-        initrd = sorted(rootfs.glob("boot/initrd.img-*"))[-1]
-        shutil.copy(kernel, work / "vmlinuz")
-        shutil.copy(initrd, work / "initrd.img")
-
-        disk = work / "disk.raw"
-        part = work / "root.ext4"
-        with open(disk, "wb") as handle:
-            handle.truncate(DISK_SIZE_MB * 1024 * 1024)
-        run("sfdisk", "--quiet", str(disk), input=b"label: dos\nstart=2048, type=83, bootable\n")
-        run("mkfs.ext4", "-q", "-F", "-U", ROOT_UUID, "-L", "root", "-d", str(rootfs), str(part),
-            "%dM" % (DISK_SIZE_MB - 1))
-        run("dd", "if=%s" % part, "of=%s" % disk, "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none")
-        part.unlink()
-        shutil.rmtree(rootfs)
-
-        print("vm: first boot to install GRUB from inside the guest", flush=True)
-        vm = VM(disk, work, kernel=work / "vmlinuz", initrd=work / "initrd.img",
-                append="root=UUID=%s rw console=ttyS0,115200n8" % ROOT_UUID)
-        vm.start()
-        try:
-            vm.wait_ssh()
-            vm.ssh(FIRST_BOOT, timeout=900)
-        finally:
-            vm.stop()
-        run("qemu-img", "convert", "-O", "qcow2", str(disk), str(work / "base.qcow2"))
-        os.replace(work / "base.qcow2", target)
+        vm.wait_ssh()
+        vm.ssh(FIRST_BOOT, timeout=900)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        vm.stop()
+    run("qemu-img", "convert", "-O", "qcow2", str(disk), str(work / "base.qcow2"))
+    os.replace(work / "base.qcow2", target)
     return target
 
 

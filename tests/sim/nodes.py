@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import fcntl
 import ipaddress
 import json
 import shlex
@@ -29,7 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.sim import fakeroot, images  # noqa: E402
-from tests.sim.podman import CACHE, podman  # noqa: E402
+from tests.sim.podman import CACHE, MACHINE_CACHE, podman  # noqa: E402
 
 LABEL = "io.vfio-proxmox.sim"
 FAKE = "/fake"
@@ -84,10 +85,16 @@ esac
 
 
 def ssh_key() -> Path:
-    key = CACHE / "ssh" / "id_ed25519"
-    if not key.exists():
-        key.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vfio-sim", "-f", str(key)], check=True)
+    """The test key, machine-wide: the real-boot image has its public half baked in (tests/e2e/vm.py)."""
+    key = MACHINE_CACHE / "ssh" / "id_ed25519"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    with (key.parent / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs starting at once make one key pair, not half of two
+        if not key.exists() or not key.with_suffix(".pub").exists():
+            key.unlink(missing_ok=True)
+            key.with_suffix(".pub").unlink(missing_ok=True)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vfio-sim", "-f", str(key)],
+                           check=True)
     return key
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("VFIO_SIM_CACHE", ROOT / ".cache"))
+# What outlives a clone, as podman keeps the node images machine-wide: the test SSH key and the real-boot
+# suite's disk image and QEMU root, each keyed by what it is made from, so a fresh clone (CI) reuses them.
+MACHINE_CACHE = Path(os.environ.get("VFIO_MACHINE_CACHE") or Path.home() / ".cache" / "vfio-proxmox")
 
 CONTAINERS_CONF = """\
 [containers]
