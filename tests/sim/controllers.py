@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -54,11 +55,17 @@ def checkout_files() -> list[str]:
     return [f for f in out.split("\0") if f and (ROOT / f).exists()]
 
 
-def run_controller(suite: str, files: list[str]) -> tuple[str, int, float, Path]:
+def container(suite: str) -> str:
+    return "vfio-controller-%s" % suite
+
+
+def run_controller(suite: str, files: list[str], cpu_shares: int | None) -> tuple[str, int, float, Path]:
     image = images.build(suite, "vfio-controller")
     log = CACHE / ("controller-%s.log" % suite)
     started = time.monotonic()
-    command = ["podman", "run", "--rm", "-i", "--name", "vfio-controller-%s" % suite]
+    command = ["podman", "run", "--rm", "-i", "--name", container(suite)]
+    if cpu_shares:
+        command += ["--cpu-shares", str(cpu_shares)]
     if HOST_CA.exists():
         command += ["-v", "%s:/etc/vfio-host-ca.crt:ro" % HOST_CA, "-e", "PIP_CERT=/etc/vfio-host-ca.crt"]
     command += [image, "bash", "-c", SCRIPT]
@@ -76,13 +83,25 @@ def run_controller(suite: str, files: list[str]) -> tuple[str, int, float, Path]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("suites", nargs="*", default=sorted(images.SUITES))
+    parser.add_argument("--background", action="store_true",
+                        help="the containers get the CPU only when nothing else wants it (cpu.shares 2, the "
+                             "lowest): the full suite runs them beside Molecule and the real-boot guest")
     args = parser.parse_args()
+
+    def stop(signum, _frame):
+        # Ended by the suite (a later step failed): the containers this run started go with it.
+        for suite in args.suites:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", container(suite)], env=env(), check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
     files = checkout_files()
     for suite in args.suites:  # debootstrap one at a time, before the runs go side by side
         images.build(suite, "vfio-controller")
     failed = 0
+    shares = 2 if args.background else None
     with ThreadPoolExecutor(len(args.suites)) as pool:
-        for suite, code, seconds, log in pool.map(lambda s: run_controller(s, files), args.suites):
+        for suite, code, seconds, log in pool.map(lambda s: run_controller(s, files, shares), args.suites):
             lines = log.read_text().splitlines()
             summary = next((line for line in reversed(lines) if PYTEST_SUMMARY.search(line)), "no pytest summary")
             summary += "; " + next((line for line in lines if line.startswith("debian ansible-core:")), "no Debian run")
