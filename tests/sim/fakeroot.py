@@ -15,6 +15,8 @@ Layout written below OUT:
 
 from __future__ import annotations
 
+import copy
+import functools
 import ipaddress
 import json
 import os
@@ -35,12 +37,18 @@ GRUB_CMDLINE_LINUX=""
 """
 
 
+@functools.cache
+def parsed(name: str) -> dict:
+    """A profile file parsed once per process (the unit tests load profiles thousands of times)."""
+    return yaml.load((PROFILES / ("%s.yml" % name)).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def profile_names() -> list[str]:
     return sorted(p.stem for p in PROFILES.glob("*.yml"))
 
 
 def load(name: str) -> dict:
-    data = yaml.safe_load((PROFILES / ("%s.yml" % name)).read_text())
+    data = copy.deepcopy(parsed(name))  # each caller may change its copy
     data["name"] = name
     for dev in data["devices"]:
         vendor, device = dev["id"].split(":")
