@@ -85,8 +85,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("suites", nargs="*", default=sorted(images.SUITES))
     parser.add_argument("--background", action="store_true",
-                        help="the containers get the CPU only when nothing else wants it (cpu.shares 2, the "
-                             "lowest): the full suite runs them beside Molecule and the real-boot guest")
+                        help="the containers get an eighth of a CPU's share (cpu.shares 128) against the other "
+                             "containers (the Molecule nodes): the full suite runs them beside Molecule and the "
+                             "real-boot guest. Not the lowest: starved for seconds, the unit tests' timed waits "
+                             "would time out")
     args = parser.parse_args()
 
     def stop(signum, _frame):
@@ -100,7 +102,7 @@ def main() -> int:
     for suite in args.suites:  # debootstrap one at a time, before the runs go side by side
         images.build(suite, "vfio-controller")
     failed = 0
-    shares = 2 if args.background else None
+    shares = 128 if args.background else None
     with ThreadPoolExecutor(len(args.suites)) as pool:
         for suite, code, seconds, log in pool.map(lambda s: run_controller(s, files, shares), args.suites):
             lines = log.read_text().splitlines()
