@@ -67,8 +67,9 @@ class Guest:
                    ANSIBLE_CALLBACK_RESULT_FORMAT="yaml")
         start = time.monotonic()
         # Own session, so a stuck run is ended with every process it started, and only those.
-        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, start_new_session=True)
+        # stdin from /dev/null: ansible-core refuses a non-blocking stdin, as a pytest-xdist worker's is.
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
         stdout, stderr = self._wait(process, start)
         seconds = time.monotonic() - start
         log.write_text("# %s\n# rc=%d, %.0f s\n%s\n%s" % (
@@ -97,7 +98,8 @@ class Guest:
                 "-a", json.dumps(args)]
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
                    ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-        done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+        done = subprocess.run(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=600, check=False)
         log.write_text("# %s\n# rc=%d\n%s\n%s" % (" ".join(argv), done.returncode, done.stdout, done.stderr))
         self.vm.check()
         result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["pve-e2e"]
