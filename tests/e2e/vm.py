@@ -283,16 +283,19 @@ def building(prefix: str):
     with (VM_CACHE / "build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for leftover in VM_CACHE.glob(prefix + "*"):
-            for mount in sorted(mounts_below(leftover), key=len, reverse=True):
-                run("umount", "--lazy", mount)
-            shutil.rmtree(leftover, ignore_errors=True)
+            remove_tree(leftover)
         work = Path(tempfile.mkdtemp(prefix=prefix, dir=VM_CACHE))
         try:
             yield work
         finally:
-            for mount in sorted(mounts_below(work), key=len, reverse=True):
-                run("umount", "--lazy", mount)
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)
+
+
+def remove_tree(tree: Path) -> None:
+    """Unmount what is mounted below `tree`, deepest first, then remove it."""
+    for mount in sorted(mounts_below(tree), key=len, reverse=True):
+        run("umount", "--lazy", mount)
+    shutil.rmtree(tree, ignore_errors=True)
 
 
 def mounts_below(path: Path) -> list[str]:
