@@ -56,16 +56,18 @@ def test_the_unit_runs_the_script_once_before_the_network():
     assert "WantedBy=multi-user.target" in unit
 
 
-def run_script(tmp_path: Path, node, conf: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+def run_script(tmp_path: Path, node, conf: str, sysfs_root: str | None = None) -> tuple[subprocess.CompletedProcess,
+                                                                                      list[str]]:
     script = tmp_path / "vfio-proxmox-sriov"
     script.write_text(render("vfio-proxmox-sriov.sh.j2"))
     (tmp_path / "sriov.conf").write_text(conf)
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for tool in ("ip", "modprobe"):  # stand-ins: this machine's network and modules are not touched
+    for tool in ("ip", "modprobe", "udevadm"):  # stand-ins: this machine's network, modules, udev are not touched
         (bindir / tool).write_text("#!/bin/sh\necho %s \"$@\" >> %s/calls.log\n" % (tool, tmp_path))
         (bindir / tool).chmod(0o755)
-    env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ["PATH"]), VFIO_PROXMOX_SYSFS=node.roots["sysfs_root"],
+    env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ["PATH"]),
+               VFIO_PROXMOX_SYSFS=sysfs_root or node.roots["sysfs_root"],
                VFIO_PROXMOX_SRIOV_CONF=str(tmp_path / "sriov.conf"), VFIO_PROXMOX_SRIOV_WAIT="2")
     done = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=False)
     calls = (tmp_path / "calls.log").read_text().splitlines() if (tmp_path / "calls.log").exists() else []
@@ -112,6 +114,21 @@ def test_another_card_in_the_slot_or_no_pf_is_logged_and_left_alone(tmp_path, fa
         "vfio-proxmox-sriov: 0000:04:00.0 is 8086:1572, expected 8086:10c9: not touched",
         "vfio-proxmox-sriov: 0000:09:00.0: no PF with a driver there, skipped"]
     assert sysfs(node, PF, "sriov_numvfs").read_text() == "2\n" and calls == []
+
+
+def test_at_boot_a_pf_without_its_driver_yet_waits_for_udev_to_settle_first(tmp_path, fake_node):
+    """A CI guest's unit ran before udev had loaded igb (its 30 s poll ran out): on the real sysfs, a PF with no
+    driver yet waits for udev's queue, then the bounded poll. Only reads /sys: the address is one no machine has."""
+    done, calls = run_script(tmp_path, fake_node("sriov-x710"), "pf 0000:ff:1f.7 8086:10c9 2 none\n", sysfs_root="/sys")
+    assert calls == ["udevadm settle --timeout=180"]
+    assert done.stdout == "vfio-proxmox-sriov: 0000:ff:1f.7: no PF with a driver there, skipped\n"
+    assert done.returncode == 1
+
+
+def test_a_pf_that_has_its_driver_or_a_fake_tree_does_not_wait_for_udev(tmp_path, fake_node):
+    node = fake_node("sriov-x710")
+    done, calls = run_script(tmp_path, node, "pf 0000:04:00.0 8086:1572 2 none\npf 0000:09:00.0 8086:10c9 2 none\n")
+    assert not [call for call in calls if call.startswith("udevadm")]
 
 
 def test_a_second_run_leaves_vfs_already_on_vfio_pci_alone(tmp_path, fake_node):
