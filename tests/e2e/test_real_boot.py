@@ -14,61 +14,35 @@ each reboot proves several things at once:
   5b a port dropped from the selection goes back to e1000e live, no reboot
   6a rollback is refused while a process (a stand-in for QEMU) holds a port's group open
   6  rollback and its reboot give the ports back; 7 a second rollback changes nothing
-  8  the guide done by hand (bench/baseline/guide.yml, blacklisting e1000e), not booted yet;
-     8b adopted before that boot: the ports bind live, the role reboots once for the
-     command line, ports on vfio-pci, the management NIC up; 8c the rollback gives the
-     guide's files back byte for byte, the ports stay on vfio-pci and the guide's own
-     configuration boots and binds both ports
+
+The guide done by hand, its adoption and rollback boot a guest of their own (test_guide_boot.py),
+so the two run side by side.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-PORT_A, PORT_B, MGMT = "0000:00:04.0", "0000:00:05.0", "0000:00:03.0"
-PAIR_0, PAIR_1 = "0000:00:06.0", "0000:00:06.1"
-IFACE_A, IFACE_B, IFACE_MGMT = "enp0s4", "enp0s5", "enp0s3"
-PORT_ID = "8086:10d3"
-OWNED = ["/etc/modprobe.d/vfio-proxmox.conf", "/etc/modules-load.d/vfio-proxmox.conf",
-         "/etc/default/grub.d/vfio-proxmox.cfg", "/etc/initramfs-tools/scripts/init-top/vfio-proxmox",
-         "/etc/vfio-proxmox"]
-BOTH_BY_ID = {"passthrough_devices": [{"id": PORT_ID}], "passthrough_bind_method": "ids"}
-READY_TASK = "TASK [vfio.proxmox.passthrough : Open each device through VFIO as a VM would]"
-
-
-def lspci_blocks(text: str) -> dict[str, dict]:
-    blocks = {}
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(":\t", 1) for line in block.splitlines() if ":\t" in line)
-        blocks[fields["Slot"]] = fields
-    return blocks
-
-
-def task_result(output: str, task: str) -> str | None:
-    """The first result line ("ok: [pve-e2e]", "skipping: ...") after a task's header, or None."""
-    lines = output.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith(task):
-            results = ("ok", "changed", "skipping", "fatal", "failed")
-            return next((n for n in lines[i + 1:] if n.split(":", 1)[0] in results), None)
-    return None
-
-
-def reboots(output: str) -> int:
-    """How many times the role's reboot task ran (changed) in a playbook's output."""
-    lines = output.splitlines()
-    return sum(1 for i, line in enumerate(lines) if line.startswith("TASK [vfio.proxmox.passthrough : Reboot the node]")
-               and i + 1 < len(lines) and lines[i + 1].startswith("changed:"))
-
-
-def recap_changed(output: str) -> int:
-    recap = output.split("PLAY RECAP", 1)[1]
-    return int(recap.split("changed=", 1)[1].split()[0])
+from tests.e2e.role_runs import (
+    BOTH_BY_ID,
+    IFACE_A,
+    IFACE_B,
+    IFACE_MGMT,
+    MGMT,
+    OWNED,
+    PAIR_0,
+    PAIR_1,
+    PORT_A,
+    PORT_B,
+    PORT_ID,
+    READY_TASK,
+    lspci_blocks,
+    reboots,
+    recap_changed,
+    task_result,
+)
 
 
 @pytest.fixture(scope="module")
@@ -221,52 +195,3 @@ def test_7_rollback_again_changes_nothing(node):
     out = node.playbook("vfio.proxmox.rollback", {"passthrough_devices": [{"address": PORT_A}, {"address": PORT_B}],
                                                   "passthrough_reboot": "if_needed"})
     assert (recap_changed(out), reboots(out)) == (0, 0)
-
-
-GUIDE_FILES = "/etc/default/grub /etc/modules /etc/modprobe.d/vfio.conf /etc/modprobe.d/blacklist.conf"
-GUIDE = {"guide_ids": PORT_ID, "guide_driver": "e1000e"}
-
-
-@pytest.fixture(scope="module")
-def guide(node):
-    """The guide's files as the guide left them (filled by test 8)."""
-    return {}
-
-
-def test_8_the_guide_done_by_hand(node, guide):
-    # Not booted here (a reboot costs minutes): 8c boots the guide's configuration and checks it binds.
-    node.playbook(str(REPO / "bench" / "baseline" / "guide.yml"), GUIDE)
-    guide["sha256"] = node.sh("sha256sum %s" % GUIDE_FILES)
-    assert "options vfio-pci ids=%s" % PORT_ID in node.sh("cat /etc/modprobe.d/vfio.conf")
-    assert "iommu=pt" not in node.sh("cat /proc/cmdline").split()
-
-
-def test_8b_adopted_before_its_boot_then_booted_on_the_roles_configuration(node):
-    out = node.playbook("vfio.proxmox.passthrough", {"passthrough_adopt": True, "passthrough_reboot": "if_needed"})
-    # The guide's command line is not in force yet: the role reboots once for it.
-    assert reboots(out) == 1
-    assert "adopting /etc/modprobe.d/vfio.conf:1 'options vfio-pci ids=8086:10d3'" in out
-    assert node.sh("grep -c '^#vfio.proxmox adopted# ' /etc/modprobe.d/vfio.conf").strip() == "1"
-    assert (node.driver(PORT_A), node.driver(PORT_B)) == ("vfio-pci", "vfio-pci")
-    assert node.driver(MGMT) == "virtio-pci"
-    assert "UP" in json.loads(node.sh("ip -j link show %s" % IFACE_MGMT))[0]["flags"]
-    assert {"intel_iommu=on", "iommu=pt"} <= set(node.sh("cat /proc/cmdline").split())
-    # The hand-made blacklist is gone from the running kernel's configuration, the role's ids are there.
-    config = node.sh("modprobe -c").splitlines()
-    assert "blacklist e1000e" not in config and "options vfio_pci ids=8086:10d3" in config
-    out = node.playbook("vfio.proxmox.verify", {"passthrough_devices": [{"id": PORT_ID}]})
-    assert task_result(out, READY_TASK).startswith("ok:")
-    out = node.playbook("vfio.proxmox.passthrough", {"passthrough_adopt": True, "passthrough_reboot": "if_needed"})
-    assert (recap_changed(out), reboots(out)) == (0, 0)
-
-
-def test_8c_rollback_gives_the_guide_back_byte_for_byte_and_it_boots_as_before(node, guide):
-    out = node.playbook("vfio.proxmox.rollback", {"passthrough_devices": [], "passthrough_reboot": "if_needed"})
-    # The guide's configuration binds the ports again: they stay, and its command line needs no reboot.
-    assert reboots(out) == 0
-    assert (node.driver(PORT_A), node.driver(PORT_B)) == ("vfio-pci", "vfio-pci")
-    assert node.sh("sha256sum %s" % GUIDE_FILES) == guide["sha256"]
-    assert node.sh("ls -d %s 2>/dev/null || true" % " ".join(OWNED)).strip() == ""
-    node.reboot()
-    assert (node.driver(PORT_A), node.driver(PORT_B)) == ("vfio-pci", "vfio-pci")
-    assert "blacklist e1000e" in node.sh("modprobe -c").splitlines()

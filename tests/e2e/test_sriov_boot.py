@@ -98,6 +98,15 @@ def test_5_zero_removes_every_vf(node, pf):
     assert node.sh("ls /sys/bus/pci/devices/%s | grep -c virtfn || true" % pf["address"]).strip() == "0"
 
 
+def unit_state(node) -> str:
+    """The boot unit's state, with its journal of this boot when it is not active (CI prints it)."""
+    state = node.sh("systemctl is-active vfio-proxmox-sriov.service || true").strip()
+    if state != "active":
+        state += "\n" + node.sh("journalctl -b --no-pager -o short-monotonic -u vfio-proxmox-sriov.service "
+                                 "-u systemd-udev-trigger.service | tail -40; true")
+    return state
+
+
 def vfinfo(node, interface: str) -> dict:
     return {v["vf"]: v for v in json.loads(node.sh("ip -j -d link show dev %s" % interface))[0]["vfinfo_list"]}
 
@@ -112,7 +121,7 @@ def test_6_the_playbook_makes_them_now_and_again_at_every_boot(node, pf):
     assert len(set(macs)) == 3 and all(m.startswith("02:") for m in macs)
     node.reboot()
     # Made again by vfio-proxmox-sriov.service, with the same derived MACs, the VLAN, on vfio-pci.
-    assert node.sh("systemctl is-active vfio-proxmox-sriov.service").strip() == "active"
+    assert unit_state(node) == "active"
     assert numvfs(node, pf) == 3
     after = vfinfo(node, interface)
     assert [after[i]["address"] for i in range(3)] == macs
@@ -130,7 +139,7 @@ def test_6b_a_restart_of_the_unit_leaves_a_vf_a_vm_holds_on_vfio_pci(node, pf):
     with node.holding_group(group) as pid:
         # Before issue 19 the script unbound it again (vfio-pci's remove then waits for the holder).
         node.sh("timeout 120 systemctl restart vfio-proxmox-sriov.service")
-        assert node.sh("systemctl is-active vfio-proxmox-sriov.service").strip() == "active"
+        assert unit_state(node) == "active"
         assert node.driver(vf0) == "vfio-pci"
         assert node.sh("kill -0 %s && echo alive" % pid).strip() == "alive"
     assert numvfs(node, pf) == 3
