@@ -40,8 +40,8 @@ DISK_SIZE_MB = 3072
 PACKAGES = [
     "linux-image-amd64", "systemd", "systemd-sysv", "udev", "openssh-server", "python3",
     "initramfs-tools", "grub-pc-bin", "grub2-common", "kmod", "iproute2", "pciutils", "e2fsprogs",
-    # initramfs-tools compresses with zstd, as on a Proxmox VE node; without it, gzip -9 took 49 of the 125 s
-    # an update-initramfs cost under TCG.
+    # initramfs-tools' default compressor, as on a Proxmox VE node (without it, gzip; an update-initramfs took
+    # ~160 s under TCG either way: its hooks, not the compressor, take the time).
     "zstd",
 ]
 # Guest PCI layout: virtio-net for management, two identical e1000e (8086:10d3) ports, and an

@@ -24,8 +24,6 @@ SUITES = {"bookworm": "pve8", "trixie": "pve9"}
 NODE_PACKAGES = [
     "python3", "openssh-server", "kmod", "iproute2", "pciutils", "pci.ids",
     "initramfs-tools", "linux-image-cloud-amd64", "ca-certificates",
-    # initramfs-tools compresses with zstd, as on a Proxmox VE node (without it: gzip -9, twice as slow).
-    "zstd",
     # GRUB's tools, so update-grub writes a real /boot/grub/grub.cfg (no grub-install: no disk here).
     "grub2-common", "grub-pc-bin",
 ]
