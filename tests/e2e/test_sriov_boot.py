@@ -102,8 +102,9 @@ def unit_state(node) -> str:
     """The boot unit's state, with its journal of this boot when it is not active (CI prints it)."""
     state = node.sh("systemctl is-active vfio-proxmox-sriov.service || true").strip()
     if state != "active":
-        state += "\n" + node.sh("journalctl -b --no-pager -o short-monotonic -u vfio-proxmox-sriov.service "
-                                 "-u systemd-udev-trigger.service | tail -40; true")
+        journal = ("journalctl -b --no-pager -o short-monotonic -u vfio-proxmox-sriov.service "
+                   "-u systemd-udev-trigger.service | tail -40; true")
+        state += "\n" + node.sh(journal)
     return state
 
 

@@ -56,8 +56,10 @@ def test_the_unit_runs_the_script_once_before_the_network():
     assert "WantedBy=multi-user.target" in unit
 
 
-def run_script(tmp_path: Path, node, conf: str, sysfs_root: str | None = None) -> tuple[subprocess.CompletedProcess,
-                                                                                      list[str]]:
+Ran = tuple[subprocess.CompletedProcess, list[str]]
+
+
+def run_script(tmp_path: Path, node, conf: str, sysfs_root: str | None = None) -> Ran:
     script = tmp_path / "vfio-proxmox-sriov"
     script.write_text(render("vfio-proxmox-sriov.sh.j2"))
     (tmp_path / "sriov.conf").write_text(conf)
