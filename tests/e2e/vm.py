@@ -259,6 +259,20 @@ class VM:
         return subprocess.run(self.ssh_argv() + [command], capture_output=True, text=True, check=check,
                               timeout=timeout)
 
+    def answers(self, wait: float = 30) -> bool:
+        """Whether sshd greets on the forwarded port within `wait` seconds, over one TCP connection.
+
+        QEMU's user networking accepts on the host side at once and holds the guest side until the guest
+        answers, also after the host side gave up: every `ssh` tried before the guest's network is up reaches
+        sshd later, and the guest then serves that backlog (about a second of its emulated CPU each) before the
+        attempt that counts. One connection waiting for the banner leaves no backlog."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as probe:
+                probe.settimeout(wait)
+                return probe.recv(4) == b"SSH-"
+        except OSError:  # refused (QEMU not listening yet), reset, or no banner within `wait`
+            return False
+
     def wait_ssh(self, timeout: float = 600) -> float:
         """Seconds until a command runs over SSH."""
         start = time.monotonic()
@@ -267,6 +281,9 @@ class VM:
             if self.process and self.process.poll() is not None and not self.restarting:
                 raise RuntimeError("QEMU exited (%s); %s ends with:\n%s" % (
                     self.process.returncode, self.console, tail(self.console)))
+            if not self.answers():
+                time.sleep(1)
+                continue
             try:
                 if self.ssh("true", check=False, timeout=20).returncode == 0:
                     return time.monotonic() - start
