@@ -41,15 +41,22 @@ class Guest:
         self.dir = (qemu_root / "work" / name) if qemu_root else ARTEFACTS / name
         shutil.rmtree(self.dir, ignore_errors=True)  # the logs of an earlier run would mix with this one's
         self.dir.mkdir(parents=True)
-        disk = qemu10.guest_disk(qemu_root, base, name) if qemu_root else vmlib.overlay(base, self.dir / "disk.qcow2")
-        self.vm = vmlib.VM(disk, self.dir, root=qemu_root, extra=extra)
+        # Each guest resumes the same saved, booted guest (vmlib.snapshot) on its own overlay: no first boot.
+        if qemu_root:
+            disk, state = qemu10.guest(qemu_root, base, name, extra or [])
+        else:
+            saved = vmlib.snapshot(base)
+            disk, state = vmlib.overlay(saved.disk, self.dir / "disk.qcow2"), saved.state
+        self.vm = vmlib.VM(disk, self.dir, root=qemu_root, extra=extra, incoming=state)
         self.inventory = self.dir / "inventory.yml"
         self.runs = 0
         self.boot_seconds: list[float] = []
 
     def boot(self) -> None:
+        """Resume the saved guest; its clock still says when it was saved, so it is set to this machine's."""
         self.vm.start()
         self.boot_seconds.append(self.vm.wait_ssh())
+        self.vm.ssh("date -s @%.3f >/dev/null" % time.time())
         self.inventory.write_text(yaml.safe_dump({"all": {"hosts": {"pve-e2e": {
             "ansible_host": "127.0.0.1", "ansible_port": self.vm.port, "ansible_user": "root",
             "ansible_ssh_private_key_file": str(ssh_key()),

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.e2e.vm import MIRROR, VM_CACHE, building, overlay  # noqa: E402
+from tests.e2e.vm import MIRROR, VM_CACHE, building, overlay, snapshot  # noqa: E402
 
 SUITE = "trixie"
 PACKAGES = ["qemu-system-x86", "qemu-utils"]
@@ -46,15 +46,17 @@ def build() -> Path:
     return root
 
 
-def guest_disk(root: Path, base: Path, name: str) -> Path:
-    """A qcow2 overlay on the base image, both inside the chroot (the base hard-linked, not copied)."""
+def guest(root: Path, base: Path, name: str, extra: list[str]) -> tuple[Path, Path]:
+    """A guest's disk - a qcow2 overlay on the saved running guest (vm.snapshot) - and that guest's state, all
+    inside the chroot (the base image hard-linked, not copied)."""
     inside = root / "work"
     linked = inside / "base.qcow2"
     if not linked.exists() or os.stat(linked).st_ino != os.stat(base).st_ino:
         if linked.exists():
             linked.unlink()
         os.link(base, linked)
-    return overlay(base, inside / name / "disk.qcow2", backing="/work/base.qcow2")
+    saved = snapshot(base, root=root, extra=extra, backing="/work/base.qcow2")
+    return overlay(saved.disk, inside / name / "disk.qcow2", backing="/work/" + saved.disk.name), saved.state
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ The disk image is built by this project (debootstrap, no downloads beyond the
 package mirror) with the full linux-image-amd64 kernel (it has e1000e),
 systemd, sshd, python3, initramfs-tools and GRUB as its real boot loader. GRUB is
 installed from inside the guest on its first boot, so grub-probe sees a real disk.
-The image is rebuilt only when its recipe changes; each test run boots a qcow2
-overlay on top of it, so a fresh node costs nothing.
+The image is rebuilt only when its recipe changes. A test's guest resumes a guest saved
+running after one boot of it (snapshot), on a qcow2 overlay of its own, so a fresh node costs
+seconds, not a boot.
 
   python tests/e2e/vm.py build    # prints the base image path
 """
@@ -16,6 +17,7 @@ import contextlib
 import fcntl
 import hashlib
 import inspect
+import json
 import os
 import re
 import shutil
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.sim.nodes import ssh_key  # noqa: E402
@@ -175,12 +178,15 @@ class VM:
     """One QEMU process: started, reached over SSH on a loopback port, stopped by its PID."""
 
     def __init__(self, disk: Path, workdir: Path, kernel: Path | None = None, initrd: Path | None = None,
-                 append: str | None = None, root: Path | None = None, extra: list[str] | None = None) -> None:
+                 append: str | None = None, root: Path | None = None, extra: list[str] | None = None,
+                 incoming: Path | None = None, qmp: bool = False) -> None:
         """root: run QEMU chrooted there (tests/e2e/qemu10.py; disk and workdir are below it);
-        extra: further QEMU arguments (devices)."""
+        extra: further QEMU arguments (devices); incoming: a saved running guest (see snapshot) the first
+        start resumes instead of booting; qmp: a QMP socket in workdir (to save the guest)."""
         self.disk, self.workdir = disk, workdir
         self.kernel, self.initrd, self.append = kernel, initrd, append
         self.root, self.extra = root, list(extra or [])
+        self.incoming, self.qmp = incoming, (workdir / "qmp.sock" if qmp else None)
         self.port = free_port()
         self.console = workdir / "console.log"
         self.process: subprocess.Popen | None = None
@@ -207,6 +213,8 @@ class VM:
             "-chardev", "file,id=serial0,path=%s,append=on" % self.seen(self.console), "-serial", "chardev:serial0",
             "-display", "none", "-monitor", "none",
         ]
+        if self.qmp:
+            argv += ["-qmp", "unix:%s,server=on,wait=off" % self.seen(self.qmp)]
         for index, slot in enumerate(PORT_SLOTS):
             # restrict=on: the passthrough ports reach nothing outside the guest.
             argv += ["-netdev", "user,id=port%d,restrict=on" % index,
@@ -217,12 +225,17 @@ class VM:
                          function, PAIR_SLOT, function, ",multifunction=on" if function == 0 else "")]
         if self.kernel:
             argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append]
+        if self.incoming:
+            argv += ["-incoming", "exec:cat %s" % self.seen(self.incoming)]
         return argv + self.extra
 
     def _launch(self) -> None:
         with open(self.workdir / "qemu.stderr", "a") as stderr:
             self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=stderr)
+        # Only the first start resumes the saved guest: its disk has moved on since, so a restart (after a
+        # panic in a later boot) boots from that disk.
+        self.incoming = None
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -397,6 +410,86 @@ def make(target: Path, work: Path) -> Path:
     run("qemu-img", "convert", "-O", "qcow2", str(disk), str(work / "base.qcow2"))
     os.replace(work / "base.qcow2", target)
     return target
+
+
+class Snapshot(NamedTuple):
+    """A guest saved running, right after a boot settled: its disk (a read-only qcow2 overlay on the base image)
+    and its RAM and device state (QEMU's migration stream). A test's guest is an overlay on `disk`, started
+    with `-incoming` from `state`: it answers SSH within seconds instead of booting for over a minute."""
+
+    disk: Path
+    state: Path
+
+
+def snapshot(base: Path, root: Path | None = None, extra: list[str] | None = None, backing: str | None = None
+             ) -> Snapshot:
+    """The saved guest for this base image, QEMU and device set; made once (one boot) and kept beside the base.
+
+    root, extra: as for VM; the files go below root's `work` when QEMU runs chrooted (it sees only that),
+    and `backing` is then the base's path as that QEMU sees it. Keyed by the base image's name (its recipe),
+    QEMU's version and the QEMU arguments without the per-run port and paths: a guest is only ever resumed by
+    the same machine it was saved from."""
+    place = root / "work" if root else VM_CACHE
+    probe = VM(Path("/DISK"), Path("/WORK"), extra=extra)
+    argv = " ".join(probe.argv()).replace(str(probe.port), "PORT")
+    version = subprocess.run((["chroot", str(root)] if root else []) + ["qemu-system-x86_64", "--version"],
+                             capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256("\n".join([base.name, version, argv]).encode()).hexdigest()[:12]
+    saved = Snapshot(place / ("booted-%s.qcow2" % key), place / ("booted-%s.state" % key))
+    if saved.state.exists():
+        return saved
+    with building("snapshot-"):
+        if saved.state.exists():  # saved by another run while this one waited for the lock
+            return saved
+        for leftover in place.glob("snapshot-*"):  # what a killed save left behind
+            shutil.rmtree(leftover, ignore_errors=True)
+        print("vm: booting once to save a running guest for the tests (%s)" % saved.state.name, flush=True)
+        work = Path(tempfile.mkdtemp(prefix="snapshot-", dir=place))
+        try:
+            disk = overlay(base, work / "disk.qcow2", backing=backing)
+            vm = VM(disk, work, root=root, extra=extra, qmp=True)
+            vm.start()
+            try:
+                vm.wait_ssh()
+                # Saved once the boot's work is done (udev's coldplug, the units): a resumed guest starts idle.
+                vm.ssh("systemctl is-system-running --wait >/dev/null; udevadm settle; sync", check=False,
+                       timeout=600)
+                qmp(vm, "migrate", uri="exec:cat > %s" % vm.seen(work / "state"))
+                deadline = time.monotonic() + 300
+                while (status := qmp(vm, "query-migrate").get("status")) not in ("completed", "failed"):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("saving the guest took over 300 s (%s)" % status)
+                    time.sleep(0.5)
+                if status != "completed":
+                    raise RuntimeError("saving the guest failed: %s" % qmp(vm, "query-migrate"))
+                with contextlib.suppress(OSError, ValueError):  # QEMU may close the socket before it answers
+                    qmp(vm, "quit")
+                vm.process.wait(timeout=60)
+            finally:
+                vm.watch.stop.set()
+                vm.kill()
+            os.replace(disk, saved.disk)  # the disk first: a state file is only there with its disk
+            os.replace(work / "state", saved.state)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return saved
+
+
+def qmp(vm: VM, command: str, **arguments) -> dict:
+    """One QMP command on the guest's socket; its return value."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(60)
+        sock.connect(str(vm.qmp))
+        stream = sock.makefile("rw")
+        stream.readline()  # the greeting
+        answer = {}
+        for message in ({"execute": "qmp_capabilities"}, {"execute": command, "arguments": arguments}):
+            stream.write(json.dumps(message) + "\n")
+            stream.flush()
+            while "return" not in (answer := json.loads(stream.readline())):  # events come in between
+                if "error" in answer:
+                    raise RuntimeError("QMP %s: %s" % (command, answer["error"]))
+        return answer["return"]
 
 
 def overlay(base: Path, path: Path, backing: str | None = None) -> Path:
