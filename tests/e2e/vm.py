@@ -320,15 +320,16 @@ class VM:
 
 
 @contextlib.contextmanager
-def building(prefix: str):
-    """One build at a time on this machine (the cache is machine-wide); what a killed build left behind -
-    debootstrap's mounts of /proc and /sys in its root, a half-made tree - is taken away first."""
+def building(prefix: str, place: Path = VM_CACHE):
+    """One build at a time on this machine (the cache is machine-wide), in a new directory below `place`;
+    what a killed build left behind there - debootstrap's mounts of /proc and /sys in its root, a half-made
+    tree - is taken away first."""
     VM_CACHE.mkdir(parents=True, exist_ok=True)
     with (VM_CACHE / "build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for leftover in VM_CACHE.glob(prefix + "*"):
+        for leftover in place.glob(prefix + "*"):
             remove_tree(leftover)
-        work = Path(tempfile.mkdtemp(prefix=prefix, dir=VM_CACHE))
+        work = Path(tempfile.mkdtemp(prefix=prefix, dir=place))
         try:
             yield work
         finally:
@@ -438,40 +439,33 @@ def snapshot(base: Path, root: Path | None = None, extra: list[str] | None = Non
     saved = Snapshot(place / ("booted-%s.qcow2" % key), place / ("booted-%s.state" % key))
     if saved.state.exists():
         return saved
-    with building("snapshot-"):
+    with building("snapshot-", place) as work:
         if saved.state.exists():  # saved by another run while this one waited for the lock
             return saved
-        for leftover in place.glob("snapshot-*"):  # what a killed save left behind
-            shutil.rmtree(leftover, ignore_errors=True)
         print("vm: booting once to save a running guest for the tests (%s)" % saved.state.name, flush=True)
-        work = Path(tempfile.mkdtemp(prefix="snapshot-", dir=place))
+        disk = overlay(base, work / "disk.qcow2", backing=backing)
+        vm = VM(disk, work, root=root, extra=extra, qmp=True)
+        vm.start()
         try:
-            disk = overlay(base, work / "disk.qcow2", backing=backing)
-            vm = VM(disk, work, root=root, extra=extra, qmp=True)
-            vm.start()
-            try:
-                vm.wait_ssh()
-                # Saved once the boot's work is done (udev's coldplug, the units): a resumed guest starts idle.
-                vm.ssh("systemctl is-system-running --wait >/dev/null; udevadm settle; sync", check=False,
-                       timeout=600)
-                qmp(vm, "migrate", uri="exec:cat > %s" % vm.seen(work / "state"))
-                deadline = time.monotonic() + 300
-                while (status := qmp(vm, "query-migrate").get("status")) not in ("completed", "failed"):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("saving the guest took over 300 s (%s)" % status)
-                    time.sleep(0.5)
-                if status != "completed":
-                    raise RuntimeError("saving the guest failed: %s" % qmp(vm, "query-migrate"))
-                with contextlib.suppress(OSError, ValueError):  # QEMU may close the socket before it answers
-                    qmp(vm, "quit")
-                vm.process.wait(timeout=60)
-            finally:
-                vm.watch.stop.set()
-                vm.kill()
-            os.replace(disk, saved.disk)  # the disk first: a state file is only there with its disk
-            os.replace(work / "state", saved.state)
+            vm.wait_ssh()
+            # Saved once the boot's work is done (udev's coldplug, the units): a resumed guest starts idle.
+            vm.ssh("systemctl is-system-running --wait >/dev/null; udevadm settle; sync", check=False, timeout=600)
+            qmp(vm, "migrate", uri="exec:cat > %s" % vm.seen(work / "state"))
+            deadline = time.monotonic() + 300
+            while (status := qmp(vm, "query-migrate").get("status")) not in ("completed", "failed"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("saving the guest took over 300 s (%s)" % status)
+                time.sleep(0.5)
+            if status != "completed":
+                raise RuntimeError("saving the guest failed: %s" % qmp(vm, "query-migrate"))
+            with contextlib.suppress(OSError, ValueError):  # QEMU may close the socket before it answers
+                qmp(vm, "quit")
+            vm.process.wait(timeout=60)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            vm.watch.stop.set()
+            vm.kill()
+        os.replace(disk, saved.disk)  # the disk first: a state file is only there with its disk
+        os.replace(work / "state", saved.state)
     return saved
 
 
