@@ -12,8 +12,15 @@ description:
     C(proxmox-boot-tool refresh) copies to the boot entries of systemd-boot nodes.
   - The file is edited token by token, never templated - every foreign token, the C(root=) token
     and their order are kept; lines after the first are kept unchanged.
-  - A wanted C(key=value) token replaces a token with the same key in place; other wanted tokens are
-    appended. The C(root) key is never edited.
+  - Tokens are split as the kernel splits its command line (C(lib/cmdline.c) C(next_arg)) - a quoted
+    value with blanks inside, such as C(dyndbg="file x.c +p"), is one token. Every byte the edit does not
+    need is kept - the blanks between tokens, the line end (CRLF, or no final newline) - so adding tokens
+    and then taking them out with O(remove_recorded) gives the file back byte for byte.
+  - A wanted C(key=value) token replaces every token with the same key in place (the originals are recorded
+    and put back each in its place); other wanted tokens are appended after the last token. The C(root) key
+    is never edited.
+  - A first line with a double quote that is never closed is refused before anything is written - a token
+    appended there would be part of the quoted value.
   - Writes atomically and only when something changes.
 author:
   - vfio.proxmox contributors (@vfio-proxmox)
@@ -120,13 +127,15 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import 
     prune_recorded,
     remove_recorded,
     replaced,
+    token_key,
+    unclosed_quote,
     validate,
 )
 
 
 def read_text(module: AnsibleModule, path: str, what: str) -> str:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", newline="") as handle:  # CRLF stays as it is
             return handle.read()
     except OSError as exc:
         module.fail_json(msg="kernel_cmdline: %s %s cannot be read: %s" % (what, path, exc.strerror or exc))
@@ -138,7 +147,7 @@ def write_atomic(module: AnsibleModule, path: str, text: str) -> None:
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
     tmp = os.path.join(directory, ".%s.vfio-proxmox.tmp" % os.path.basename(path))
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with open(tmp, "w", encoding="utf-8", newline="") as handle:
         handle.write(text)
     module.atomic_move(tmp, path)
 
@@ -183,13 +192,16 @@ def main() -> None:
         if record:
             # The originals of replaced tokens are remembered, so removal puts them back.
             text = record_text(added + [t for t in result["added"] if t not in added],
-                               restore + [t for t in replaced(result, absent) if t not in restore])
+                               restore + [t for t in replaced(result, absent)
+                                          if token_key(t) not in {token_key(r) for r in restore}])
             # Nothing left to remember after a prune: the record goes, as after remove_recorded.
             new_record = text if text is not None or forgot else old_record
         result.update(before=pruned["before"], removed=pruned["removed"] + result["removed"],
                       added=pruned["added"] + result["added"])
     changed = result["content"] != content
     record_changed = new_record != old_record
+    if changed and unclosed_quote(content):
+        module.fail_json(msg="kernel_cmdline: %s: %s" % (path, unclosed_quote(content)))
 
     if not module.check_mode:
         if changed:

@@ -16,6 +16,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host impor
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     cmdline_ids,
     install_loads,
+    kernel_arg_spans,
     kernel_args,
     normalize_module,
     param_key,
@@ -114,7 +115,8 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
     if os.path.isfile(cmdline):
         added = set(parse_record(reader.text(os.path.join(etc_root, CMDLINE_RECORD.lstrip("/")), warn=False) or "")[0])
         text = reader.text(cmdline) or ""
-        for token in [x for x in text.split() if x not in added]:
+        # Split as the kernel splits it (a quoted value with blanks is one token), as adoption edits it.
+        for token in [text[start:end] for start, end in kernel_arg_spans(text) if text[start:end] not in added]:
             add(KERNEL_CMDLINE, 1, token, token)
     return found
 

@@ -173,24 +173,36 @@ def kmod_options(command: str) -> str | None:
     return rest.lstrip(" \t").replace("\t", " ")
 
 
-def kernel_args(args: str) -> list[tuple[str, str | None]]:
-    """(name, value) of each parameter in a module options string, as Linux lib/cmdline.c next_arg() splits it."""
-    found = []
-    args = args.lstrip(_KERNEL_SPACE)
-    while args:
-        quoted = in_quote = args[0] == '"'
-        if quoted:
-            args = args[1:]
-        equals, i = None, 0
-        while i < len(args) and (args[i] not in _KERNEL_SPACE or in_quote):
-            if equals is None and args[i] == "=":
-                equals = i
+def kernel_arg_spans(args: str) -> list[tuple[int, int]]:
+    """(start, end) of each parameter's text in `args`, as the kernel splits it: kernel/params.c parse_args() skips
+    blanks, lib/cmdline.c next_arg() ends a parameter at a blank outside double quotes (every quote turns quoting
+    on or off, so `dyndbg="file x.c +p"` is one parameter)."""
+    found, i, end = [], 0, len(args)
+    while i < end:
+        while i < end and args[i] in _KERNEL_SPACE:
+            i += 1
+        if i == end:
+            break
+        start, in_quote = i, False
+        while i < end and (in_quote or args[i] not in _KERNEL_SPACE):
             if args[i] == '"':
                 in_quote = not in_quote
             i += 1
-        word, args = args[:i], args[i + 1:].lstrip(_KERNEL_SPACE)
-        end_quote = i > 0 and word[-1] == '"'
-        if equals is None:
+        found.append((start, i))
+    return found
+
+
+def kernel_args(args: str) -> list[tuple[str, str | None]]:
+    """(name, value) of each parameter in a module options string, as Linux lib/cmdline.c next_arg() splits it."""
+    found = []
+    for start, end in kernel_arg_spans(args):
+        word = args[start:end]
+        quoted = word.startswith('"')
+        if quoted:
+            word = word[1:]
+        equals = word.find("=")
+        end_quote = word.endswith('"')
+        if equals < 0:
             found.append((word[:-1] if quoted and end_quote else word, None))
             continue
         name, value = word[:equals], word[equals + 1:]

@@ -47,7 +47,9 @@ def parse_record(text: str) -> tuple[list[str], list[str]]:
         if line.startswith("#"):
             continue
         if line.startswith("restore "):
-            restore += [t for t in line.split()[1:] if t not in restore]
+            # One original per line, in line order: a token twice on the line is put back twice; a quoted one
+            # may hold blanks.
+            restore.append(line[len("restore "):].strip())
         else:
             added += [t for t in line.split() if t not in added]
     return added, restore

@@ -38,6 +38,10 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import 
     prune_recorded,
     switches_iommu_off,
     token_key,
+    unclosed_quote,
+)
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import (
+    tokens as cmdline_tokens,
 )
 
 # path, mode, template, what must be rebuilt when it changes
@@ -181,7 +185,7 @@ def given_back_tokens(adopted: dict, files: dict) -> set[str]:
     for path, known in (adopted.get("files") or {}).items():
         text = (files.get(known.get("copy")) or {}).get("content") or ""
         if path == KERNEL_CMDLINE:
-            tokens |= set(text.split("\n", 1)[0].split())
+            tokens |= set(cmdline_tokens(text))
         elif path == GRUB_DEFAULT or path.startswith("/etc/default/grub.d/"):
             tokens |= set(grub_tokens(text))
     return tokens
@@ -247,7 +251,7 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
                 switches_iommu_off(r) and token_key(r) == token_key(t) for r in restore if "=" in t)]
             # What the line holds once the stale tokens are out: a narrowed token (downstream,multifunction to
             # downstream) is satisfied by the old one only until the prune takes that out.
-            left = prune_recorded((own_text + "\n"), added, restore, stale)["content"].split("\n", 1)[0].split()
+            left = cmdline_tokens(prune_recorded((own_text + "\n"), added, restore, stale)["content"])
             cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, left)], "prune": stale,
                        "remove_recorded": False}
         else:
@@ -262,6 +266,10 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         # Tokens that hand-made files given back (passthrough_adopt) hold again need no reboot.
         back = given_back_tokens(plan.get("adopted") or {}, host.get("handmade_files") or {})
         reboot_why = [t for t in removed if t in running and t not in back]
+    if cmdline and (cmdline["present"] or cmdline["prune"] or cmdline["remove_recorded"]):
+        problem = unclosed_quote(_content(seen, KERNEL_CMDLINE) or "")
+        if problem:
+            errors.append("%s: %s" % (KERNEL_CMDLINE, problem))
     # Devices an earlier run bound that this plan no longer selects go back to their drivers.
     selected = {d["address"] for d in plan["targets"]} if present else set()
     # On removal, what the given-back hand-made configuration binds stays on vfio-pci.

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import edit, validate
+from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import (
+    edit,
+    remove_recorded,
+    replaced,
+    tokens,
+    validate,
+)
 
 ZFS = "root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet\n"
 
@@ -23,11 +29,20 @@ def test_second_run_changes_nothing():
     assert (again["added"], again["removed"]) == ([], [])
 
 
-def test_same_key_is_replaced_in_place():
+def test_same_key_is_replaced_in_place_everywhere_it_is():
+    # Each token with the key gets the wanted one in its place: the kernel takes the last, and the rollback puts
+    # every original back where it was (below).
     result = edit("root=/dev/sda1 iommu=soft quiet iommu=nopt\n", ["iommu=pt"], [])
-    assert result["content"] == "root=/dev/sda1 iommu=pt quiet\n"
+    assert result["content"] == "root=/dev/sda1 iommu=pt quiet iommu=pt\n"
     assert result["removed"] == ["iommu=soft", "iommu=nopt"]
     assert result["added"] == ["iommu=pt"]
+
+
+def test_the_originals_of_a_key_go_back_each_in_its_place():
+    original = "root=/dev/sda1 iommu=soft quiet\tiommu=nopt  \n"
+    result = edit(original, ["iommu=pt"], [])
+    assert result["content"] == "root=/dev/sda1 iommu=pt quiet\tiommu=pt  \n"
+    assert remove_recorded(result["content"], ["iommu=pt"], replaced(result, []))["content"] == original
 
 
 def test_absent_removes_exact_tokens_only():
@@ -41,9 +56,17 @@ def test_lines_after_the_first_are_kept():
     assert result["content"] == "root=/dev/sda1 iommu=pt\n# a note\n"
 
 
-def test_missing_trailing_newline_and_empty_file():
-    assert edit("root=/dev/sda1", ["iommu=pt"], [])["content"] == "root=/dev/sda1 iommu=pt\n"
-    assert edit("", ["iommu=pt"], [])["content"] == "iommu=pt\n"
+def test_the_line_end_spacing_and_quotes_are_kept():
+    # No final newline stays none (proxmox-boot-tool read the file so before); CRLF stays CRLF; blanks between
+    # and after the tokens stay; a quoted value with blanks is one token, as the kernel reads it.
+    assert edit("root=/dev/sda1", ["iommu=pt"], [])["content"] == "root=/dev/sda1 iommu=pt"
+    assert edit("", ["iommu=pt"], [])["content"] == "iommu=pt"
+    assert edit("root=/dev/sda1 quiet\r\n", ["iommu=pt"], [])["content"] == "root=/dev/sda1 quiet iommu=pt\r\n"
+    assert edit("root=/dev/sda1\t\tquiet  \n", ["iommu=pt"], ["quiet"])["content"] == "root=/dev/sda1 iommu=pt  \n"
+    quoted = 'root=/dev/sda1 dyndbg="file x.c +p" iommu=soft\n'
+    assert tokens(quoted) == ["root=/dev/sda1", 'dyndbg="file x.c +p"', "iommu=soft"]
+    assert edit(quoted, ["iommu=pt"], [])["content"] == 'root=/dev/sda1 dyndbg="file x.c +p" iommu=pt\n'
+    assert edit('root=/dev/sda1 "iommu=soft x"\n', ["iommu=pt"], [])["content"] == "root=/dev/sda1 iommu=pt\n"
 
 
 @pytest.mark.parametrize(("present", "absent", "message"), [

@@ -92,6 +92,19 @@ def test_rollback_on_systemd_boot_removes_recorded_tokens_and_restores_replaced_
     assert "refresh" in changes(plan, seen, [])["rebuild"]
 
 
+@pytest.mark.parametrize("wanted", [{"state": "absent", "devices": []},
+                                    {"devices": [{"address": "0000:06:00.0"}], "iommu_pt": True}])
+def test_a_command_line_with_a_quote_never_closed_is_refused_before_any_write(fake_node, wanted):
+    """A token appended after `dyndbg="file x.c` would be part of that value: refused, in check mode too."""
+    node = fake_node("amd-zfs-uefi")
+    seen = {STATE_RECORD: record(), CMDLINE_RECORD: owned("iommu=pt\n"),
+            "/etc/kernel/cmdline": text_file('root=ZFS=rpool/ROOT/pve-1 boot=zfs dyndbg="file x.c\n')}
+    plan = make_plan(facts(node), wanted, seen)
+    assert plan["errors"] == ["/etc/kernel/cmdline: its command line has a double quote that is never closed "
+                              "('\"file x.c') - the kernel reads everything after it as one value; close or remove it "
+                              "by hand"]
+
+
 def test_a_rollback_with_no_record_changes_nothing(fake_node):
     plan = make_plan(facts(fake_node("guide-intel")), {"state": "absent", "devices": []}, {})
     change = changes(plan, {}, [])

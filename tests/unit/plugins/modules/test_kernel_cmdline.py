@@ -142,3 +142,31 @@ def test_prune_of_a_token_already_gone_from_the_line_still_forgets_it(capsys, cm
     cmdline.write_text(LINE)  # an administrator took it out by hand
     code, out = run(capsys, path=str(cmdline), record=str(record), prune=["iommu=pt"])
     assert (code, out["changed"]) == (0, True) and not record.exists() and cmdline.read_text() == LINE
+
+
+@pytest.mark.parametrize("original", [
+    "root=ZFS=rpool/ROOT/pve-1 boot=zfs\r\n",  # CRLF
+    "root=ZFS=rpool/ROOT/pve-1\tboot=zfs  quiet",  # tabs, two blanks, no final newline
+    'root=ZFS=rpool/ROOT/pve-1 dyndbg="file x.c  +p" iommu=soft quiet iommu=nopt \n',  # quoted value, the key twice
+])
+def test_the_file_comes_back_byte_for_byte(capsys, cmdline, tmp_path, original):
+    cmdline.write_bytes(original.encode())
+    record = tmp_path / "state" / "cmdline-added"
+    code, out = run(capsys, path=str(cmdline), present=["intel_iommu=on", "iommu=pt"], record=str(record))
+    assert (code, out["changed"]) == (0, True)
+    written = cmdline.read_bytes().decode()
+    assert written.endswith(original[len(original.rstrip("\r\n \t")):])  # the line's own end is kept
+    code, out = run(capsys, path=str(cmdline), record=str(record), remove_recorded=True)
+    assert (code, out["changed"]) == (0, True)
+    assert cmdline.read_bytes() == original.encode()
+    assert not record.exists()
+
+
+def test_a_quote_never_closed_is_refused_before_writing(capsys, cmdline):
+    cmdline.write_text('root=ZFS=rpool/ROOT/pve-1 dyndbg="file x.c\n')
+    code, out = run(capsys, path=str(cmdline), present=["iommu=pt"])
+    assert code == 1
+    assert out["msg"] == ("kernel_cmdline: %s: its command line has a double quote that is never closed "
+                          "('\"file x.c') - the kernel reads everything after it as one value; close or remove it "
+                          "by hand" % cmdline)
+    assert cmdline.read_text() == 'root=ZFS=rpool/ROOT/pve-1 dyndbg="file x.c\n'
