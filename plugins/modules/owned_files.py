@@ -48,6 +48,9 @@ options:
     description:
       - Files to keep aside before they are overwritten, as C(<path>.vfio-proxmox-backup) with their mode,
         owner and times. An existing copy is never overwritten.
+      - Below C(/etc/initramfs-tools/scripts/) the name ends in C(~) (C(<path>.vfio-proxmox-backup~)) -
+        initramfs-tools runs every executable script there whose name has only letters, digits, C(.), C(_)
+        and C(-), so a kept-aside script would still run at boot.
     type: list
     elements: path
     default: []

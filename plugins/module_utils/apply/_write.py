@@ -16,6 +16,8 @@ import shutil
 import stat
 import tempfile
 
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import backup_path
+
 
 class WriteError(Exception):
     """A path that cannot be handled; the message names it."""
@@ -97,7 +99,7 @@ def apply(directories: list[str], files: list[dict], backup: list[str], remove: 
                 if not check:
                     _keep(entry["path"], entry["copy"])
         for path in backup:
-            kept = path + ".vfio-proxmox-backup"
+            kept = backup_path(path)
             if _regular(path) and not os.path.lexists(kept):
                 done["backed_up"].append(path)
                 if not check:

@@ -31,6 +31,24 @@ MODULES_LOAD = "/etc/modules-load.d/vfio-proxmox.conf"
 # Every owned file carries this in its header; a file at an owned path without it is someone else's.
 OWN_MARK = "vfio.proxmox:"
 BACKUP_SUFFIX = ".vfio-proxmox-backup"
+
+
+def backup_path(path: str) -> str:
+    """Where a file found at an owned path (without the role's mark) is kept aside, to be put back on removal.
+
+    Beside it, under a name the tool that reads the directory skips: kmod, systemd-modules-load and grub-mkconfig
+    read only `*.conf` and `*.cfg` there, but initramfs-tools runs every executable in scripts/init-top whose name
+    has only letters, digits, `.`, `_` and `-` (hook-functions set_initlist, 0.142 and 0.148) - a kept-aside script
+    would still run at every boot. The `~` there makes initramfs-tools skip it."""
+    return path + BACKUP_SUFFIX + ("~" if "/etc/initramfs-tools/scripts/" in path else "")
+
+
+def backup_problem(path: str, backup: str) -> str | None:
+    """Why a record's backup entry is not one the role makes, or None. An earlier release kept an init-top script
+    aside without the `~`: still put back from there."""
+    if backup in (backup_path(path), path + BACKUP_SUFFIX):
+        return None
+    return "expected %s" % backup_path(path)
 # Hand-made files taken over by passthrough_adopt: exact copies below ADOPT_DIR, listed in the manifest.
 ADOPT_DIR = STATE_DIR + "/adopted"
 ADOPT_MANIFEST = STATE_DIR + "/adopted.json"

@@ -30,6 +30,8 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files 
     PENDING,
     STATE_DIR,
     STATE_RECORD,
+    backup_path,
+    backup_problem,
     grub_tokens,
     is_nonblank_text,
     parse_record,
@@ -68,7 +70,8 @@ def watched_paths() -> dict[str, list[str]]:
     """What file_state must look at (paths) and read (read) before the planner can decide."""
     owned = [f[0] for f in OWNED_FILES]
     dirs = sorted({_dirname(p) for p in owned})
-    backups = [p + BACKUP_SUFFIX for p in owned]
+    # Also where an earlier release kept a script aside (see backup_problem): it is put back from there.
+    backups = [backup_path(p) for p in owned] + [p + BACKUP_SUFFIX for p in owned]
     read = owned + [CMDLINE_RECORD, PENDING, INITRAMFS_MODULES, KERNEL_CMDLINE, GRUB_DEFAULT, ADOPT_MANIFEST]
     return {"paths": sorted(set(dirs + backups + read)), "read": read}
 
@@ -161,8 +164,8 @@ def _record_problems(record: dict):
             yield "created_dirs[%d] is %r, expected one of the directories the role creates (%s)" % (
                 index, directory, ", ".join(creatable))
     for path, backup in (_section(record, "backups", dict) or {}).items():
-        if path not in owned or backup != path + BACKUP_SUFFIX:
-            yield "backups[%r] is %r, expected an owned file (%s) mapped to its path + %s" % (
+        if path not in owned or not isinstance(backup, str) or backup_problem(path, backup):
+            yield "backups[%r] is %r, expected an owned file (%s) mapped to its path + %s (+ ~ in init-top)" % (
                 path, backup, ", ".join(owned), BACKUP_SUFFIX)
 
 
@@ -223,7 +226,7 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
             or path in (MODULES_LOAD, MODPROBE, STATE_RECORD))
         text = _content(seen, path)
         if wanted and _exists(seen, path) and path not in backups and (text is None or OWN_MARK not in text):
-            backups[path] = path + BACKUP_SUFFIX  # someone else's file: kept aside, put back on removal
+            backups[path] = backup_path(path)  # someone else's file: kept aside, put back on removal
         files.append({"path": path, "mode": mode, "template": template if wanted else None, "rebuild": rebuild,
                       "backup": backups.get(path) if wanted and path in backups and path not in
                       (record.get("backups") or {}) else None})

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import (
     CMDLINE_RECORD,
     GRUB_DROPIN,
+    INIT_TOP,
     MODPROBE,
+    MODULES_LOAD,
     PENDING,
     STATE_RECORD,
+    backup_path,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
@@ -151,6 +155,27 @@ def test_a_foreign_file_at_an_owned_path_is_kept_aside_and_put_back(fake_node):
     plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
     change = changes(plan, seen, [])
     assert change["restore"] == [{"path": MODPROBE, "backup": MODPROBE + ".vfio-proxmox-backup"}]
+
+
+def test_every_kept_aside_file_has_a_name_the_tool_reading_its_directory_skips(fake_node):
+    """kmod and systemd-modules-load read only *.conf, grub-mkconfig only *.cfg; initramfs-tools runs every
+    executable in scripts/init-top whose name has only [[:alnum:]._-] (hook-functions set_initlist, initramfs-tools
+    0.142 and 0.148): a script kept aside under such a name would still run at boot."""
+    skipped = {MODPROBE: lambda n: not n.endswith(".conf"), MODULES_LOAD: lambda n: not n.endswith(".conf"),
+               GRUB_DROPIN: lambda n: not n.endswith(".cfg"),
+               INIT_TOP: lambda n: re.search(r"[^A-Za-z0-9._-]", n.rsplit("/", 1)[1]) is not None}
+    for path, skips in skipped.items():
+        assert skips(backup_path(path)), backup_path(path)
+    # The planner keeps a foreign init-top script aside under that name (one of two identical ports: address
+    # binding), and puts it back from there - or from where an earlier release kept it.
+    node = fake_node("dual-port-igb")
+    foreign = text_file("#!/bin/sh\necho the administrator's own\n", mode="0755")
+    plan = make_plan(facts(node), {"devices": [{"address": "0000:01:00.1"}]}, {INIT_TOP: foreign})
+    assert plan["errors"] == [] and plan["state_record"]["backups"] == {INIT_TOP: INIT_TOP + ".vfio-proxmox-backup~"}
+    for kept in (INIT_TOP + ".vfio-proxmox-backup~", INIT_TOP + ".vfio-proxmox-backup"):
+        seen = {INIT_TOP: owned("x"), kept: foreign, STATE_RECORD: record(backups={INIT_TOP: kept})}
+        plan = make_plan(facts(node), {"state": "absent", "devices": []}, seen)
+        assert plan["errors"] == [] and changes(plan, seen, [])["restore"] == [{"path": INIT_TOP, "backup": kept}]
 
 
 def test_directories_the_role_created_are_removed_on_rollback(fake_node):

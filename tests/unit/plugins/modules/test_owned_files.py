@@ -152,3 +152,21 @@ def test_a_symbolic_link_is_removed_not_followed(capsys, tree):
     code, out = run(capsys, remove=[str(link)])
     assert (code, out["removed"]) == (0, [str(link)])
     assert not os.path.lexists(link) and target.read_text() == "stale\n"
+
+
+def test_a_script_in_init_top_is_kept_aside_under_a_name_initramfs_tools_does_not_run(capsys, tmp_path):
+    """initramfs-tools runs every executable in scripts/init-top named only [[:alnum:]._-] (hook-functions
+    set_initlist): the kept-aside script, executable as it was, ends in `~`, and comes back byte for byte."""
+    script = tmp_path / "etc" / "initramfs-tools" / "scripts" / "init-top" / "vfio-proxmox"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\necho the administrator's own\n")
+    script.chmod(0o755)
+    code, out = run(capsys, backup=[str(script)], files=[{"path": str(script), "content": "# vfio.proxmox: x\n",
+                                                          "mode": "0755"}])
+    assert (code, out["backed_up"]) == (0, [str(script)])
+    kept = script.parent / "vfio-proxmox.vfio-proxmox-backup~"
+    assert sorted(p.name for p in script.parent.iterdir()) == ["vfio-proxmox", kept.name]
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o755
+    code, out = run(capsys, restore=[{"path": str(script), "backup": str(kept)}])
+    assert (code, out["restored"]) == (0, [str(script)])
+    assert script.read_text() == "#!/bin/sh\necho the administrator's own\n" and not kept.exists()
