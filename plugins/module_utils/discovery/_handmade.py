@@ -9,6 +9,7 @@ show every node that was configured by hand before the collection came. The role
 
 from __future__ import annotations
 
+import fnmatch
 import os
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import MAX_READ_BYTES, file_state
@@ -86,6 +87,9 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
         if _is_passthrough(token):
             entry = {"file": shown, "line": number, "text": written, "kind": "kernel_parameter",
                      "ids": cmdline_ids(token) or []}
+            stub = cmdline_ids(token, "pci_stub")
+            if stub:
+                entry["stub_ids"] = stub
             modules = blacklisted(token)
             if modules is not None:
                 entry["blacklisted"] = modules
@@ -139,9 +143,13 @@ def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict])
     """Every hand-made passthrough line with `problems` (empty when the line is fine)."""
     block = _role_block_lines(reader, etc_root)
     drivers = {normalize_module(m) for d in devices for m in [d.get("driver")] + list(d.get("modules") or []) if m}
-    lines = [dict(e) for e in host.get("vfio_config") or [] if e["file"] not in (MODPROBE, MODULES_LOAD)
-             and not (e["file"] == INITRAMFS_MODULES and e["line"] in block) and _about_passthrough(e, drivers)]
-    lines += kernel_parameters(reader, etc_root)
+    modaliases = {d["modalias"] for d in devices if d.get("modalias")}
+    # Every line is looked at: one below /usr/lib or /run that keeps the management NIC off is a lockout too;
+    # only the admin's passthrough work (below /etc) is listed otherwise.
+    lines = [dict(e, about=_about_passthrough(e, drivers, modaliases)) for e in host.get("vfio_config") or []
+             if e["file"] not in (MODPROBE, MODULES_LOAD)
+             and not (e["file"] == INITRAMFS_MODULES and e["line"] in block)]
+    lines += [dict(e, about=True) for e in kernel_parameters(reader, etc_root)]
     kernels = host.get("installed_kernels") or []
     in_use = {}
     for device in devices:
@@ -155,7 +163,7 @@ def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict])
             problems.append("duplicate of %s" % seen[key])
         else:
             seen[key] = "%s:%d" % (line["file"], line["line"])
-        general, lockouts = _line_problems(line, host, kernels, in_use)
+        general, lockouts = _line_problems(line, host, kernels, in_use, devices)
         lockouts += _binds_management(line, host, devices)
         unreadable = line.pop("unreadable", None)
         if unreadable is not None:
@@ -170,7 +178,7 @@ def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict])
         line["problems"] = lockouts + problems + general
         line["lockout"] = bool(lockouts)
         line.pop("blacklisted", None)
-    return lines
+    return [line for line in lines if line.pop("about") or line["lockout"]]
 
 
 def _reaches_kernel(line: dict, host: dict) -> bool:
@@ -191,17 +199,18 @@ def _management_at_risk(devices: list[dict]) -> bool:
 def _binds_management(line: dict, host: dict, devices: list[dict]) -> list[str]:
     """A hand-made binding - any form vfio-pci reads - of a management NIC not on vfio-pci yet: the next boot
     takes the node off the network. A kernel parameter counts only in the file the boot loader reads."""
-    if not line.get("ids"):
+    if not line.get("ids") and not line.get("stub_ids"):
         return []
     if line["kind"] == "kernel_parameter" and not _reaches_kernel(line, host):
         return []
     found = []
     for device in devices:
         managing = _managing(device)
-        ids = [i for i in line["ids"] if spec_matches(i, device)]
-        if managing and ids and device.get("driver") != "vfio-pci":
-            found.append("binds %s (%s), the management NIC, to vfio-pci (ids %s) - the node loses its network at "
-                         "the next boot" % (device["address"], ", ".join(managing), ",".join(ids)))
+        for driver, key in (("vfio-pci", "ids"), ("pci-stub", "stub_ids")):
+            ids = [i for i in line.get(key) or [] if spec_matches(i, device)]
+            if managing and ids and device.get("driver") != driver:
+                found.append("binds %s (%s), the management NIC, to %s (ids %s) - the node loses its network at "
+                             "the next boot" % (device["address"], ", ".join(managing), driver, ",".join(ids)))
     return found
 
 
@@ -219,7 +228,7 @@ def _binds_vfs(line: dict, devices: list[dict]) -> list[str]:
             "(vf_driver: vfio-pci) instead" % (ids, ", ".join(found)) for ids, found in vfs.items()]
 
 
-def _about_passthrough(entry: dict, drivers: set) -> bool:
+def _about_passthrough(entry: dict, drivers: set, modaliases: set) -> bool:
     """Whether a module configuration line is the admin's passthrough work: below /etc (files below /usr/lib
     and /run are a package's or the running system's), and for blacklist and softdep lines, about a driver of
     a PCI device on this node or about vfio (Proxmox's own `blacklist nvidiafb`, Debian's framebuffer
@@ -232,7 +241,16 @@ def _about_passthrough(entry: dict, drivers: set) -> bool:
         return entry.get("module") in drivers  # _modconf keeps only those that keep the module off
     if entry["kind"] == "softdep":
         return "vfio" in entry["text"]
+    if entry["kind"] == "alias":
+        return "vfio" in entry["text"] or bool(_alias_matches(entry["text"], modaliases))
     return True
+
+
+def _alias_matches(text: str, modaliases) -> list[str]:
+    """The modaliases an `alias PATTERN MODULE` line matches (kmod compares with fnmatch(PATTERN, modalias, 0):
+    libkmod/libkmod-module.c kmod_module_new_from_alias lookup in kmod_lookup_alias_from_config)."""
+    words = text.split()
+    return [m for m in modaliases if len(words) > 2 and fnmatch.fnmatchcase(m, words[1])]
 
 
 def _keeps_off(module: str, what: str, in_use: dict) -> tuple[list[str], list[str]]:
@@ -249,10 +267,19 @@ def _keeps_off(module: str, what: str, in_use: dict) -> tuple[list[str], list[st
     return [], []
 
 
-def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> tuple[list[str], list[str]]:
+def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict,
+                   devices: list[dict]) -> tuple[list[str], list[str]]:
     """(problems, lockout problems) of one line."""
     if line["kind"] == "kernel_parameter":
         general, lockouts = _parameter_problems(line["text"], host.get("cpu_vendor"), kernels), []
+        # initcall_blacklist= keeps named init functions from running, a driver's among them (init/main.c
+        # initcall_blacklisted, also for modules): which driver cannot be told from the names. One the running
+        # kernel already has did not take the management NIC; a new one may.
+        if _param_name(line["text"].lstrip('"')) == "initcall_blacklist" and _reaches_kernel(line, host) and \
+                line["text"] not in (host.get("cmdline") or []) and _management_at_risk(devices):
+            lockouts.append("the kernel parameter %s is not in force yet and keeps the named init functions from "
+                            "running - if one is the management NIC's driver's, the node loses its network at the "
+                            "next boot; boot with it once by hand first, or remove it" % line["text"])
         # A blacklist on the command line counts where the boot loader reads it (like a binding).
         if line.get("blacklisted") and _reaches_kernel(line, host):
             for module in line["blacklisted"]:
@@ -260,6 +287,16 @@ def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict) -> 
                 general, lockouts = general + more, lockouts + locks
         return general, lockouts
     words = line["text"].split()
+    if line["kind"] == "alias" and len(words) > 2:
+        lockouts = []
+        for device in devices:
+            if _managing(device) and device.get("driver") and _alias_matches(line["text"], [device.get("modalias")
+                                                                                             or ""]) and \
+                    normalize_module(words[2]) != normalize_module(device["driver"]):
+                lockouts.append("makes udev load %s instead of %s for %s (%s), the management NIC (the alias matches "
+                                "its modalias) - the node loses its network at the next boot" % (
+                                    words[2], device["driver"], device["address"], ", ".join(_managing(device))))
+        return [], lockouts
     if line["kind"] == "blacklist":
         return _keeps_off(words[1], "blacklists", in_use) if len(words) > 1 else ([], [])
     if line["kind"] == "install" and len(words) > 1 and not install_loads(line.get("command")):

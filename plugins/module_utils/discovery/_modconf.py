@@ -71,7 +71,10 @@ def _relevant(words: list[str], raw: str | None = None) -> str | None:
     # An install command that does not load its module keeps the driver off like a blacklist (kept like one).
     if command == "install" and raw is not None and not install_loads(install_command(raw)):
         return command
-    if command == "alias" and any("vfio" in w for w in words[1:]):
+    # An alias whose pattern may match a PCI device's modalias decides what udev loads for it: kmod looks up the
+    # configuration's aliases first and stops at a match (libkmod/libkmod.c kmod_module_new_from_lookup).
+    if command == "alias" and (any("vfio" in w for w in words[1:]) or (
+            len(words) > 2 and (words[1].startswith("pci:") or any(c in words[1] for c in "*?[")))):
         return command
     return None
 
@@ -296,12 +299,14 @@ def spec_matches(text: str, device: dict) -> bool:
     return not spec[5] or (pci_class is not None and not (spec[4] ^ pci_class) & spec[5])
 
 
-def cmdline_ids(token: str) -> list[str] | None:
+def cmdline_ids(token: str, driver: str = "vfio_pci") -> list[str] | None:
     """The ids a `vfio-pci.ids=` kernel parameter (any spelling kmod and the kernel take) gives vfio-pci, or None
-    when the token is no such parameter."""
+    when the token is no such parameter. `driver="pci_stub"`: the same for `pci-stub.ids=` (drivers/pci/pci-stub.c
+    reads its ids with the same sscanf as vfio-pci; built in, it binds them at boot, and kmod hands the parameter to
+    the module when one loads it)."""
     bare = token[1:] if token.startswith('"') else token
     module, dot, rest = bare.partition(".")
-    if not dot or "=" in module or normalize_module(module) != "vfio_pci":
+    if not dot or "=" in module or normalize_module(module) != driver:
         return None
     args = kernel_args(('"' if token.startswith('"') else "") + rest)
     if len(args) != 1 or param_key(args[0][0]) != "ids":

@@ -619,8 +619,9 @@ class Planner:
             if not entry.get("lockout") or (entry["file"], entry["line"]) in taken:
                 continue
             where = "hand-made %s:%d (%r): %s" % (entry["file"], entry["line"], entry["text"], entry["problems"][0])
-            # Adoption comments out modprobe.d lines; a kernel parameter that locks out is left to the admin.
-            adopt = "" if entry["kind"] == "kernel_parameter" else "set passthrough_adopt: true to drop it, "
+            # Adoption comments out blacklist and install lines below /etc; anything else is left to the admin.
+            adopt = "set passthrough_adopt: true to drop it, " if entry["kind"] in ("blacklist", "install") and \
+                entry["file"].startswith("/etc/") else ""
             if acts and reboot == "if_needed":
                 self.errors.append("%s - a reboot by the role would lock you out: remove that line first, %sor set "
                                    "passthrough_reboot: never and deal with it yourself" % (where, adopt))

@@ -100,3 +100,68 @@ def test_a_hand_made_binding_of_the_management_nic_not_yet_in_force_is_a_lockout
     assert found[("/etc/modprobe.d/vfio.conf", 1, 'options vfio-pci ids="8086:1a1c"')] == [
         "binds 0000:00:1f.6 (eno1), the management NIC, to vfio-pci (ids 8086:1a1c) - the node loses its network "
         "at the next boot"]
+
+
+MGMT = "0000:00:1f.6 (eno1)"
+
+
+def test_what_else_keeps_the_management_nic_off_at_the_next_boot_is_a_lockout(fake_node):
+    """Forms that take the management NIC (guide-intel: 0000:00:1f.6 eno1, e1000e, 8086:1a1c) at the next boot and
+    that only vfio-pci's own forms were checked for: a modalias alias to another module (kmod takes the
+    configuration's aliases first and stops there), pci-stub.ids= (the other stub driver of older guides), a new
+    initcall_blacklist= (which driver's init it names cannot be told), and any of these in a package's or a runtime
+    modprobe.d directory - kmod reads those as well."""
+    cases = {
+        ("/etc/modprobe.d/nic.conf", "alias pci:v00008086d00001A1Csv*sd*bc*sc*i* vfio-pci"):
+            "makes udev load vfio-pci instead of e1000e for %s, the management NIC (the alias matches its "
+            "modalias) - the node loses its network at the next boot" % MGMT,
+        ("/etc/modprobe.d/nic.conf", "alias pci:* off"):
+            "makes udev load off instead of e1000e for %s, the management NIC (the alias matches its modalias) - "
+            "the node loses its network at the next boot" % MGMT,
+        ("/usr/lib/modprobe.d/nic.conf", "blacklist e1000e"):
+            "blacklists e1000e, the driver of the management NIC %s - the node loses its network at the next boot"
+            % MGMT,
+        ("/lib/modprobe.d/nic.conf", "options vfio-pci ids=8086:1a1c"):
+            "binds %s, the management NIC, to vfio-pci (ids 8086:1a1c) - the node loses its network at the next "
+            "boot" % MGMT,
+        ("/run/modprobe.d/nic.conf", "install e1000e /bin/false"):
+            "runs '/bin/false' instead of loading e1000e, the driver of the management NIC %s - the node loses its "
+            "network at the next boot" % MGMT,
+    }
+    for (path, text), problem in cases.items():
+        found = handmade(fake_node, "guide-intel", {path: text + "\n"})
+        assert found == {(path, 1, text): [problem]}, (path, text, found)
+    for token, problem in {
+        "pci-stub.ids=8086:1a1c": "binds %s, the management NIC, to pci-stub (ids 8086:1a1c) - the node loses its "
+                                  "network at the next boot" % MGMT,
+        "initcall_blacklist=e1000_init_module": "the kernel parameter initcall_blacklist=e1000_init_module is not in "
+                                                "force yet and keeps the named init functions from running - if one "
+                                                "is the management NIC's driver's, the node loses its network at the "
+                                                "next boot; boot with it once by hand first, or remove it"}.items():
+        found = handmade(fake_node, "guide-intel", {"/etc/default/grub": 'GRUB_CMDLINE_LINUX_DEFAULT="%s"\n' % token})
+        assert found == {("/etc/default/grub", 1, token): [problem]}, (token, found)
+
+
+def test_what_does_not_touch_the_management_nic_is_no_lockout(fake_node):
+    """An alias for another device's modalias, one to the NIC's own driver, a name alias (udev loads by modalias),
+    pci-stub ids of the card for VMs, and an initcall_blacklist the running kernel already has."""
+    running = "BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro initcall_blacklist=foo_init"
+    files = {"/etc/modprobe.d/nic.conf": "alias pci:v00008086d000015F3sv*sd*bc*sc*i* vfio-pci\n"
+                                         "alias pci:v00008086d00001A1C* e1000e\nalias e1000e off\n",
+             "/etc/default/grub": 'GRUB_CMDLINE_LINUX_DEFAULT="pci-stub.ids=8086:15f3 initcall_blacklist=foo_init"\n'}
+    found = handmade(fake_node, "guide-intel", files, mutate=lambda p: p.update(cmdline=running))
+    assert ("/etc/default/grub", 1, "pci-stub.ids=8086:15f3") in found  # seen, and fine
+    assert not [p for problems in found.values() for p in problems if "management NIC" in p], found
+
+
+def test_a_lockout_in_a_package_file_is_refused_without_offering_adoption(fake_node):
+    from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
+
+    node = fake_node("guide-intel", mutate=lambda p: p["files"].update(
+        {"/usr/lib/modprobe.d/vendor.conf": "blacklist e1000e\n"}))
+    facts = gather(run=node.run, which=node.which, **node.roots)["ansible_facts"]
+    refused = make_plan(facts, {"devices": [{"interface": "enp2s0"}], "reboot": "if_needed", "adopt": True})
+    assert ("hand-made /usr/lib/modprobe.d/vendor.conf:1 ('blacklist e1000e'): blacklists e1000e, the driver of the "
+            "management NIC 0000:00:1f.6 (eno1) - the node loses its network at the next boot - a reboot by the role "
+            "would lock you out: remove that line first, or set passthrough_reboot: never and deal with it yourself"
+            in refused["errors"]), refused["errors"]
