@@ -35,6 +35,17 @@ def unclosed_quote(content: str) -> str | None:
     return None
 
 
+def overridden(content: str, token: str) -> str | None:
+    """A token of the same key after `token` on the first line (`iommu=soft` after `iommu=pt`), or None. The kernel
+    applies a line's parameters in order, so the later one may undo the wanted one, which an edit leaves alone
+    because it is already there."""
+    have = tokens(content)
+    if "=" not in token or token not in have:
+        return None
+    last = len(have) - 1 - have[::-1].index(token)
+    return next((t for t in have[last + 1:] if same_key(t, token) and t != token), None)
+
+
 def token_key(token: str) -> str:
     """The parameter's name: before the first `=`; a leading quote is not part of it (next_arg() skips it)."""
     return token[1:].split("=", 1)[0] if token.startswith('"') else token.split("=", 1)[0]

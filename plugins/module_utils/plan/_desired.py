@@ -37,6 +37,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files 
     parse_record,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import (
+    overridden,
     prune_recorded,
     switches_iommu_off,
     token_key,
@@ -257,6 +258,11 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
             left = cmdline_tokens(prune_recorded((own_text + "\n"), added, restore, stale)["content"])
             cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, left)], "prune": stale,
                        "remove_recorded": False}
+            for token in plan["cmdline_tokens"]:
+                later = overridden(own_text, token)
+                if later:
+                    errors.append("%s holds %s and, after it, %s - the kernel applies both in that order, so the "
+                                  "later one may undo it: remove one of them by hand" % (KERNEL_CMDLINE, token, later))
         else:
             stale = [t for t in dropin_only if t not in plan["cmdline_tokens"]] if loader == "grub" else []
             cmdline = None

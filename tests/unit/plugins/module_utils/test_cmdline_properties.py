@@ -139,7 +139,8 @@ def test_an_edit_keeps_every_other_token_in_order_and_a_second_edit_changes_noth
     content = line + ending
     assume(unclosed_quote(content) is None)
     after = edit(content, wanted, [])
-    keys = {token_key(t) for t in wanted}
+    # A wanted token already on the line leaves its key alone (the planner refuses a later one of that key).
+    keys = {token_key(t) for t in wanted if t not in tokens(content)}
     kept = [t for t in tokens(content) if t in wanted or "=" not in t or token_key(t) not in keys]
     assert [t for t in tokens(after["content"]) if t in kept or t not in wanted] == kept
     again = edit(after["content"], wanted, [])

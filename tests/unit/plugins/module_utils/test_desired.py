@@ -109,6 +109,19 @@ def test_a_command_line_with_a_quote_never_closed_is_refused_before_any_write(fa
                               "by hand"]
 
 
+def test_a_wanted_token_undone_by_a_later_one_of_its_key_is_refused(fake_node):
+    """`iommu=pt iommu=soft`: the token is there, so an edit leaves the line alone, but the kernel applies the later
+    one after it. Refused, naming both; the same token last is fine."""
+    node = fake_node("amd-zfs-uefi")
+    wanted = {"devices": [{"address": "0000:06:00.0"}], "iommu_pt": True}
+    seen = {"/etc/kernel/cmdline": text_file("root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt quiet iommu=soft\n")}
+    plan = make_plan(facts(node), wanted, seen)
+    assert plan["errors"] == ["/etc/kernel/cmdline holds iommu=pt and, after it, iommu=soft - the kernel applies both "
+                              "in that order, so the later one may undo it: remove one of them by hand"]
+    seen = {"/etc/kernel/cmdline": text_file("root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=soft quiet iommu=pt\n")}
+    assert make_plan(facts(node), wanted, seen)["errors"] == []
+
+
 def test_a_rollback_with_no_record_changes_nothing(fake_node):
     plan = make_plan(facts(fake_node("guide-intel")), {"state": "absent", "devices": []}, {})
     change = changes(plan, {}, [])
