@@ -19,8 +19,11 @@ description:
   - A wanted C(key=value) token replaces every token with the same key in place (the originals are recorded
     and put back each in its place); other wanted tokens are appended after the last token. The C(root) key
     is never edited.
-  - A first line with a double quote that is never closed is refused before anything is written - a token
-    appended there would be part of the quoted value.
+  - Refused before anything is written - a first line with a double quote that is never closed (a token
+    appended there would be part of the quoted value), a wanted token with such a quote, and a wanted
+    token that is on the line with a later token of the same key after it (C(iommu=pt ... iommu=soft):
+    the kernel applies both in that order). Keys are compared as the kernel compares them (C(-) and
+    C(_) alike, a leading quote dropped).
   - Writes atomically and only when something changes.
 author:
   - vfio.proxmox contributors (@vfio-proxmox)
@@ -124,6 +127,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import parse_record, record_text
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import (
     edit,
+    overridden,
     prune_recorded,
     remove_recorded,
     replaced,
@@ -174,9 +178,14 @@ def main() -> None:
     added, restore = parse_record(old_record or "")
     remove = module.params["remove_recorded"]
     problems = validate(present, absent + (added if remove else []))
+    content = read_text(module, path, "path")
+    if not remove:
+        # The token is there, so an edit leaves it; the kernel would apply the later one after it.
+        problems += ["%s holds %s and, after it, %s - the kernel applies both in that order, so the later one may "
+                     "undo it: remove one of them by hand" % (path, t, overridden(content, t))
+                     for t in present if overridden(content, t)]
     if problems:
         module.fail_json(msg="kernel_cmdline: " + "; ".join(problems))
-    content = read_text(module, path, "path")
     if remove:
         undo = remove_recorded(content, added, restore)
         result = edit(undo["content"], present, absent)

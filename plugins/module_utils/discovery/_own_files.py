@@ -61,13 +61,14 @@ RECORD_HEADER = ("# Ansible managed: written by vfio.proxmox.kernel_cmdline\n"
 def parse_record(text: str) -> tuple[list[str], list[str]]:
     """(tokens added, original tokens replaced) from a record: `restore TOKEN` lines name the originals."""
     added, restore = [], []
-    for line in text.splitlines():
+    # Lines end at "\n" only: a token kept from the node's line may hold any other character (\x85, \f in quotes).
+    for line in text.split("\n"):
         if line.startswith("#"):
             continue
         if line.startswith("restore "):
-            # One original per line, in line order: a token twice on the line is put back twice; a quoted one
-            # may hold blanks.
-            restore.append(line[len("restore "):].strip())
+            # One original per line, exactly as it was on the node's line (record_text writes it so): a token twice
+            # on the line is put back twice; a quoted one may hold blanks.
+            restore.append(line[len("restore "):])
         else:
             added += [t for t in line.split() if t not in added]
     return added, restore

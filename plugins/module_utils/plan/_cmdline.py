@@ -14,6 +14,7 @@ adding tokens and taking them out again gives the file back byte for byte.
 from __future__ import annotations
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import kernel_arg_spans as spans
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import kernel_args, param_key
 
 # Tokens the node cannot boot without: never removed or rewritten by this module.
 PROTECTED_KEYS = ("root",)
@@ -47,11 +48,13 @@ def overridden(content: str, token: str) -> str | None:
 
 
 def token_key(token: str) -> str:
-    """The parameter's name: before the first `=`; a leading quote is not part of it (next_arg() skips it)."""
-    return token[1:].split("=", 1)[0] if token.startswith('"') else token.split("=", 1)[0]
+    """The parameter's name as the kernel compares it: before the first `=`, a leading quote not part of it
+    (next_arg() skips it), "-" and "_" alike (kernel/params.c parameq)."""
+    return param_key(token[1:].split("=", 1)[0] if token.startswith('"') else token.split("=", 1)[0])
 
 
 def same_key(token: str, other: str) -> bool:
+    """Whether two key=value tokens set the same parameter (kernel/params.c parameq: "-" and "_" alike)."""
     return "=" in token and "=" in other and token_key(token) == token_key(other)
 
 
@@ -111,9 +114,11 @@ def remove_recorded(content: str, added: list[str], restore: list[str]) -> dict:
         if not places:
             wanted += originals
         for number, index in enumerate(places):
-            original = originals[min(number, len(originals) - 1)]
-            line = _put(line, index, original)
-            put_back.append(original)
+            # More originals than places (a record of an earlier version, whose edit kept one token of a key): the
+            # rest go back beside the last place, in their order - every original back, the last still last.
+            mine = originals[number:] if number == len(places) - 1 else originals[min(number, len(originals) - 1):][:1]
+            line = _put(line, index, " ".join(mine))
+            put_back += mine
     forward = edit(line + newline + rest, wanted, [])
     second = edit(forward["content"], [], added)
     return {"content": second["content"], "before": " ".join(before), "after": second["after"],
@@ -121,9 +126,13 @@ def remove_recorded(content: str, added: list[str], restore: list[str]) -> dict:
 
 
 def switches_iommu_off(token: str) -> bool:
-    """intel_iommu=off, amd_iommu=off, iommu=off (alone or among other values): no passthrough with it."""
-    key, _sep, value = token.partition("=")
-    return key in ("intel_iommu", "amd_iommu", "iommu") and "off" in value.split(",")
+    """intel_iommu=off, amd_iommu=off, iommu=off (alone or among other values, quoted, with "-" for "_"): no
+    passthrough with it."""
+    args = kernel_args(token)
+    if len(args) != 1 or args[0][1] is None:
+        return False
+    key, value = args[0]
+    return param_key(key) in ("intel_iommu", "amd_iommu", "iommu") and "off" in value.split(",")
 
 
 def prune_recorded(content: str, added: list[str], restore: list[str], prune: list[str]) -> dict:
@@ -149,6 +158,9 @@ def validate(present: list[str], absent: list[str]) -> list[str]:
         for token in tokens:
             if not token or any(ch.isspace() for ch in token):
                 problems.append("%s: %r is not a single kernel command line token" % (option, token))
+            elif token.count('"') % 2:
+                problems.append("%s: %r has a double quote that is never closed - the kernel would read the rest of "
+                                "the line as its value" % (option, token))
             elif token_key(token) in PROTECTED_KEYS:
                 problems.append("%s: %r would change the root file system token, which is never edited"
                                 % (option, token))
