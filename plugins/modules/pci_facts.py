@@ -514,12 +514,16 @@ ansible_facts:
           description:
             - Hand-made configuration that decides bindings, with file and line - C(blacklist) and C(softdep)
               lines, C(install) lines whose command does not load the module (they keep it off like a
-              blacklist), and C(options), C(install), C(remove) and C(alias) lines about vfio in the modprobe.d
-              directories (C(/etc), C(/run), C(/usr/lib), C(/lib)), vfio modules listed in C(/etc/modules),
-              C(/etc/initramfs-tools/modules) and the modules-load.d directories, and C(driverctl) overrides.
+              blacklist), C(options), C(install), C(remove) and C(alias) lines about vfio, C(options pci-stub)
+              lines and C(alias) lines for PCI modaliases in the modprobe.d directories (C(/etc), C(/run),
+              C(/usr/local/lib), C(/usr/lib), C(/lib); C(*.conf) and C(*.alias), one file per name as kmod reads
+              them - a file in C(/etc) masks a package's of the same name), vfio and C(pci_stub) modules listed in
+              C(/etc/modules), C(/etc/initramfs-tools/modules) and the modules-load.d directories, and
+              C(driverctl) overrides.
             - C(kind) is V(options), V(softdep), V(blacklist), V(install), V(remove), V(alias), V(load) or
-              V(driverctl); C(ids) lists the vendor:device IDs of an C(options vfio-pci ids=) line; an
-              V(install) line has C(command), the command kmod runs instead of loading the module.
+              V(driverctl); C(ids) lists the vendor:device IDs of an C(options vfio-pci ids=) line, C(stub_ids)
+              those of C(pci-stub); an V(install) line has C(command), the command kmod runs instead of loading
+              the module; an V(alias) line has C(target), the module as kmod reads it.
           type: list
           elements: dict
           sample: [{"file": "/etc/modprobe.d/vfio.conf", "line": 1, "text": "options vfio-pci ids=8086:15f3",
@@ -530,16 +534,19 @@ ansible_facts:
             - Passthrough configuration made by hand (as the guide does it), the role's own files and tokens left
               out - the C(vfio_config) lines plus passthrough kernel parameters (C(intel_iommu), C(amd_iommu),
               C(iommu), C(vfio-pci.ids), C(module_blacklist), C(pcie_acs_override), ...) in C(/etc/default/grub),
-              C(/etc/default/grub.d/*.cfg) and C(/etc/kernel/cmdline), C(kind) V(kernel_parameter). GRUB values are
-              read as C(sh) reads them (any quoting); a GRUB line whose value cannot be read with confidence is
-              reported whole, with a problem.
+              C(/etc/default/grub.d/*.cfg) and C(/etc/kernel/cmdline), C(kind) V(kernel_parameter), and udev rules
+              that set a PCI device's C(driver_override), C(kind) V(udev). GRUB values are read as C(sh) reads them
+              (any quoting); a GRUB line whose value cannot be read with confidence is reported whole, with a
+              problem. A line outside C(/etc) (a package's or a runtime file) is listed only when it is a lockout.
             - C(problems) says what is wrong with each line - a driver that a NIC uses now kept off by a
               blacklist, an C(install) command or a blacklist kernel parameter (the management NIC named), a
               binding of the management NIC, a binding by ID of SR-IOV virtual functions, C(vfio_virqfd) on
               kernels from 6.2, C(intel_iommu) on an AMD CPU, C(amd_iommu=on), C(intel_iommu=on) where every
               kernel has it on by default, C(pcie_acs_override), a duplicate of an earlier line. Empty when the
               line is fine. C(lockout) is true when the line takes the node off its network at the next boot (its
-              first problem says why).
+              first problem says why) - also an C(alias) of the management NIC's modalias to another module, a
+              C(pci-stub) binding of it, a C(driverctl) or udev override of it, and an C(initcall_blacklist=) the
+              running kernel does not have yet.
           type: list
           elements: dict
           sample: [{"file": "/etc/modprobe.d/blacklist.conf", "line": 1, "text": "blacklist e1000e",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state import MAX_READ_BYTES, file_state
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import kernel_version
@@ -150,6 +151,7 @@ def handmade(reader: TreeReader, etc_root: str, host: dict, devices: list[dict])
              if e["file"] not in (MODPROBE, MODULES_LOAD)
              and not (e["file"] == INITRAMFS_MODULES and e["line"] in block)]
     lines += [dict(e, about=True) for e in kernel_parameters(reader, etc_root)]
+    lines += [dict(e, about=e["file"].startswith("/etc/")) for e in udev_overrides(reader, etc_root)]
     kernels = host.get("installed_kernels") or []
     in_use = {}
     for device in devices:
@@ -271,42 +273,101 @@ def _line_problems(line: dict, host: dict, kernels: list[str], in_use: dict,
                    devices: list[dict]) -> tuple[list[str], list[str]]:
     """(problems, lockout problems) of one line."""
     if line["kind"] == "kernel_parameter":
-        general, lockouts = _parameter_problems(line["text"], host.get("cpu_vendor"), kernels), []
-        # initcall_blacklist= keeps named init functions from running, a driver's among them (init/main.c
-        # initcall_blacklisted, also for modules): which driver cannot be told from the names. One the running
-        # kernel already has did not take the management NIC; a new one may.
-        if _param_name(line["text"].lstrip('"')) == "initcall_blacklist" and _reaches_kernel(line, host) and \
-                line["text"] not in (host.get("cmdline") or []) and _management_at_risk(devices):
-            lockouts.append("the kernel parameter %s is not in force yet and keeps the named init functions from "
-                            "running - if one is the management NIC's driver's, the node loses its network at the "
-                            "next boot; boot with it once by hand first, or remove it" % line["text"])
-        # A blacklist on the command line counts where the boot loader reads it (like a binding).
-        if line.get("blacklisted") and _reaches_kernel(line, host):
-            for module in line["blacklisted"]:
-                more, locks = _keeps_off(module, "the kernel parameter %s keeps off" % line["text"], in_use)
-                general, lockouts = general + more, lockouts + locks
-        return general, lockouts
+        return _kernel_parameter_problems(line, host, kernels, in_use, devices)
     words = line["text"].split()
     if line["kind"] == "alias" and len(words) > 2:
-        lockouts = []
-        for device in devices:
-            if _managing(device) and device.get("driver") and _alias_matches(line["text"], [device.get("modalias")
-                                                                                             or ""]) and \
-                    normalize_module(words[2]) != normalize_module(device["driver"]):
-                lockouts.append("makes udev load %s instead of %s for %s (%s), the management NIC (the alias matches "
-                                "its modalias) - the node loses its network at the next boot" % (
-                                    words[2], device["driver"], device["address"], ", ".join(_managing(device))))
-        return [], lockouts
+        return [], _alias_lockouts(line, words, devices)
+    if line["kind"] in ("driverctl", "udev"):
+        # driverctl sets its override at every boot (driverctl@.service), a udev rule at every add event: the
+        # device gets that driver or none.
+        return [], ["%s gives %s (%s), the management NIC, to %s - the node loses its network at the next boot" % (
+            line["kind"], d["address"], ", ".join(_managing(d)), line["module"] or "no driver")
+            for d in devices if _overrides(line, d) and _managing(d)
+            and normalize_module(line["module"] or "") != normalize_module(d.get("driver") or "")]
     if line["kind"] == "blacklist":
         return _keeps_off(words[1], "blacklists", in_use) if len(words) > 1 else ([], [])
     if line["kind"] == "install" and len(words) > 1 and not install_loads(line.get("command")):
         return _keeps_off(words[1], "runs %r instead of loading" % line["command"], in_use)
-    if line["kind"] == "load" and line.get("module") == "vfio_virqfd":
-        newer = [k for k in kernels if kernel_version(k) >= (6, 2)]
-        if newer:
-            return ["vfio_virqfd does not exist on %s (merged into vfio in 6.2): systemd-modules-load logs a "
-                    "failure at every boot" % ", ".join(newer)], []
-    return [], []
+    newer = [k for k in kernels if kernel_version(k) >= (6, 2)]
+    virqfd = line["kind"] == "load" and line.get("module") == "vfio_virqfd" and newer
+    return ["vfio_virqfd does not exist on %s (merged into vfio in 6.2): systemd-modules-load logs a failure at "
+            "every boot" % ", ".join(newer)] if virqfd else [], []
+
+
+def _kernel_parameter_problems(line: dict, host: dict, kernels: list[str], in_use: dict,
+                               devices: list[dict]) -> tuple[list[str], list[str]]:
+    general, lockouts = _parameter_problems(line["text"], host.get("cpu_vendor"), kernels), []
+    # initcall_blacklist= keeps named init functions from running, a driver's among them (init/main.c
+    # initcall_blacklisted, also for modules): which driver cannot be told from the names. One the running
+    # kernel already has did not take the management NIC; a new one may.
+    name = param_key(_param_name(line["text"].lstrip('"')))
+    if name == "initcall_blacklist" and _reaches_kernel(line, host) and \
+            line["text"] not in (host.get("cmdline") or []) and _management_at_risk(devices):
+        lockouts.append("the kernel parameter %s is not in force yet and keeps the named init functions from "
+                        "running - if one is the management NIC's driver's, the node loses its network at the "
+                        "next boot; boot with it once by hand first, or remove it" % line["text"])
+    # A blacklist on the command line counts where the boot loader reads it (like a binding).
+    if line.get("blacklisted") and _reaches_kernel(line, host):
+        for module in line["blacklisted"]:
+            more, locks = _keeps_off(module, "the kernel parameter %s keeps off" % line["text"], in_use)
+            general, lockouts = general + more, lockouts + locks
+    return general, lockouts
+
+
+def _overrides(line: dict, device: dict) -> bool:
+    """Whether a driverctl file or a udev rule's driver_override reaches the device. A udev rule is matched on
+    what it names (KERNEL/KERNELS, ATTR{vendor}, ATTR{device}); naming none of them, it may reach every PCI
+    device (fail closed)."""
+    if line["kind"] == "driverctl":
+        return device["address"] == line.get("address")
+    match = line.get("match") or {}
+    kernel = match.get("kernel")
+    ids = {"vendor": device.get("vendor"), "device": device.get("device")}
+    return (kernel is None or fnmatch.fnmatchcase(device["address"], kernel)) and all(
+        match.get(key) is None or match[key].lower().replace("0x", "") == (ids[key] or "") for key in ids)
+
+
+UDEV_DIRS = ("etc/udev/rules.d", "run/udev/rules.d", "usr/local/lib/udev/rules.d", "usr/lib/udev/rules.d",
+             "lib/udev/rules.d")
+_UDEV_OVERRIDE = re.compile(r'ATTR\{driver_override\}\s*=\s*"([^"]*)"')
+_UDEV_MATCH = {"kernel": re.compile(r'KERNELS?\s*==\s*"([^"]*)"'),
+               "vendor": re.compile(r'ATTRS?\{vendor\}\s*==\s*"([^"]*)"'),
+               "device": re.compile(r'ATTRS?\{device\}\s*==\s*"([^"]*)"')}
+
+
+def udev_overrides(reader: TreeReader, etc_root: str) -> list[dict]:
+    """udev rules that set a PCI device's driver_override (udev reads *.rules, one file per name, /etc first)."""
+    found, names = [], set()
+    for directory in UDEV_DIRS:
+        base = os.path.join(etc_root, directory)
+        for name in reader.listdir(base):
+            if not name.endswith(".rules") or name in names:
+                continue
+            names.add(name)
+            text = reader.text(os.path.join(base, name), warn=False, exact=True) or ""
+            for number, raw in enumerate(physical_lines(text), start=1):
+                line = raw.strip()
+                override = _UDEV_OVERRIDE.search(line)
+                if override and override.group(1) and not line.startswith("#"):  # "" clears an override
+                    found.append({"file": "/%s/%s" % (directory, name), "line": number, "text": line, "kind": "udev",
+                                  "module": normalize_module(override.group(1)) or None, "ids": [],
+                                  "match": {k: (m.group(1) if m else None) for k, m in
+                                            ((k, r.search(line)) for k, r in _UDEV_MATCH.items())}})
+    return found
+
+
+def _alias_lockouts(line: dict, words: list[str], devices: list[dict]) -> list[str]:
+    """An alias matching the management NIC's modalias that names another module: udev loads that one instead."""
+    lockouts = []
+    target = line.get("target") or words[2]
+    for device in devices:
+        if _managing(device) and device.get("driver") and \
+                _alias_matches(line["text"], [device.get("modalias") or ""]) and \
+                target.replace("-", "_") != normalize_module(device["driver"]):  # kmod keeps a \r in the name
+            lockouts.append("makes udev load %r instead of %s for %s (%s), the management NIC (the alias matches "
+                            "its modalias) - the node loses its network at the next boot" % (
+                                target, device["driver"], device["address"], ", ".join(_managing(device))))
+    return lockouts
 
 
 def _parameter_problems(token: str, cpu_vendor: str | None, kernels: list[str]) -> list[str]:

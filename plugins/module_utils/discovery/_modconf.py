@@ -13,12 +13,17 @@ overrides.
 from __future__ import annotations
 
 import os
+import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 
-MODPROBE_DIRS = ("etc/modprobe.d", "run/modprobe.d", "usr/lib/modprobe.d", "lib/modprobe.d")
+# In the order a file's name masks the same name further on: kmod (libkmod-config.c, kmod 30 to 34) and
+# systemd-modules-load (conf_files_list) read one file per name, the first directory's.
+MODPROBE_DIRS = ("etc/modprobe.d", "run/modprobe.d", "usr/local/lib/modprobe.d", "usr/lib/modprobe.d",
+                 "lib/modprobe.d")
 LOAD_FILES = ("etc/modules", "etc/initramfs-tools/modules")
-LOAD_DIRS = ("etc/modules-load.d", "run/modules-load.d", "usr/lib/modules-load.d")
+LOAD_DIRS = ("etc/modules-load.d", "run/modules-load.d", "usr/local/lib/modules-load.d", "usr/lib/modules-load.d",
+             "lib/modules-load.d")
 DRIVERCTL_DIR = "etc/driverctl.d"
 
 
@@ -26,11 +31,16 @@ def normalize_module(name: str) -> str:
     return name.strip().replace("-", "_")
 
 
-def _conf_files(reader: TreeReader, etc_root: str, directories) -> list[str]:
-    files = []
+def _conf_files(reader: TreeReader, etc_root: str, directories, suffixes=(".conf",)) -> list[str]:
+    """The files the tool reads: by suffix (kmod: .conf and .alias), no hidden ones, and of one name only the
+    first directory's (a file of that name in /etc - even a link to /dev/null - masks a package's)."""
+    files, names = [], set()
     for directory in directories:
         base = os.path.join(etc_root, directory)
-        files += [os.path.join(base, n) for n in reader.listdir(base) if n.endswith(".conf")]
+        for name in reader.listdir(base):
+            if name.endswith(suffixes) and not name.startswith(".") and name not in names:
+                names.add(name)
+                files.append(os.path.join(base, name))
     return files
 
 
@@ -66,7 +76,9 @@ def _relevant(words: list[str], raw: str | None = None) -> str | None:
     if command == "options" and len(words) > 1 and normalize_module(words[1]) == "kvm" and raw is not None and \
             last_param(kmod_options(raw) or "", "ignore_msrs") is not None:
         return command
-    if command in ("options", "install", "remove") and len(words) > 1 and normalize_module(words[1]).startswith("vfio"):
+    # pci-stub takes devices by ID like vfio-pci (the older guides' stub driver).
+    if len(words) > 1 and (command in ("options", "install", "remove") and normalize_module(words[1]).startswith(
+            "vfio") or command == "options" and normalize_module(words[1]) == "pci_stub"):
         return command
     # An install command that does not load its module keeps the driver off like a blacklist (kept like one).
     if command == "install" and raw is not None and not install_loads(install_command(raw)):
@@ -314,9 +326,10 @@ def cmdline_ids(token: str, driver: str = "vfio_pci") -> list[str] | None:
     return vfio_ids(args[0][1] or "")
 
 
-def load_ids(words: list[str]) -> list[str]:
-    """The ids of a `vfio_pci ids=...` line in the initramfs module list (modprobe's command line options)."""
-    if len(words) < 2 or normalize_module(words[0]) != "vfio_pci":
+def load_ids(words: list[str], driver: str = "vfio_pci") -> list[str]:
+    """The ids of a `vfio_pci ids=...` line in the initramfs module list (modprobe's command line options);
+    `driver="pci_stub"`: of a `pci_stub ids=...` line."""
+    if len(words) < 2 or normalize_module(words[0]) != driver:
         return []
     return vfio_ids(last_param(" ".join(words[1:]), "ids"))
 
@@ -354,7 +367,7 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
         read.add(real)
         return True
 
-    for path in [p for p in _conf_files(reader, etc_root, MODPROBE_DIRS) if first_time(p)]:
+    for path in [p for p in _conf_files(reader, etc_root, MODPROBE_DIRS, (".conf", ".alias")) if first_time(p)]:
         text = reader.text(path, warn=True, exact=True) or ""
         raw = dict(kmod_commands(text))
         for number, line, words in modprobe_lines(text):
@@ -363,6 +376,11 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
                 module = normalize_module(words[1]) if len(words) > 1 else None
                 entry = {"file": shown(path), "line": number, "text": line, "kind": kind, "module": module,
                          "ids": _ids(raw.get(number)) if kind == "options" and module == "vfio_pci" else []}
+                if kind == "options" and module == "pci_stub":
+                    entry["stub_ids"] = _ids(raw.get(number))
+                if kind == "alias":
+                    # The module as kmod reads it: words end at a space or tab only, a \r stays part of the name.
+                    entry["target"] = ([w for w in re.split("[ \t]+", raw.get(number) or "") if w][2:] or [None])[0]
                 if kind == "install":
                     entry["command"] = install_command(raw.get(number) or "")
                 entries.append(entry)
@@ -375,9 +393,11 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
             # initramfs-tools load_modules(): `modprobe $m` of every line not starting with "#" - the words after
             # the module name are its options; systemd-modules-load reads module names only.
             words = (raw if initramfs else raw.split("#", 1)[0]).split()
-            if words and not words[0].startswith("#") and normalize_module(words[0]).startswith("vfio"):
+            if words and not words[0].startswith("#") and (normalize_module(words[0]).startswith("vfio") or
+                                                          normalize_module(words[0]) == "pci_stub"):
                 entries.append({"file": shown(path), "line": number, "text": raw.strip(), "kind": "load",
-                                "module": normalize_module(words[0]), "ids": load_ids(words) if initramfs else []})
+                                "module": normalize_module(words[0]), "ids": load_ids(words) if initramfs else [],
+                                "stub_ids": load_ids(words, "pci_stub") if initramfs else []})
     base = os.path.join(etc_root, DRIVERCTL_DIR)
     for name in reader.listdir(base):
         if name.startswith("pci-"):

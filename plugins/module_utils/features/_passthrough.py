@@ -620,8 +620,9 @@ class Planner:
                 continue
             where = "hand-made %s:%d (%r): %s" % (entry["file"], entry["line"], entry["text"], entry["problems"][0])
             # Adoption comments out blacklist and install lines below /etc; anything else is left to the admin.
+            regular = (self.host.get("handmade_files") or {}).get(entry["file"], {}).get("type") == "file"
             adopt = "set passthrough_adopt: true to drop it, " if entry["kind"] in ("blacklist", "install") and \
-                entry["file"].startswith("/etc/") else ""
+                entry["file"].startswith("/etc/") and regular else ""
             if acts and reboot == "if_needed":
                 self.errors.append("%s - a reboot by the role would lock you out: remove that line first, %sor set "
                                    "passthrough_reboot: never and deal with it yourself" % (where, adopt))
@@ -811,6 +812,7 @@ class Planner:
         if plan["bind_live"]:
             self.check_in_use([t for t in moves if t["state"] == "absent"])
         self.errors += plan.pop("errors")
+        self.warnings += plan.pop("warnings", [])
         plan.update(errors=self.errors, warnings=self.warnings, reasons=self.reasons)
         return plan
 

@@ -218,6 +218,13 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
             errors.append("%s is a %s, not a directory - the role writes files below it" % (directory, kind))
     running = host.get("cmdline") or []
     loader = plan["boot_loader"]
+    warnings = []
+    for path, backup in sorted((record.get("backups") or {}).items()):
+        if backup != backup_path(path) and present:
+            # An earlier version kept a script aside under a name initramfs-tools runs (see backup_path).
+            warnings.append("%s (the file that was at %s before the role) is run by initramfs-tools at every boot "
+                            "beside the role's script: rename it to %s and change its name in %s likewise, or "
+                            "roll back and run again" % (backup, path, backup_path(path), STATE_RECORD))
 
     files, dirs, backups = [], [], dict(record.get("backups") or {})
     for path, mode, template, rebuild in OWNED_FILES:
@@ -296,7 +303,10 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         "dirs": dirs,
         "created_dirs": created,
         "remove_dirs": [] if present else sorted(created, reverse=True),
-        "restore_backups": [] if present else [{"path": p, "backup": b} for p, b in sorted(backups.items())],
+        # A file kept aside goes back once the role no longer writes its path: on removal, and when a present run
+        # stops wanting it (address binding given up: the init-top script goes, the administrator's comes back).
+        "restore_backups": [{"path": p, "backup": b} for p, b in sorted(backups.items())
+                            if not any(f["path"] == p and f["template"] for f in files)],
         "block": {"path": INITRAMFS_MODULES, "marker": BLOCK_MARKER, "lines": plan["modules"] if present else None},
         "cmdline": cmdline,
         "cmdline_record": CMDLINE_RECORD,
@@ -309,4 +319,5 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
         "reboot_for_cmdline": bool(reboot_why),
         "reboot_tokens": reboot_why,
         "errors": errors,
+        "warnings": warnings,
     }

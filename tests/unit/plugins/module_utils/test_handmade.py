@@ -113,10 +113,10 @@ def test_what_else_keeps_the_management_nic_off_at_the_next_boot_is_a_lockout(fa
     modprobe.d directory - kmod reads those as well."""
     cases = {
         ("/etc/modprobe.d/nic.conf", "alias pci:v00008086d00001A1Csv*sd*bc*sc*i* vfio-pci"):
-            "makes udev load vfio-pci instead of e1000e for %s, the management NIC (the alias matches its "
+            "makes udev load 'vfio-pci' instead of e1000e for %s, the management NIC (the alias matches its "
             "modalias) - the node loses its network at the next boot" % MGMT,
         ("/etc/modprobe.d/nic.conf", "alias pci:* off"):
-            "makes udev load off instead of e1000e for %s, the management NIC (the alias matches its modalias) - "
+            "makes udev load 'off' instead of e1000e for %s, the management NIC (the alias matches its modalias) - "
             "the node loses its network at the next boot" % MGMT,
         ("/usr/lib/modprobe.d/nic.conf", "blacklist e1000e"):
             "blacklists e1000e, the driver of the management NIC %s - the node loses its network at the next boot"
@@ -165,3 +165,22 @@ def test_a_lockout_in_a_package_file_is_refused_without_offering_adoption(fake_n
             "management NIC 0000:00:1f.6 (eno1) - the node loses its network at the next boot - a reboot by the role "
             "would lock you out: remove that line first, or set passthrough_reboot: never and deal with it yourself"
             in refused["errors"]), refused["errors"]
+
+
+def test_a_udev_rule_overrides_only_what_it_matches(fake_node):
+    """A udev rule setting driver_override is a lockout when it reaches the management NIC - by address, by its
+    IDs, or naming no device at all (it may reach every one) - and not when it names another device or clears
+    the override."""
+    rules = "/etc/udev/rules.d/99-vfio.rules"
+    reach = {'SUBSYSTEM=="pci", ATTR{vendor}=="0x8086", ATTR{device}=="0x1a1c", ATTR{driver_override}="vfio-pci"',
+             'ACTION=="add", SUBSYSTEM=="pci", ATTR{driver_override}="vfio-pci"',
+             'KERNEL=="0000:00:1f.*", ATTR{driver_override}="pci-stub"'}
+    for rule in reach:
+        found = handmade(fake_node, "guide-intel", {rules: rule + "\n"})
+        assert [p for p in found[(rules, 1, rule)] if "the management NIC" in p], (rule, found)
+    fine = ['KERNEL=="0000:02:00.0", ATTR{driver_override}="vfio-pci"',
+            'KERNEL=="0000:00:1f.6", ATTR{driver_override}=""',
+            'ATTR{vendor}=="0x8086", ATTR{device}=="0x15f3", ATTR{driver_override}="vfio-pci"']
+    for rule in fine:
+        found = handmade(fake_node, "guide-intel", {rules: rule + "\n"})
+        assert not [p for problems in found.values() for p in problems if "management NIC" in p], (rule, found)
