@@ -393,8 +393,8 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
             # initramfs-tools load_modules(): `modprobe $m` of every line not starting with "#" - the words after
             # the module name are its options; systemd-modules-load reads module names only.
             words = (raw if initramfs else raw.split("#", 1)[0]).split()
-            if words and not words[0].startswith("#") and (normalize_module(words[0]).startswith("vfio") or
-                                                          normalize_module(words[0]) == "pci_stub"):
+            module = normalize_module(words[0]) if words else ""
+            if words and not words[0].startswith("#") and (module.startswith("vfio") or module == "pci_stub"):
                 entries.append({"file": shown(path), "line": number, "text": raw.strip(), "kind": "load",
                                 "module": normalize_module(words[0]), "ids": load_ids(words) if initramfs else [],
                                 "stub_ids": load_ids(words, "pci_stub") if initramfs else []})

@@ -31,6 +31,9 @@ MODULES_LOAD = "/etc/modules-load.d/vfio-proxmox.conf"
 # Every owned file carries this in its header; a file at an owned path without it is someone else's.
 OWN_MARK = "vfio.proxmox:"
 BACKUP_SUFFIX = ".vfio-proxmox-backup"
+# Hand-made files taken over by passthrough_adopt: exact copies below ADOPT_DIR, listed in the manifest.
+ADOPT_DIR = STATE_DIR + "/adopted"
+ADOPT_MANIFEST = STATE_DIR + "/adopted.json"
 
 
 def backup_path(path: str) -> str:
@@ -49,9 +52,6 @@ def backup_problem(path: str, backup: str) -> str | None:
     if backup in (backup_path(path), path + BACKUP_SUFFIX):
         return None
     return "expected %s" % backup_path(path)
-# Hand-made files taken over by passthrough_adopt: exact copies below ADOPT_DIR, listed in the manifest.
-ADOPT_DIR = STATE_DIR + "/adopted"
-ADOPT_MANIFEST = STATE_DIR + "/adopted.json"
 
 
 RECORD_HEADER = ("# Ansible managed: written by vfio.proxmox.kernel_cmdline\n"

@@ -112,8 +112,8 @@ def test_the_module_refuses_a_wanted_token_a_later_one_of_its_key_undoes(capsys,
 
 
 NODE_TOKENS = st.sampled_from(["quiet", "boot=zfs", "iommu=pt", "iommu=nopt", "iommu=soft", "intel_iommu=on",
-                                "intel_iommu=off", "intel-iommu=off", '"intel_iommu=off"', "intel_iommu=on,igfx_off",
-                                "kvm.ignore_msrs=0", "kvm.ignore-msrs=0"])
+                               "intel_iommu=off", "intel-iommu=off", '"intel_iommu=off"', "intel_iommu=on,igfx_off",
+                               "kvm.ignore_msrs=0", "kvm.ignore-msrs=0"])
 ROLE_TOKENS = st.lists(st.sampled_from(["intel_iommu=on", "iommu=pt", "kvm.ignore_msrs=1"]), min_size=1,
                        unique=True)
 
