@@ -21,8 +21,8 @@ description:
     is never edited.
   - Refused before anything is written - a first line with a double quote that is never closed (a token
     appended there would be part of the quoted value), a wanted token with such a quote, and a wanted
-    token that is on the line with a later token of the same key after it (C(iommu=pt ... iommu=soft):
-    the kernel applies both in that order). Keys are compared as the kernel compares them (C(-) and
+    token that is on the line with a later token of the same key after it, such as C(iommu=pt ... iommu=soft)
+    (the kernel applies both in that order). Keys are compared as the kernel compares them (C(-) and
     C(_) alike, a leading quote dropped).
   - Writes atomically and only when something changes.
 author:
