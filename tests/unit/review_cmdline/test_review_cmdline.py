@@ -11,7 +11,6 @@ Each test states what a Proxmox administrator should get and fails on 37a6a12. T
 from __future__ import annotations
 
 import hashlib
-import json
 
 import pytest
 from hypothesis import given, settings
@@ -26,19 +25,8 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files 
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._adopt import copy_of, give_back
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import edit, overridden, tokens
-from ansible_collections.vfio.proxmox.plugins.modules import kernel_cmdline
-from tests.unit.module_args import patch_module_args
 from tests.unit.plugins.module_utils.test_desired import facts, owned, record, text_file
-
-ROOT = "root=ZFS=rpool/ROOT/pve-1 boot=zfs"
-GPU = {"address": "0000:06:00.0"}
-HEADER = "# Ansible managed\n# vfio.proxmox: owned\n"
-
-
-def run_module(capsys, **args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exited:
-        kernel_cmdline.main()
-    return exited.value.code, json.loads(capsys.readouterr().out)
+from tests.unit.review_prune.test_prune_review import GPU, HEADER, ROOT, run_module
 
 
 def apply(capsys, tmp_path, plan, line, record_body):
