@@ -93,7 +93,7 @@ def test_pci_stub_ids_outside_the_kernel_command_line_are_a_lockout(fake_node, f
 def test_module_configuration_kmod_reads_but_the_guard_does_not(fake_node, path, text):
     """kmod v30 also reads /usr/local/lib/modprobe.d and *.alias files; a lockout there is not seen."""
     got = node_facts(fake_node, {path: text + "\n"})
-    assert [(f, t) for f, t, _ in lockouts(got)] == [(path, text)]
+    assert [(f, t) for f, t, _problem in lockouts(got)] == [(path, text)]
     assert refusals(got)
 
 
@@ -103,7 +103,7 @@ def test_a_crlf_alias_to_the_nics_own_driver_is_a_lockout(fake_node):
     the \\r and sees the NIC's own driver."""
     path = "/etc/modprobe.d/nic.conf"
     got = node_facts(fake_node, {path: "# pin the onboard NIC's driver\r\nalias pci:v00008086d00001A1C* e1000e\r\n"})
-    assert [f for f, _, _ in lockouts(got)] == [path], got["vfio_host"]["handmade"]
+    assert [f for f, _text, _problem in lockouts(got)] == [path], got["vfio_host"]["handmade"]
 
 
 def test_initcall_blacklist_spelled_with_a_dash_is_a_lockout(fake_node):
@@ -111,7 +111,7 @@ def test_initcall_blacklist_spelled_with_a_dash_is_a_lockout(fake_node):
     exactly, so the same token with a dash is listed but never a lockout."""
     token = "initcall-blacklist=e1000_init_module"
     got = node_facts(fake_node, {"/etc/default/grub": 'GRUB_CMDLINE_LINUX_DEFAULT="quiet %s"\n' % token})
-    assert [t for _, t, _ in lockouts(got)] == [token], got["vfio_host"]["handmade"]
+    assert [t for _file, t, _problem in lockouts(got)] == [token], got["vfio_host"]["handmade"]
     assert refusals(got)
 
 
