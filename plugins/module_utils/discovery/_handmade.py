@@ -17,6 +17,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._file_state
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._host import kernel_version
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     cmdline_ids,
+    conf_files,
     install_loads,
     kernel_arg_spans,
     kernel_args,
@@ -337,22 +338,17 @@ _UDEV_MATCH = {"kernel": re.compile(r'KERNELS?\s*==\s*"([^"]*)"'),
 
 def udev_overrides(reader: TreeReader, etc_root: str) -> list[dict]:
     """udev rules that set a PCI device's driver_override (udev reads *.rules, one file per name, /etc first)."""
-    found, names = [], set()
-    for directory in UDEV_DIRS:
-        base = os.path.join(etc_root, directory)
-        for name in reader.listdir(base):
-            if not name.endswith(".rules") or name in names:
-                continue
-            names.add(name)
-            text = reader.text(os.path.join(base, name), warn=False, exact=True) or ""
-            for number, raw in enumerate(physical_lines(text), start=1):
-                line = raw.strip()
-                override = _UDEV_OVERRIDE.search(line)
-                if override and override.group(1) and not line.startswith("#"):  # "" clears an override
-                    found.append({"file": "/%s/%s" % (directory, name), "line": number, "text": line, "kind": "udev",
-                                  "module": normalize_module(override.group(1)) or None, "ids": [],
-                                  "match": {k: (m.group(1) if m else None) for k, m in
-                                            ((k, r.search(line)) for k, r in _UDEV_MATCH.items())}})
+    found = []
+    for path in conf_files(reader, etc_root, UDEV_DIRS, (".rules",)):
+        text = reader.text(path, warn=False, exact=True) or ""
+        for number, raw in enumerate(physical_lines(text), start=1):
+            line = raw.strip()
+            override = _UDEV_OVERRIDE.search(line)
+            if override and override.group(1) and not line.startswith("#"):  # "" clears an override
+                found.append({"file": "/" + os.path.relpath(path, etc_root), "line": number, "text": line,
+                              "kind": "udev", "module": normalize_module(override.group(1)) or None, "ids": [],
+                              "match": {k: (m.group(1) if m else None) for k, m in
+                                        ((k, r.search(line)) for k, r in _UDEV_MATCH.items())}})
     return found
 
 

@@ -31,7 +31,7 @@ def normalize_module(name: str) -> str:
     return name.strip().replace("-", "_")
 
 
-def _conf_files(reader: TreeReader, etc_root: str, directories, suffixes=(".conf",)) -> list[str]:
+def conf_files(reader: TreeReader, etc_root: str, directories, suffixes=(".conf",)) -> list[str]:
     """The files the tool reads: by suffix (kmod: .conf and .alias), no hidden ones, and of one name only the
     first directory's (a file of that name in /etc - even a link to /dev/null - masks a package's)."""
     files, names = [], set()
@@ -367,7 +367,7 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
         read.add(real)
         return True
 
-    for path in [p for p in _conf_files(reader, etc_root, MODPROBE_DIRS, (".conf", ".alias")) if first_time(p)]:
+    for path in [p for p in conf_files(reader, etc_root, MODPROBE_DIRS, (".conf", ".alias")) if first_time(p)]:
         text = reader.text(path, warn=True, exact=True) or ""
         raw = dict(kmod_commands(text))
         for number, line, words in modprobe_lines(text):
@@ -384,7 +384,7 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
                 if kind == "install":
                     entry["command"] = install_command(raw.get(number) or "")
                 entries.append(entry)
-    load_files = [os.path.join(etc_root, f) for f in LOAD_FILES] + _conf_files(reader, etc_root, LOAD_DIRS)
+    load_files = [os.path.join(etc_root, f) for f in LOAD_FILES] + conf_files(reader, etc_root, LOAD_DIRS)
     for path in load_files:
         if not os.path.isfile(path) or not first_time(path):
             continue
@@ -396,7 +396,7 @@ def vfio_config(reader: TreeReader, etc_root: str) -> list[dict]:
             module = normalize_module(words[0]) if words else ""
             if words and not words[0].startswith("#") and (module.startswith("vfio") or module == "pci_stub"):
                 entries.append({"file": shown(path), "line": number, "text": raw.strip(), "kind": "load",
-                                "module": normalize_module(words[0]), "ids": load_ids(words) if initramfs else [],
+                                "module": module, "ids": load_ids(words) if initramfs else [],
                                 "stub_ids": load_ids(words, "pci_stub") if initramfs else []})
     base = os.path.join(etc_root, DRIVERCTL_DIR)
     for name in reader.listdir(base):

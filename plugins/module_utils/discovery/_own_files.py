@@ -46,12 +46,10 @@ def backup_path(path: str) -> str:
     return path + BACKUP_SUFFIX + ("~" if "/etc/initramfs-tools/scripts/" in path else "")
 
 
-def backup_problem(path: str, backup: str) -> str | None:
-    """Why a record's backup entry is not one the role makes, or None. An earlier release kept an init-top script
-    aside without the `~`: still put back from there."""
-    if backup in (backup_path(path), path + BACKUP_SUFFIX):
-        return None
-    return "expected %s" % backup_path(path)
+def known_backup(path: str, backup: str) -> bool:
+    """Whether a record's backup entry is one the role makes. An earlier release kept an init-top script aside
+    without the `~`: still put back from there."""
+    return backup in (backup_path(path), path + BACKUP_SUFFIX)
 
 
 RECORD_HEADER = ("# Ansible managed: written by vfio.proxmox.kernel_cmdline\n"

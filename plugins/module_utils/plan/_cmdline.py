@@ -13,7 +13,9 @@ adding tokens and taking them out again gives the file back byte for byte.
 
 from __future__ import annotations
 
-from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import kernel_arg_spans as spans
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
+    kernel_arg_spans as spans,
+)
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import kernel_args, param_key
 
 # Tokens the node cannot boot without: never removed or rewritten by this module.
@@ -116,7 +118,8 @@ def remove_recorded(content: str, added: list[str], restore: list[str]) -> dict:
         for number, index in enumerate(places):
             # More originals than places (a record of an earlier version, whose edit kept one token of a key): the
             # rest go back beside the last place, in their order - every original back, the last still last.
-            mine = originals[number:] if number == len(places) - 1 else originals[min(number, len(originals) - 1):][:1]
+            last = number == len(places) - 1
+            mine = originals[number:] if last else [originals[min(number, len(originals) - 1)]]
             line = _put(line, index, " ".join(mine))
             put_back += mine
     forward = edit(line + newline + rest, wanted, [])

@@ -31,9 +31,9 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files 
     STATE_DIR,
     STATE_RECORD,
     backup_path,
-    backup_problem,
     grub_tokens,
     is_nonblank_text,
+    known_backup,
     parse_record,
 )
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._cmdline import (
@@ -71,7 +71,7 @@ def watched_paths() -> dict[str, list[str]]:
     """What file_state must look at (paths) and read (read) before the planner can decide."""
     owned = [f[0] for f in OWNED_FILES]
     dirs = sorted({_dirname(p) for p in owned})
-    # Also where an earlier release kept a script aside (see backup_problem): it is put back from there.
+    # Also where an earlier release kept a script aside (see known_backup): it is put back from there.
     backups = [backup_path(p) for p in owned] + [p + BACKUP_SUFFIX for p in owned]
     read = owned + [CMDLINE_RECORD, PENDING, INITRAMFS_MODULES, KERNEL_CMDLINE, GRUB_DEFAULT, ADOPT_MANIFEST]
     return {"paths": sorted(set(dirs + backups + read)), "read": read}
@@ -165,7 +165,7 @@ def _record_problems(record: dict):
             yield "created_dirs[%d] is %r, expected one of the directories the role creates (%s)" % (
                 index, directory, ", ".join(creatable))
     for path, backup in (_section(record, "backups", dict) or {}).items():
-        if path not in owned or not isinstance(backup, str) or backup_problem(path, backup):
+        if path not in owned or not isinstance(backup, str) or not known_backup(path, backup):
             yield "backups[%r] is %r, expected an owned file (%s) mapped to its path + %s (+ ~ in init-top)" % (
                 path, backup, ", ".join(owned), BACKUP_SUFFIX)
 
