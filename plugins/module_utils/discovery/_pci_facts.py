@@ -109,6 +109,11 @@ def _vf_settings(entry: dict, vf_details: dict, details_error: str | None) -> No
     sriov["vf_settings_error"] = error
 
 
+def _running_cmdline(text: str) -> list[str]:
+    """The parameters of /proc/cmdline as written there, split where the kernel splits them."""
+    return [text[start:end] for start, end in _modconf.kernel_arg_spans(text)]
+
+
 def _corosync_conf(reader: TreeReader, etc_root: str) -> tuple[str | None, str | None]:
     """corosync.conf's text (pmxcfs' copy; corosync's own when /etc/pve is not mounted) and why it could not be
     read. Missing on nodes outside a cluster: no text, no error."""
@@ -220,7 +225,8 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "node_name": (reader.text(os.path.join(procfs_root, "sys", "kernel", "hostname"), warn=False) or "")
         .split(".")[0] or None,
         "installed_kernels": _host.installed_kernels(reader, etc_root, kernel_release),
-        "cmdline": (reader.text(os.path.join(procfs_root, "cmdline")) or "").split(),
+        # As the kernel split it: a quoted value with blanks (dyndbg="file x.c +p") is one parameter.
+        "cmdline": _running_cmdline(reader.text(os.path.join(procfs_root, "cmdline")) or ""),
         "boot_loader": _host.boot_loader(reader, sysfs_root, etc_root, pbt_status),
         "vfio_modules_loaded": _host.loaded_vfio_modules(reader, sysfs_root, procfs_root),
         "management_interfaces": [{"interface": name, "reasons": why} for name, why in sorted(reasons.items())],

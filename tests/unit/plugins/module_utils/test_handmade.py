@@ -184,3 +184,12 @@ def test_a_udev_rule_overrides_only_what_it_matches(fake_node):
     for rule in fine:
         found = handmade(fake_node, "guide-intel", {rules: rule + "\n"})
         assert not [p for problems in found.values() for p in problems if "management NIC" in p], (rule, found)
+
+
+def test_only_the_first_line_of_kernel_cmdline_reaches_the_kernel(fake_node):
+    """proxmox-boot-tool copies the first line of /etc/kernel/cmdline into the boot entries and nothing after it
+    (zz-proxmox-boot: get_first_line): a binding on a later line binds nothing and is not hand-made configuration."""
+    files = {"/etc/kernel/cmdline": "root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt\nvfio-pci.ids=8086:125c\n"}
+    found = handmade(fake_node, "amd-zfs-uefi", files)
+    assert ("/etc/kernel/cmdline", 1, "iommu=pt") in found
+    assert not [key for key in found if "vfio-pci.ids=8086:125c" in key[2]], found

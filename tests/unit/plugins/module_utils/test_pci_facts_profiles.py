@@ -61,6 +61,14 @@ def test_every_profile_device_is_reported_as_declared(fake_node, name):
     assert host["boot_loader"]["efi"] is node.profile["efi"]
 
 
+def test_the_running_command_line_is_split_as_the_kernel_splits_it(fake_node):
+    """A quoted value with blanks is one parameter (lib/cmdline.c next_arg), so `iommu=pt` inside it is not one."""
+    node = fake_node("guide-intel", mutate=lambda p: p.update(
+        cmdline='BOOT_IMAGE=/boot/vmlinuz root=/dev/sda1 dyndbg="file x.c iommu=pt +p"\tquiet'))
+    assert facts_of(node)["vfio_host"]["cmdline"] == [
+        "BOOT_IMAGE=/boot/vmlinuz", "root=/dev/sda1", 'dyndbg="file x.c iommu=pt +p"', "quiet"]
+
+
 def test_guide_host_marks_the_bridged_onboard_nic_as_management(fake_node):
     facts = facts_of(fake_node("guide-intel"))
     eno1 = netdev(facts, "eno1")
