@@ -509,6 +509,28 @@ ansible_facts:
           description:
             - Why C(/proc) could not be read to find the processes holding VFIO groups open; null when it was.
           type: str
+        vm_pci:
+          version_added: "0.3.0"
+          description:
+            - The PCI functions this node's VM configurations and the cluster's PCI mappings name, read from pmxcfs.
+              C(vms) maps a VM ID to its C(hostpciN) lines (the current configuration and C([PENDING]), not
+              snapshots) - C(option), C(value), C(pending), C(ids) (C(DDDD:BB:DD.F), or C(DDDD:BB:DD) for every
+              function of a device) and C(mapping). C(mappings) maps each ID in C(/etc/pve/mapping/pci.cfg) to the
+              functions its entries for this node name.
+            - A stopped VM holds nothing open, yet needs these devices at its next start; the passthrough role refuses
+              an SR-IOV count that removes a virtual function named here.
+            - Empty on a host without C(/etc/pve); null when a Proxmox node's configurations could not be read (see
+              RV(ansible_facts.vfio_host.vm_pci_error)), and the role then refuses to remove virtual functions.
+          type: dict
+          sample: {"vms": {"101": [{"option": "hostpci0", "value": "mapping=vf-pool,pcie=1", "pending": false,
+                                    "ids": [], "mapping": "vf-pool"}]},
+                   "mappings": {"vf-pool": ["0000:04:02.1"]}}
+        vm_pci_error:
+          version_added: "0.3.0"
+          description:
+            - Why this node's VM configurations or PCI mappings could not be read (pmxcfs not mounted, a file
+              unreadable); null when they were.
+          type: str
         vfio_config:
           version_added: "0.3.0"
           description:

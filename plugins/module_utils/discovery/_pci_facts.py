@@ -23,6 +23,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_ids im
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._sysfs_conf import numvfs_lines
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._tree import TreeReader
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vfio_users import VfioUsersUnknown, vfio_users
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vm_configs import vm_pci
 
 # run(argv) -> (rc, stdout, stderr); which(name) -> path or None
 Runner = Callable[[list], Tuple[int, str, str]]
@@ -252,6 +253,8 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "pci_ids_found": names is not None,
         "modules_alias_found": aliases is not None,
     }
+    # The PCI functions VM configurations and this node's PCI mappings name (a stopped VM needs them at its start).
+    host["vm_pci"], host["vm_pci_error"] = vm_pci(reader, etc_root, host["node_name"])
     host["handmade"] = handmade(reader, etc_root, host, devices)
     host["handmade_files"] = handmade_files(reader, etc_root, host["handmade"])
     return {

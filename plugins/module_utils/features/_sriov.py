@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vm_configs import names
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import ADDRESS, MAC
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import boolean
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._vf import UIO_DRIVERS, vf_arguments
@@ -373,6 +374,11 @@ class SriovPlanner:
             self.errors.append("%s: changing the VF count of %s from %d to %d destroys every VF, and %s - stop that "
                                "VM or move that address first" % (where, plan["address"], plan["current_vfs"],
                                                                   plan["vfs"], "; ".join(busy)))
+        named = self.configured_users(plan["address"], plan["vfs"])
+        if named:
+            self.errors.append("%s: a count of %d for %s removes VFs that %s - that VM could not start again; change "
+                               "its hostpci (or the mapping) first" % (where, plan["vfs"], plan["address"],
+                                                                       "; ".join(named)))
 
     def _corosync(self, plan: dict, device: dict) -> None:
         """A count change resets the PF's link on many drivers (ixgbe, i40e): a corosync link on it drops for a
@@ -461,6 +467,33 @@ class SriovPlanner:
                 if held:
                     busy.append("%s (%s) carries %s" % (vf["address"], netdev["name"], held))
         return busy
+
+    def configured_users(self, address: str, keep: int) -> list[str]:
+        """Who names a VF that a count of `keep` removes: a VM's hostpciN - a stopped VM too, it needs the VF at its
+        next start - or this node's entry of a PCI mapping. Fail closed: when the configurations could not be
+        read, that is said instead."""
+        vfs = ((self.devices.get(address) or {}).get("sriov") or {}).get("vfs") or []
+        gone = vfs[keep:]
+        if not gone:
+            return []
+        known = self.host.get("vm_pci", {})
+        if known is None:
+            return ["whether a VM or a PCI mapping names one of them (%s) cannot be known: %s" % (
+                ", ".join(gone), self.host.get("vm_pci_error") or "pci_facts did not read the configurations")]
+        found = []
+        for vmid, references in sorted((known.get("vms") or {}).items(), key=lambda item: int(item[0])):
+            for ref in references:
+                hit = [vf for vf in gone if any(names(i, vf) for i in ref["ids"])] or \
+                    [vf for vf in gone if ref["mapping"] and any(
+                        names(i, vf) for i in (known.get("mappings") or {}).get(ref["mapping"], []))]
+                if hit:
+                    found.append("VM %s names %s in %s%s (%s)" % (vmid, ", ".join(hit), ref["option"],
+                                                               " (pending)" if ref["pending"] else "", ref["value"]))
+        for mapping, paths in sorted((known.get("mappings") or {}).items()):
+            hit = [vf for vf in gone if any(names(i, vf) for i in paths)]
+            if hit:
+                found.append("PCI mapping %s maps %s on this node" % (mapping, ", ".join(hit)))
+        return found
 
     def in_place(self, pf: dict) -> bool:
         """Whether the PF already has what the plan asks - the count, every VF on the wanted side, every setting
@@ -639,14 +672,16 @@ def sriov_plan(facts: dict, entries, selected: set[str] | None = None, state: st
                                     "touched; dropped from the boot configuration" % (
                                         old["address"], old["id"], SRIOV_CONF, now))
         else:
-            # Removing the VFs is a count change to 0: the same guards (a VM's VF, the management path).
-            busy = planner.busy_vfs(old["address"])
-            if busy:
-                planner.errors.append(
-                    "%s: %s removes every VF of %s, and %s - stop that VM or move that address first; nothing "
-                    "was changed" % ("passthrough_state: absent" if state == "absent" else
-                                     "no longer in passthrough_sriov", "the rollback" if state == "absent"
-                                     else "this run", old["address"], "; ".join(busy)))
+            # Removing the VFs is a count change to 0: the same guards (a VM's VF, the management path, a VM
+            # configuration or a mapping that names a VF).
+            cause = "passthrough_state: absent: the rollback" if state == "absent" else \
+                "no longer in passthrough_sriov: this run"
+            for found, advice in ((planner.busy_vfs(old["address"]), "stop that VM or move that address first"),
+                                  (planner.configured_users(old["address"], 0),
+                                   "that VM could not start again; change its hostpci (or the mapping) first")):
+                if found:
+                    planner.errors.append("%s removes every VF of %s, and %s - %s; nothing was changed" % (
+                        cause, old["address"], "; ".join(found), advice))
             released.append({"address": old["address"], "id": old["id"], "vfs": 0, "vf_driver": "none",
                              "settings": []})
             planner.reasons.append("%s: no longer in passthrough_sriov - its VFs are removed" % old["address"])
