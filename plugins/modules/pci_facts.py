@@ -451,7 +451,8 @@ ansible_facts:
           description:
             - Lines of Debian's sysfsutils (C(/etc/sysfs.conf), C(/etc/sysfs.d/*.conf)) that write a VF count
               (C(sriov_numvfs)) at every boot - C(file), C(line), C(attribute), C(value), and the C(address) or
-              C(interface) the attribute names.
+              C(interface) the attribute names, or C(pattern) when it is a shell glob (the script writes every path
+              C(/sys/ATTRIBUTE) matches).
           type: list
           elements: dict
         sysfs_conf_error:

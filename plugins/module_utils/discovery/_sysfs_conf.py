@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import os
 import re
+from fnmatch import fnmatchcase
 
 # bus/pci/devices/<address>/sriov_numvfs, devices/.../<address>/sriov_numvfs
 BY_ADDRESS = re.compile(r"(?:^|/)([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])/sriov_numvfs$")
 SPACE = re.compile(r"[ \t\r\v\f]+")
 # class/net/<interface>/device/sriov_numvfs
 BY_INTERFACE = re.compile(r"^class/net/([^/]+)/device/sriov_numvfs$")
+# The script writes to every path its shell glob /sys/$f1 finds (`for path in /sys/$f1`).
+GLOB = re.compile(r"[*?\[]")
 
 
 def parse_sysfs_conf(text: str) -> list[tuple[int, str, str]]:
@@ -62,8 +65,27 @@ def numvfs_lines(etc_root: str) -> tuple[list[dict], str | None]:
             # Matched loosely (any case, any prefix): a line that may set a count counts - fail closed.
             by_address = BY_ADDRESS.search(attribute.lower())
             by_interface = BY_INTERFACE.match(attribute.lstrip("/"))
-            if by_address or by_interface:
-                found.append({"file": "/etc/" + name, "line": number, "attribute": attribute, "value": value,
-                              "address": by_address.group(1) if by_address else None,
-                              "interface": by_interface.group(1) if by_interface else None})
+            entry = {"file": "/etc/" + name, "line": number, "attribute": attribute, "value": value,
+                     "address": by_address.group(1) if by_address else None,
+                     "interface": by_interface.group(1) if by_interface else None, "pattern": None}
+            if attribute.lower().endswith("sriov_numvfs") and GLOB.search(entry["interface"] or attribute) and \
+                    not by_address:
+                # A glob (class/net/enp4s0f*/device/sriov_numvfs): the PFs it reaches are decided at boot.
+                entry.update(interface=None, pattern=attribute.lstrip("/"))
+            if by_address or entry["interface"] or entry["pattern"]:
+                found.append(entry)
     return found, ("cannot read %s" % ", ".join(unreadable)) if unreadable else None
+
+
+def sets_count_of(line: dict, address: str, interfaces: set[str]) -> bool:
+    """Whether a line numvfs_lines() found writes (or, a glob of another shape, may write) the count of the PF at
+    `address` with these interface names."""
+    if not line.get("pattern"):
+        return line.get("address") == address or line.get("interface") in interfaces
+    pattern = line["pattern"]
+    if not pattern.startswith(("bus/pci/devices/", "class/net/")):
+        return True  # devices/pci0000:00/*/...: which PFs it reaches depends on the topology - fail closed
+    candidates = ["bus/pci/devices/%s/sriov_numvfs" % address] + [
+        "class/net/%s/device/sriov_numvfs" % name for name in interfaces]
+    # fnmatch's * also crosses "/" where the shell's does not: a glob may match more here, never less.
+    return any(fnmatchcase(path, pattern) for path in candidates)

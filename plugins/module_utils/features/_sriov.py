@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._sysfs_conf import sets_count_of
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vm_configs import names
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import ADDRESS, MAC
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import boolean
@@ -215,7 +216,7 @@ class SriovPlanner:
         the PF's count and the last one wins (or fails with EBUSY). Refused before any write."""
         names = {n["name"] for n in device.get("netdevs") or []}
         for line in self.host.get("sysfs_conf_numvfs") or []:
-            if line.get("address") == plan["address"] or line.get("interface") in names:
+            if sets_count_of(line, plan["address"], names):
                 self.errors.append("%s: %s:%s sets the VF count of %s at every boot (sysfsutils: %s = %s) - two tools "
                                    "would set it; remove that line, or this entry" % (
                                        plan["selected_by"], line["file"], line["line"], plan["address"],

@@ -13,6 +13,7 @@ feature's own guard. The role tests only the booleans set here: `act` (something
 from __future__ import annotations
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._own_files import OWN_MARK, STATE_DIR, STATE_RECORD
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._sysfs_conf import sets_count_of
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import make_plan
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import SRIOV_FILES, fragment
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._sriov import watched_paths as sriov_paths
@@ -77,9 +78,8 @@ def unmade_vfs(plan: dict, sriov: dict, facts: dict) -> list[str]:
     devices = {d["address"]: d for d in facts.get("vfio_pci_devices") or []}
     host = facts.get("vfio_host") or {}
     made = {pf["address"] for pf in sriov.get("pfs") or [] if pf.get("vfs")}
-    lines = [(line.get("address"), {line.get("interface")}) for line in host.get("sysfs_conf_numvfs") or []] + [
-        (address, set(line["interfaces"])) for line in host.get("boot_numvfs") or []
-        for address in line["addresses"] or [None]]
+    lines = [(address, set(line["interfaces"])) for line in host.get("boot_numvfs") or []
+             for address in line["addresses"] or [None]]
     warnings = []
     for device in plan["devices"]:
         physfn = ((devices.get(device["address"]) or {}).get("sriov") or {}).get("physfn")
@@ -87,7 +87,8 @@ def unmade_vfs(plan: dict, sriov: dict, facts: dict) -> list[str]:
             continue
         names = {n["name"] for n in (devices.get(physfn) or {}).get("netdevs") or []}
         if any(address == physfn or (address is None and (not interfaces - {None} or names & interfaces))
-               for address, interfaces in lines):
+               for address, interfaces in lines) or any(
+                sets_count_of(line, physfn, names) for line in host.get("sysfs_conf_numvfs") or []):
             continue
         warnings.append("%s selects %s, a VF of %s, and nothing makes that PF's VFs again at boot (not in "
                         "passthrough_sriov, no sysfsutils, ifupdown or udev line) - after a reboot the VF is gone: "
