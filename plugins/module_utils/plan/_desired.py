@@ -195,6 +195,23 @@ def given_back_tokens(adopted: dict, files: dict) -> set[str]:
     return tokens
 
 
+# x86's COMMAND_LINE_SIZE (arch/x86/include/asm/setup.h): the kernel keeps 2047 bytes of its command line and
+# drops the rest without a word.
+COMMAND_LINE_MAX = 2047
+
+
+def _too_long(running: list[str], adding: list[str]) -> list[str]:
+    """Refused when the running command line with the tokens still to add passes what the kernel keeps: the
+    tokens at its end (the role's, appended) would not reach the kernel, or reach it cut in two."""
+    length = len(" ".join(running + adding))
+    if not adding or length <= COMMAND_LINE_MAX:
+        return []
+    return ["the kernel command line would be about %d bytes with %s (the running one is %d) - Linux on x86 keeps "
+            "the first %d and drops the rest, so they would not take effect: shorten the command line (GRUB_CMDLINE_"
+            "LINUX, /etc/kernel/cmdline) or passthrough_extra_cmdline" % (
+                length, " ".join(adding), len(" ".join(running)), COMMAND_LINE_MAX)]
+
+
 def desired(plan: dict, seen: dict, host: dict) -> dict:
     """Extend the planner's decisions with the node's whole desired state (see module docstring).
 
@@ -275,6 +292,7 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
             cmdline = None
         reboot_why = [t for t in plan["cmdline_tokens"] if not satisfied(t, running)] + [
             t for t in stale if t in running]
+        errors += _too_long(running, [t for t in plan["cmdline_tokens"] if not satisfied(t, running)])
     else:
         # Removal reads the records: the tokens kernel_cmdline added (and the ones it replaced), the drop-in's.
         cmdline = {"present": [], "prune": [], "remove_recorded": True} if _exists(seen, CMDLINE_RECORD) else None

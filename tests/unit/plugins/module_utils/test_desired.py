@@ -338,3 +338,20 @@ def test_a_token_no_longer_wanted_on_grub_needs_a_reboot_to_leave_the_running_ke
     seen["/etc/default/grub"] = text_file('GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n')
     plan = make_plan(facts(node), {"devices": [{"address": "0000:02:00.0"}], "iommu_pt": False}, seen)
     assert "iommu=pt" not in plan["reboot_tokens"]
+
+
+def test_tokens_the_kernel_would_drop_from_a_full_command_line_are_refused(fake_node):
+    """x86 keeps 2047 bytes of the command line and drops the rest silently: the role's tokens go at its end."""
+    wanted = {"devices": [{"address": "0000:02:00.0"}], "iommu_pt": True}
+
+    def long_line(length):
+        def change(profile):
+            prefix = "BOOT_IMAGE=/boot/vmlinuz root=/dev/sda1 ro x="
+            profile["cmdline"] = prefix + "a" * (length - len(prefix))
+        return facts(fake_node("guide-intel", mutate=change))
+    refused = make_plan(long_line(2040), wanted, {})
+    assert [e for e in refused["errors"] if "Linux on x86 keeps the first 2047" in e] == [
+        "the kernel command line would be about 2049 bytes with iommu=pt (the running one is 2040) - Linux on x86 "
+        "keeps the first 2047 and drops the rest, so they would not take effect: shorten the command line "
+        "(GRUB_CMDLINE_LINUX, /etc/kernel/cmdline) or passthrough_extra_cmdline"]
+    assert not [e for e in make_plan(long_line(2038), wanted, {})["errors"] if "2047" in e]
