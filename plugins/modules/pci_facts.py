@@ -388,9 +388,16 @@ ansible_facts:
           description: The short host name - the name Proxmox VE knows the node by (null when unreadable).
           type: str
         cmdline:
-          description: Tokens of C(/proc/cmdline).
+          description: Tokens of C(/proc/cmdline), split where the kernel splits them (a quoted value is one).
           type: list
           elements: str
+        cmdline_length:
+          version_added: "0.3.0"
+          description:
+            - The length of C(/proc/cmdline) in bytes (blanks as the boot loader passed them), without its final
+              newline; null when it could not be read. The role refuses parameters that would pass the 2047 bytes
+              x86 Linux keeps.
+          type: int
         boot_loader:
           description:
             - C(name) is V(grub), V(systemd-boot) or V(unknown); C(source) says how it was decided;

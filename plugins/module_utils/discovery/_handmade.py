@@ -122,7 +122,7 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
         added = set(parse_record(reader.text(os.path.join(etc_root, CMDLINE_RECORD.lstrip("/")), warn=False) or "")[0])
         # proxmox-boot-tool puts only the first line in the boot entries (zz-proxmox-boot: get_first_line), and
         # that line is what adoption edits. Split as the kernel splits it (a quoted value with blanks is one token).
-        text = (reader.text(cmdline) or "").partition("\n")[0]
+        text = (reader.text(cmdline, exact=True) or "").partition("\n")[0]
         for token in [text[start:end] for start, end in kernel_arg_spans(text) if text[start:end] not in added]:
             add(KERNEL_CMDLINE, 1, token, token)
     return found

@@ -115,6 +115,15 @@ def _running_cmdline(text: str) -> list[str]:
     return [text[start:end] for start, end in _modconf.kernel_arg_spans(text)]
 
 
+def _cmdline_length(procfs_root: str) -> int | None:
+    """The bytes of /proc/cmdline (blanks as the boot loader passed them), without its final newline."""
+    try:
+        with open(os.path.join(procfs_root, "cmdline"), "rb") as handle:
+            return len(handle.read().rstrip(b"\n"))
+    except OSError:
+        return None
+
+
 def _corosync_conf(reader: TreeReader, etc_root: str) -> tuple[str | None, str | None]:
     """corosync.conf's text (pmxcfs' copy; corosync's own when /etc/pve is not mounted) and why it could not be
     read. Missing on nodes outside a cluster: no text, no error."""
@@ -228,6 +237,7 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         "installed_kernels": _host.installed_kernels(reader, etc_root, kernel_release),
         # As the kernel split it: a quoted value with blanks (dyndbg="file x.c +p") is one parameter.
         "cmdline": _running_cmdline(reader.text(os.path.join(procfs_root, "cmdline")) or ""),
+        "cmdline_length": _cmdline_length(procfs_root),
         "boot_loader": _host.boot_loader(reader, sysfs_root, etc_root, pbt_status),
         "vfio_modules_loaded": _host.loaded_vfio_modules(reader, sysfs_root, procfs_root),
         "management_interfaces": [{"interface": name, "reasons": why} for name, why in sorted(reasons.items())],

@@ -15,6 +15,7 @@ with CRLF) still makes the script write, so the CR is dropped here rather than t
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from fnmatch import fnmatchcase
 
@@ -37,6 +38,26 @@ def parse_sysfs_conf(text: str) -> list[tuple[int, str, str]]:
         if len(words) == 2:  # three words: mode/owner lines, or a syntax error the script stops at
             found.append((number, words[0], words[1]))
     return found
+
+
+def _numvfs_line(attribute: str) -> dict | None:
+    """{address, interface, pattern} of an attribute that writes (or, a glob, may write) a VF count, else None.
+    The path as the kernel resolves it: `//` and `/./` are one `/`."""
+    path = posixpath.normpath("/" + attribute).lstrip("/")
+    last = path.rsplit("/", 1)[-1]
+    if not (last.lower() == "sriov_numvfs" or (GLOB.search(last) and fnmatchcase("sriov_numvfs", last))):
+        return None
+    # Matched loosely (any case, any prefix): a line that may set a count counts - fail closed.
+    by_address = BY_ADDRESS.search(path.lower())
+    by_interface = BY_INTERFACE.match(path)
+    if by_address:
+        return {"address": by_address.group(1), "interface": None, "pattern": None}
+    if by_interface and not GLOB.search(by_interface.group(1)):
+        return {"address": None, "interface": by_interface.group(1), "pattern": None}
+    if GLOB.search(path):
+        # A glob (class/net/enp4s0f*/device/sriov_numvfs): the PFs it reaches are decided at boot.
+        return {"address": None, "interface": None, "pattern": path}
+    return None
 
 
 def numvfs_lines(etc_root: str) -> tuple[list[dict], str | None]:
@@ -62,17 +83,9 @@ def numvfs_lines(etc_root: str) -> tuple[list[dict], str | None]:
             unreadable.append("/etc/%s (%s)" % (name, exc.strerror or exc))
             continue
         for number, attribute, value in parse_sysfs_conf(text):
-            # Matched loosely (any case, any prefix): a line that may set a count counts - fail closed.
-            by_address = BY_ADDRESS.search(attribute.lower())
-            by_interface = BY_INTERFACE.match(attribute.lstrip("/"))
-            entry = {"file": "/etc/" + name, "line": number, "attribute": attribute, "value": value,
-                     "address": by_address.group(1) if by_address else None,
-                     "interface": by_interface.group(1) if by_interface else None, "pattern": None}
-            if attribute.lower().endswith("sriov_numvfs") and GLOB.search(entry["interface"] or attribute) and \
-                    not by_address:
-                # A glob (class/net/enp4s0f*/device/sriov_numvfs): the PFs it reaches are decided at boot.
-                entry.update(interface=None, pattern=attribute.lstrip("/"))
-            if by_address or entry["interface"] or entry["pattern"]:
+            entry = _numvfs_line(attribute)
+            if entry:
+                entry.update(file="/etc/" + name, line=number, attribute=attribute, value=value)
                 found.append(entry)
     return found, ("cannot read %s" % ", ".join(unreadable)) if unreadable else None
 

@@ -51,33 +51,40 @@ def names(reference: str, address: str) -> bool:
 
 
 def _properties(value: str, default_key: str | None) -> dict[str, str]:
-    """A Proxmox property string: `key=value` items split at commas, the first item without a key is the
-    default key's value."""
+    """A Proxmox property string (pve-common src/PVE/JSONSchema.pm parse_property_string): parts split at commas,
+    blank parts skipped, `key=value` parts by key, and a part without `=` - wherever it stands - is the default
+    key's value."""
     found: dict[str, str] = {}
-    for index, item in enumerate(value.split(",")):
+    for item in value.split(","):
+        if not item.strip():
+            continue
         key, equals, rest = item.partition("=")
         if not equals:
-            if index == 0 and default_key:
+            if default_key:
                 found.setdefault(default_key, item.strip())
             continue
         found.setdefault(key.strip(), rest.strip())
     return found
 
 
+# qemu-server src/PVE/QemuServer.pm parse_vm_config: a section header alone on its line (any case for
+# [PENDING]); options start in column 0, a lower-case key, the value without the blanks around it.
+SECTION = re.compile(r"^\[([^\]]*)\]\s*$")
+OPTION = re.compile(r"^([a-z][a-z_\-]*\d*):\s*(.+?)\s*$")
+
+
 def hostpci_options(text: str) -> list[tuple[str, str, str]]:
     """(section, option, value) of every hostpciN line of a VM configuration: the current one ("") and
-    [PENDING] ("PENDING"); snapshot sections are history and do not start."""
+    [PENDING] ("PENDING"); snapshot and special sections are history or not a device, and do not start."""
     found, section = [], ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("[") and stripped.endswith("]"):
-            section = stripped[1:-1]
+    for line in text.split("\n"):
+        header = SECTION.match(line)
+        if header:
+            section = "PENDING" if header.group(1).upper() == "PENDING" else "other"
             continue
-        if section not in ("", "PENDING") or stripped.startswith("#"):
-            continue
-        key, colon, value = stripped.partition(":")
-        if colon and HOSTPCI.match(key.strip()):
-            found.append((section, key.strip(), value.strip()))
+        option = OPTION.match(line)
+        if section in ("", "PENDING") and option and HOSTPCI.match(option.group(1)):
+            found.append((section, option.group(1), option.group(2)))
     return found
 
 
@@ -92,26 +99,34 @@ def vm_references(text: str) -> list[dict]:
     return found
 
 
+# pve-common src/PVE/SectionConfig.pm parse_config: lines split at "\n", comment lines (^\s*#) skipped
+# everywhere; outside a section a line that is only the mapping's ID starts one (Mapping/PCI.pm
+# parse_section_header); inside it, lines are read until one Perl takes for false ("" or "0") - a line of blanks
+# does not end it - and `  key value` lines are its properties.
+HEADER = re.compile(r"^(\S+)\s*$")
+PROPERTY = re.compile(r"^\s+(\S+)(?:\s+(.*\S))?\s*$")
+
+
 def mapping_paths(text: str, node: str | None) -> dict[str, list[str]]:
     """{mapping ID: every PCI function its `map` entries for `node` name} of pci.cfg."""
     found: dict[str, list[str]] = {}
     current = None
-    for line in text.splitlines():
-        if not line.strip():
-            current = None
+    for line in text.split("\n"):
+        if re.match(r"^\s*#", line):
             continue
-        if line.lstrip().startswith("#"):
-            continue
-        if not line[0].isspace():
-            header = line.split()
-            current = header[0] if len(header) == 1 else None
-            if current:
+        if current is None:
+            header = HEADER.match(line) if line else None
+            if header:
+                current = header.group(1)
                 found.setdefault(current, [])
             continue
-        words = line.split(None, 1)
-        if current is None or words[0] != "map" or len(words) < 2:
+        if line in ("", "0"):
+            current = None
             continue
-        fields = _properties(words[1], None)
+        prop = PROPERTY.match(line)
+        if not prop or prop.group(1) != "map" or not prop.group(2):
+            continue
+        fields = _properties(prop.group(2), None)
         if node is not None and fields.get("node") == node and fields.get("path"):
             found[current] += pci_ids(fields["path"])
     return found
@@ -119,16 +134,22 @@ def mapping_paths(text: str, node: str | None) -> dict[str, list[str]]:
 
 def vm_pci(reader, etc_root: str, node: str | None) -> tuple[dict | None, str | None]:
     """({vms: {VMID: [vm_references()]}, mappings: {ID: [functions on this node]}}, None), or (None, why) when a
-    Proxmox node's configurations cannot be read (pmxcfs not mounted, a file unreadable). A host without
-    /etc/pve is not a Proxmox node: no VMs, no mappings."""
-    pve = os.path.join(etc_root, "etc", "pve")
-    if not os.path.isdir(pve):
+    Proxmox node's configurations cannot be read (pmxcfs not mounted, a directory or file unreadable). A host
+    without /etc/pve is not a Proxmox node: no VMs, no mappings."""
+    try:
+        os.stat(os.path.join(etc_root, "etc", "pve"))
+    except FileNotFoundError:
         return {"vms": {}, "mappings": {}}, None
+    except OSError as exc:
+        return None, "/etc/pve cannot be read (%s)" % (exc.strerror or exc)
     configs = os.path.join(etc_root, QEMU_SERVER.lstrip("/"))
-    if not os.path.isdir(configs):
-        return None, "%s cannot be read (is pmxcfs, pve-cluster.service, running?)" % QEMU_SERVER
+    try:
+        listed = sorted(os.listdir(configs))
+    except OSError as exc:
+        return None, "%s cannot be read (%s) - is pmxcfs (pve-cluster.service) running?" % (
+            QEMU_SERVER, exc.strerror or exc)
     vms = {}
-    for name in reader.listdir(configs):
+    for name in listed:
         match = VMID_CONF.match(name)
         if not match:
             continue
@@ -136,13 +157,22 @@ def vm_pci(reader, etc_root: str, node: str | None) -> tuple[dict | None, str | 
         if text is None:
             return None, "%s/%s cannot be read" % (QEMU_SERVER, name)
         vms[match.group(1)] = vm_references(text)
-    mappings = {}
-    cfg = os.path.join(etc_root, PCI_MAPPINGS.lstrip("/"))
-    if os.path.exists(cfg):
-        text = reader.text(cfg, warn=False, exact=True)
-        if text is None:
-            return None, "%s cannot be read" % PCI_MAPPINGS
-        if node is None:
-            return None, "this node's name is unknown, so its entries in %s cannot be told apart" % PCI_MAPPINGS
-        mappings = mapping_paths(text, node)
+    mappings, problem = _mappings(etc_root, node)
+    if problem:
+        return None, problem
     return {"vms": {vmid: refs for vmid, refs in vms.items() if refs}, "mappings": mappings}, None
+
+
+def _mappings(etc_root: str, node: str | None) -> tuple[dict, str | None]:
+    """mapping_paths() of pci.cfg (none when there is no such file), or why it cannot be read."""
+    try:
+        with open(os.path.join(etc_root, PCI_MAPPINGS.lstrip("/")), encoding="utf-8", errors="replace",
+                  newline="") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return {}, None
+    except OSError as exc:
+        return {}, "%s cannot be read (%s)" % (PCI_MAPPINGS, exc.strerror or exc)
+    if node is None:
+        return {}, "this node's name is unknown, so its entries in %s cannot be told apart" % PCI_MAPPINGS
+    return mapping_paths(text, node), None

@@ -200,16 +200,26 @@ def given_back_tokens(adopted: dict, files: dict) -> set[str]:
 COMMAND_LINE_MAX = 2047
 
 
-def _too_long(running: list[str], adding: list[str]) -> list[str]:
-    """Refused when the running command line with the tokens still to add passes what the kernel keeps: the
-    tokens at its end (the role's, appended) would not reach the kernel, or reach it cut in two."""
-    length = len(" ".join(running + adding))
+def _too_long(host: dict, adding: list[str], dropping: list[str], next_line: str | None = None) -> list[str]:
+    """Refused when the next boot's command line with the tokens still to add passes what the kernel keeps: the
+    tokens at its end (the role's, appended) would not reach the kernel, or reach it cut in two. Counted in bytes.
+    systemd-boot: `next_line` is /etc/kernel/cmdline's first line as the run leaves it (without `adding`), and
+    systemd-boot adds its initrd= as on the running kernel. GRUB: the running line (its bytes, blanks as they
+    are) with the tokens that come and go - its own values are only known to the shell update-grub runs."""
+    running = host.get("cmdline") or []
+    if next_line is not None:
+        base = len(next_line.encode()) + sum(len(t.encode()) + 1 for t in running if t.startswith("initrd="))
+    else:
+        base = host.get("cmdline_length")
+        base = len(" ".join(running).encode()) if not isinstance(base, int) else base
+        base -= sum(len(t.encode()) + 1 for t in dropping if t in running)
+    length = base + sum(len(t.encode()) + 1 for t in adding)
     if not adding or length <= COMMAND_LINE_MAX:
         return []
-    return ["the kernel command line would be about %d bytes with %s (the running one is %d) - Linux on x86 keeps "
-            "the first %d and drops the rest, so they would not take effect: shorten the command line (GRUB_CMDLINE_"
-            "LINUX, /etc/kernel/cmdline) or passthrough_extra_cmdline" % (
-                length, " ".join(adding), len(" ".join(running)), COMMAND_LINE_MAX)]
+    return ["the kernel command line would be about %d bytes with %s - Linux on x86 keeps the first %d and drops "
+            "the rest, so they would not take effect: shorten the command line (%s) or passthrough_extra_cmdline" % (
+                length, " ".join(adding), COMMAND_LINE_MAX,
+                KERNEL_CMDLINE if next_line is not None else "GRUB_CMDLINE_LINUX, then reboot")]
 
 
 def desired(plan: dict, seen: dict, host: dict) -> dict:
@@ -279,7 +289,8 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
                 switches_iommu_off(r) and token_key(r) == token_key(t) for r in restore if "=" in t)]
             # What the line holds once the stale tokens are out: a narrowed token (downstream,multifunction to
             # downstream) is satisfied by the old one only until the prune takes that out.
-            left = cmdline_tokens(prune_recorded((own_text + "\n"), added, restore, stale)["content"])
+            pruned = prune_recorded((own_text + "\n"), added, restore, stale)["content"].split("\n")[0]
+            left = cmdline_tokens(pruned)
             cmdline = {"present": [t for t in plan["cmdline_tokens"] if not satisfied(t, left)], "prune": stale,
                        "remove_recorded": False}
             for token in plan["cmdline_tokens"]:
@@ -292,7 +303,9 @@ def desired(plan: dict, seen: dict, host: dict) -> dict:
             cmdline = None
         reboot_why = [t for t in plan["cmdline_tokens"] if not satisfied(t, running)] + [
             t for t in stale if t in running]
-        errors += _too_long(running, [t for t in plan["cmdline_tokens"] if not satisfied(t, running)])
+        # Without /etc/kernel/cmdline, proxmox-boot-tool writes the running line into the boot entries.
+        errors += _too_long(host, cmdline["present"], [], pruned) if cmdline and _exists(seen, KERNEL_CMDLINE) \
+            else _too_long(host, [t for t in plan["cmdline_tokens"] if not satisfied(t, running)], stale)
     else:
         # Removal reads the records: the tokens kernel_cmdline added (and the ones it replaced), the drop-in's.
         cmdline = {"present": [], "prune": [], "remove_recorded": True} if _exists(seen, CMDLINE_RECORD) else None

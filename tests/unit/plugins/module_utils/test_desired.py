@@ -351,7 +351,7 @@ def test_tokens_the_kernel_would_drop_from_a_full_command_line_are_refused(fake_
         return facts(fake_node("guide-intel", mutate=change))
     refused = make_plan(long_line(2040), wanted, {})
     assert [e for e in refused["errors"] if "Linux on x86 keeps the first 2047" in e] == [
-        "the kernel command line would be about 2049 bytes with iommu=pt (the running one is 2040) - Linux on x86 "
-        "keeps the first 2047 and drops the rest, so they would not take effect: shorten the command line "
-        "(GRUB_CMDLINE_LINUX, /etc/kernel/cmdline) or passthrough_extra_cmdline"]
+        "the kernel command line would be about 2049 bytes with iommu=pt - Linux on x86 keeps the first 2047 and drops "
+        "the rest, so they would not take effect: shorten the command line (GRUB_CMDLINE_LINUX, then reboot) or "
+        "passthrough_extra_cmdline"]
     assert not [e for e in make_plan(long_line(2038), wanted, {})["errors"] if "2047" in e]

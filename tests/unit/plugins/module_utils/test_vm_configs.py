@@ -99,7 +99,8 @@ def test_a_host_without_etc_pve_is_no_proxmox_node(fake_node):
 def test_pmxcfs_not_mounted_is_unknown_not_no_vms(fake_node):
     host = facts(fake_node, {"/etc/pve/.placeholder": ""})["vfio_host"]
     assert host["vm_pci"] is None
-    assert host["vm_pci_error"] == "/etc/pve/qemu-server cannot be read (is pmxcfs, pve-cluster.service, running?)"
+    assert host["vm_pci_error"] == ("/etc/pve/qemu-server cannot be read (No such file or directory) - is pmxcfs "
+                                    "(pve-cluster.service) running?")
 
 
 # --- the SR-IOV planner ---------------------------------------------------------------------------
