@@ -524,7 +524,8 @@ ansible_facts:
               C(vms) maps a VM ID to its C(hostpciN) lines (the current configuration and C([PENDING]), not
               snapshots) - C(option), C(value), C(pending), C(ids) (C(DDDD:BB:DD.F), or C(DDDD:BB:DD) for every
               function of a device) and C(mapping). C(mappings) maps each ID in C(/etc/pve/mapping/pci.cfg) to the
-              functions its entries for this node name.
+              functions its entries for this node name. C(cts) maps a container ID to the host interfaces its
+              configuration moves into it (C(lxc.net.N.type: phys) with C(lxc.net.N.link)).
             - A stopped VM holds nothing open, yet needs these devices at its next start; the passthrough role refuses
               an SR-IOV count that removes a virtual function named here.
             - Empty on a host without C(/etc/pve); null when a Proxmox node's configurations could not be read (see
@@ -532,7 +533,7 @@ ansible_facts:
           type: dict
           sample: {"vms": {"101": [{"option": "hostpci0", "value": "mapping=vf-pool,pcie=1", "pending": false,
                                     "ids": [], "mapping": "vf-pool"}]},
-                   "mappings": {"vf-pool": ["0000:04:02.1"]}}
+                   "mappings": {"vf-pool": ["0000:04:02.1"]}, "cts": {"200": ["enp4s0f0v3"]}}
         vm_pci_error:
           version_added: "0.3.0"
           description:

@@ -1,6 +1,7 @@
 # Copyright: vfio.proxmox contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which PCI functions this node's VM configurations and the cluster's PCI mappings name.
+"""Which PCI functions this node's VM configurations and the cluster's PCI mappings name, and which host
+interfaces its containers take.
 
 A VM that is stopped holds nothing open, yet its `hostpciN` names a device it needs at its next
 start: removing that device (a VF whose count goes down) leaves a VM that no longer starts.
@@ -22,6 +23,7 @@ import os
 import re
 
 QEMU_SERVER = "/etc/pve/qemu-server"
+LXC = "/etc/pve/lxc"
 PCI_MAPPINGS = "/etc/pve/mapping/pci.cfg"
 # qemu-server PVE/QemuServer/PCI.pm $PCIRE (domain optional); read without regard to case.
 PCI_ID = re.compile(r"^(?:([0-9a-f]{4,}):)?([0-9a-f]{2}):([0-9a-f]{2})(?:\.([0-9a-f]))?$", re.IGNORECASE)
@@ -99,6 +101,26 @@ def vm_references(text: str) -> list[dict]:
     return found
 
 
+# pve-container src/PVE/LXC/Config.pm parse_pct_config: raw LXC keys in the container's own configuration
+# (before its first [section]): `lxc.net.N.type: phys` with `lxc.net.N.link: NAME` moves the host's interface
+# NAME into the container when it starts - a VF's interface too.
+LXC_KEY = re.compile(r"^(lxc\.[a-z0-9_\-.]+)(?::|\s*=)\s*(.*?)\s*$")
+LXC_NET = re.compile(r"^lxc\.net\.(\d+)\.(type|link)$")
+
+
+def ct_interfaces(text: str) -> list[str]:
+    """The host interfaces a container's configuration moves into it (lxc.net.N.type phys)."""
+    nets: dict[str, dict[str, str]] = {}
+    for line in text.split("\n"):
+        if SECTION.match(line):
+            break
+        raw = LXC_KEY.match(line)
+        net = LXC_NET.match(raw.group(1)) if raw else None
+        if net:
+            nets.setdefault(net.group(1), {})[net.group(2)] = raw.group(2)
+    return sorted({n["link"] for n in nets.values() if n.get("type") == "phys" and n.get("link")})
+
+
 # pve-common src/PVE/SectionConfig.pm parse_config: lines split at "\n", comment lines (^\s*#) skipped
 # everywhere; outside a section a line that is only the mapping's ID starts one (Mapping/PCI.pm
 # parse_section_header); inside it, lines are read until one Perl takes for false ("" or "0") - a line of blanks
@@ -139,7 +161,7 @@ def vm_pci(reader, etc_root: str, node: str | None) -> tuple[dict | None, str | 
     try:
         os.stat(os.path.join(etc_root, "etc", "pve"))
     except FileNotFoundError:
-        return {"vms": {}, "mappings": {}}, None
+        return {"vms": {}, "mappings": {}, "cts": {}}, None
     except OSError as exc:
         return None, "/etc/pve cannot be read (%s)" % (exc.strerror or exc)
     configs = os.path.join(etc_root, QEMU_SERVER.lstrip("/"))
@@ -157,10 +179,34 @@ def vm_pci(reader, etc_root: str, node: str | None) -> tuple[dict | None, str | 
         if text is None:
             return None, "%s/%s cannot be read" % (QEMU_SERVER, name)
         vms[match.group(1)] = vm_references(text)
-    mappings, problem = _mappings(etc_root, node)
+    cts, problem = _containers(reader, etc_root)
+    mappings, problem = (None, problem) if problem else _mappings(etc_root, node)
     if problem:
         return None, problem
-    return {"vms": {vmid: refs for vmid, refs in vms.items() if refs}, "mappings": mappings}, None
+    return {"vms": {vmid: refs for vmid, refs in vms.items() if refs}, "mappings": mappings, "cts": cts}, None
+
+
+def _containers(reader, etc_root: str) -> tuple[dict, str | None]:
+    """{CTID: ct_interfaces()} of this node's containers that move a host interface in, or why they cannot be
+    read. No directory: no containers (pmxcfs shows /etc/pve/lxc with qemu-server)."""
+    directory = os.path.join(etc_root, LXC.lstrip("/"))
+    try:
+        listed = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return {}, None
+    except OSError as exc:
+        return {}, "%s cannot be read (%s)" % (LXC, exc.strerror or exc)
+    found = {}
+    for name in listed:
+        match = VMID_CONF.match(name)
+        if not match:
+            continue
+        text = reader.text(os.path.join(directory, name), warn=False, exact=True)
+        if text is None:
+            return {}, "%s/%s cannot be read" % (LXC, name)
+        if ct_interfaces(text):
+            found[match.group(1)] = ct_interfaces(text)
+    return found, None
 
 
 def _mappings(etc_root: str, node: str | None) -> tuple[dict, str | None]:

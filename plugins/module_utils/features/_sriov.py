@@ -471,8 +471,8 @@ class SriovPlanner:
 
     def configured_users(self, address: str, keep: int) -> list[str]:
         """Who names a VF that a count of `keep` removes: a VM's hostpciN - a stopped VM too, it needs the VF at its
-        next start - or this node's entry of a PCI mapping. Fail closed: when the configurations could not be
-        read, that is said instead."""
+        next start -, this node's entry of a PCI mapping, or a container that takes the VF's interface. Fail
+        closed: when the configurations could not be read, that is said instead."""
         vfs = ((self.devices.get(address) or {}).get("sriov") or {}).get("vfs") or []
         gone = vfs[keep:]
         if not gone:
@@ -494,6 +494,11 @@ class SriovPlanner:
             hit = [vf for vf in gone if any(names(i, vf) for i in paths)]
             if hit:
                 found.append("PCI mapping %s maps %s on this node" % (mapping, ", ".join(hit)))
+        interfaces = {n["name"]: vf for vf in gone for n in (self.devices.get(vf) or {}).get("netdevs") or []}
+        for ctid, links in sorted((known.get("cts") or {}).items(), key=lambda item: int(item[0])):
+            hit = ["%s (%s)" % (link, interfaces[link]) for link in links if link in interfaces]
+            if hit:
+                found.append("container %s takes %s (lxc.net phys)" % (ctid, ", ".join(hit)))
         return found
 
     def in_place(self, pf: dict) -> bool:

@@ -93,7 +93,7 @@ def test_arbitrary_text_never_breaks_the_readers(text, node):
 # --- the node's files, through pci_facts ----------------------------------------------------------
 def test_a_host_without_etc_pve_is_no_proxmox_node(fake_node):
     host = facts(fake_node)["vfio_host"]
-    assert (host["vm_pci"], host["vm_pci_error"]) == ({"vms": {}, "mappings": {}}, None)
+    assert (host["vm_pci"], host["vm_pci_error"]) == ({"vms": {}, "mappings": {}, "cts": {}}, None)
 
 
 def test_pmxcfs_not_mounted_is_unknown_not_no_vms(fake_node):
@@ -141,3 +141,16 @@ def test_the_rollback_that_removes_every_vf_a_vm_names_is_refused(fake_node):
     assert plan["errors"] == [
         "passthrough_state: absent: the rollback removes every VF of %s, and VM 101 names %s in hostpci0 (%s) - that "
         "VM could not start again; change its hostpci (or the mapping) first; nothing was changed" % (PF, KEPT, KEPT)]
+
+
+def test_a_container_that_takes_the_vfs_interface_is_refused_too(fake_node):
+    """`lxc.net.0.type: phys` with `lxc.net.0.link: enp4s0f0v1` moves VF 1's interface into container 200 when it
+    starts (pve-container src/PVE/LXC/Config.pm parse_pct_config keeps raw lxc keys): without the VF it no longer
+    starts. A veth of Proxmox's own (net0) or a snapshot section is no reason."""
+    conf = "arch: amd64\nlxc.net.0.type: phys\nlxc.net.0.link: enp4s0f0v1\nlxc.net.0.flags = up\n"
+    (error,) = one_vf_less(fake_node, {"/etc/pve/qemu-server/.keep": "", "/etc/pve/lxc/200.conf": conf})
+    assert "container 200 takes enp4s0f0v1 (%s) (lxc.net phys)" % GONE in error
+    for harmless in ("net0: name=eth0,bridge=vmbr0\n", "lxc.net.0.type: veth\nlxc.net.0.link: enp4s0f0v1\n",
+                     "arch: amd64\n[snap]\nlxc.net.0.type: phys\nlxc.net.0.link: enp4s0f0v1\n",
+                     "lxc.net.0.type: phys\nlxc.net.0.link: enp4s0f0v0\n"):
+        assert one_vf_less(fake_node, {"/etc/pve/qemu-server/.keep": "", "/etc/pve/lxc/200.conf": harmless}) == []
