@@ -164,38 +164,29 @@ def vm_pci(reader, etc_root: str, node: str | None) -> tuple[dict | None, str | 
         return {"vms": {}, "mappings": {}, "cts": {}}, None
     except OSError as exc:
         return None, "/etc/pve cannot be read (%s)" % (exc.strerror or exc)
-    configs = os.path.join(etc_root, QEMU_SERVER.lstrip("/"))
-    try:
-        listed = sorted(os.listdir(configs))
-    except OSError as exc:
-        return None, "%s cannot be read (%s) - is pmxcfs (pve-cluster.service) running?" % (
-            QEMU_SERVER, exc.strerror or exc)
-    vms = {}
-    for name in listed:
-        match = VMID_CONF.match(name)
-        if not match:
-            continue
-        text = reader.text(os.path.join(configs, name), warn=False, exact=True)
-        if text is None:
-            return None, "%s/%s cannot be read" % (QEMU_SERVER, name)
-        vms[match.group(1)] = vm_references(text)
-    cts, problem = _containers(reader, etc_root)
-    mappings, problem = (None, problem) if problem else _mappings(etc_root, node)
+    vms, problem = _guest_configs(reader, etc_root, QEMU_SERVER)
+    cts, problem = ({}, problem) if problem else _guest_configs(reader, etc_root, LXC)
+    mappings, problem = ({}, problem) if problem else _mappings(etc_root, node)
     if problem:
         return None, problem
-    return {"vms": {vmid: refs for vmid, refs in vms.items() if refs}, "mappings": mappings, "cts": cts}, None
+    references = {vmid: vm_references(text) for vmid, text in vms.items()}
+    interfaces = {ctid: ct_interfaces(text) for ctid, text in cts.items()}
+    return {"vms": {vmid: refs for vmid, refs in references.items() if refs}, "mappings": mappings,
+            "cts": {ctid: links for ctid, links in interfaces.items() if links}}, None
 
 
-def _containers(reader, etc_root: str) -> tuple[dict, str | None]:
-    """{CTID: ct_interfaces()} of this node's containers that move a host interface in, or why they cannot be
-    read. No directory: no containers (pmxcfs shows /etc/pve/lxc with qemu-server)."""
-    directory = os.path.join(etc_root, LXC.lstrip("/"))
+def _guest_configs(reader, etc_root: str, shown: str) -> tuple[dict[str, str], str | None]:
+    """{ID: text} of the guest configurations in a pmxcfs directory, or why they cannot be read. No qemu-server
+    directory on a Proxmox node means pmxcfs is not mounted; no lxc directory, no containers."""
+    directory = os.path.join(etc_root, shown.lstrip("/"))
     try:
         listed = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return {}, None
+    except FileNotFoundError as exc:
+        if shown == LXC:
+            return {}, None
+        return {}, "%s cannot be read (%s) - is pmxcfs (pve-cluster.service) running?" % (shown, exc.strerror)
     except OSError as exc:
-        return {}, "%s cannot be read (%s)" % (LXC, exc.strerror or exc)
+        return {}, "%s cannot be read (%s)" % (shown, exc.strerror or exc)
     found = {}
     for name in listed:
         match = VMID_CONF.match(name)
@@ -203,9 +194,8 @@ def _containers(reader, etc_root: str) -> tuple[dict, str | None]:
             continue
         text = reader.text(os.path.join(directory, name), warn=False, exact=True)
         if text is None:
-            return {}, "%s/%s cannot be read" % (LXC, name)
-        if ct_interfaces(text):
-            found[match.group(1)] = ct_interfaces(text)
+            return {}, "%s/%s cannot be read" % (shown, name)
+        found[match.group(1)] = text
     return found, None
 
 
