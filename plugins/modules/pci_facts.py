@@ -525,7 +525,7 @@ ansible_facts:
               snapshots) - C(option), C(value), C(pending), C(ids) (C(DDDD:BB:DD.F), or C(DDDD:BB:DD) for every
               function of a device) and C(mapping). C(mappings) maps each ID in C(/etc/pve/mapping/pci.cfg) to the
               functions its entries for this node name. C(cts) maps a container ID to the host interfaces its
-              configuration moves into it (C(lxc.net.N.type: phys) with C(lxc.net.N.link)).
+              configuration moves into it (C(lxc.net.N.type) V(phys) with C(lxc.net.N.link)).
             - A stopped VM holds nothing open, yet needs these devices at its next start; the passthrough role refuses
               an SR-IOV count that removes a virtual function named here.
             - Empty on a host without C(/etc/pve); null when a Proxmox node's configurations could not be read (see

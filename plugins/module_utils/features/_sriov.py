@@ -488,8 +488,9 @@ class SriovPlanner:
                     [vf for vf in gone if ref["mapping"] and any(
                         names(i, vf) for i in (known.get("mappings") or {}).get(ref["mapping"], []))]
                 if hit:
-                    found.append("VM %s names %s in %s%s (%s)" % (vmid, ", ".join(hit), ref["option"],
-                                                               " (pending)" if ref["pending"] else "", ref["value"]))
+                    pending = " (pending)" if ref["pending"] else ""
+                    found.append("VM %s names %s in %s%s (%s)" % (vmid, ", ".join(hit), ref["option"], pending,
+                                                                  ref["value"]))
         for mapping, paths in sorted((known.get("mappings") or {}).items()):
             hit = [vf for vf in gone if any(names(i, vf) for i in paths)]
             if hit:

@@ -66,7 +66,7 @@ def _written(part) -> str:
 
 
 def _meant(part) -> str:
-    domain, bus, device, function, _ = part
+    domain, bus, device, function = part[:4]
     return "%s:%02x:%02x%s" % (domain.rstrip(":") or "0000", bus, device, "" if function is None else ".%x" % function)
 
 
