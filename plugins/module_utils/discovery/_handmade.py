@@ -19,7 +19,7 @@ from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf im
     cmdline_ids,
     conf_files,
     install_loads,
-    kernel_arg_spans,
+    kernel_arg_texts,
     kernel_args,
     normalize_module,
     param_key,
@@ -123,7 +123,7 @@ def kernel_parameters(reader: TreeReader, etc_root: str) -> list[dict]:
         # proxmox-boot-tool puts only the first line in the boot entries (zz-proxmox-boot: get_first_line), and
         # that line is what adoption edits. Split as the kernel splits it (a quoted value with blanks is one token).
         text = (reader.text(cmdline, exact=True) or "").partition("\n")[0]
-        for token in [text[start:end] for start, end in kernel_arg_spans(text) if text[start:end] not in added]:
+        for token in [t for t in kernel_arg_texts(text) if t not in added]:
             add(KERNEL_CMDLINE, 1, token, token)
     return found
 

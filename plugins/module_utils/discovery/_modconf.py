@@ -207,6 +207,11 @@ def kernel_arg_spans(args: str) -> list[tuple[int, int]]:
     return found
 
 
+def kernel_arg_texts(args: str) -> list[str]:
+    """Each parameter of `args` as written (quotes kept), split where the kernel splits them (kernel_arg_spans)."""
+    return [args[start:end] for start, end in kernel_arg_spans(args)]
+
+
 def kernel_args(args: str) -> list[tuple[str, str | None]]:
     """(name, value) of each parameter in a module options string, as Linux lib/cmdline.c next_arg() splits it."""
     found = []

@@ -110,11 +110,6 @@ def _vf_settings(entry: dict, vf_details: dict, details_error: str | None) -> No
     sriov["vf_settings_error"] = error
 
 
-def _running_cmdline(text: str) -> list[str]:
-    """The parameters of /proc/cmdline as written there, split where the kernel splits them."""
-    return [text[start:end] for start, end in _modconf.kernel_arg_spans(text)]
-
-
 def _cmdline_length(procfs_root: str) -> int | None:
     """The bytes of /proc/cmdline (blanks as the boot loader passed them), without its final newline."""
     try:
@@ -236,7 +231,7 @@ def gather(sysfs_root: str, procfs_root: str, etc_root: str, run: Runner, which:
         .split(".")[0] or None,
         "installed_kernels": _host.installed_kernels(reader, etc_root, kernel_release),
         # As the kernel split it: a quoted value with blanks (dyndbg="file x.c +p") is one parameter.
-        "cmdline": _running_cmdline(reader.text(os.path.join(procfs_root, "cmdline")) or ""),
+        "cmdline": _modconf.kernel_arg_texts(reader.text(os.path.join(procfs_root, "cmdline")) or ""),
         "cmdline_length": _cmdline_length(procfs_root),
         "boot_loader": _host.boot_loader(reader, sysfs_root, etc_root, pbt_status),
         "vfio_modules_loaded": _host.loaded_vfio_modules(reader, sysfs_root, procfs_root),

@@ -12,7 +12,7 @@ Read from pmxcfs, as Proxmox writes them:
   and `[snapshot]` sections. `hostpciN` is a property string whose first value without a key is
   `host` (PVE/QemuServer/PCI.pm $hostpci_fmt): `host=BB:DD.F[;...]` or `mapping=NAME`, and more options.
 - /etc/pve/mapping/pci.cfg (pve-guest-common src/PVE/Mapping/PCI.pm parse_section_header: a line with the
-  mapping's ID alone starts its section, indented `key value` lines follow, a blank line ends it; each
+  mapping's ID alone starts its section, indented `key value` lines follow, an empty line ends it; each
   `map` line is `node=NODE,path=DDDD:BB:DD[.F][;...],id=...`).
 A PCI ID without its function names every function of the device; without a domain, domain 0000.
 """
@@ -31,25 +31,24 @@ HOSTPCI = re.compile(r"^hostpci\d+$")
 VMID_CONF = re.compile(r"^([1-9][0-9]*)\.conf$")
 
 
+def full_address(address: str) -> str:
+    """A host address without its domain is in domain 0000 (pve-common SysFSTools.pm lspci)."""
+    address = address.strip().lower()
+    return address if address.count(":") == 2 else "0000:" + address
+
+
+def overlaps(one: str, other: str) -> bool:
+    """Two host addresses name the same device: equal, or one names the whole (multi-function) device."""
+    one, other = full_address(one), full_address(other)
+    return one == other or ("." not in one and other.startswith(one + ".")) or (
+        "." not in other and one.startswith(other + "."))
+
+
 def pci_ids(text: str) -> list[str]:
     """The functions a `;`-separated list of PCI IDs names: `DDDD:BB:DD.F`, or `DDDD:BB:DD` for every function
     of a device. A part that is not a PCI ID is kept as it is written (it names something that cannot be
     matched; the caller treats that as unknown)."""
-    found = []
-    for part in text.split(";"):
-        match = PCI_ID.match(part.strip())
-        if not match:
-            found.append(part.strip())
-            continue
-        domain, bus, device, function = match.groups()
-        name = "%s:%s:%s" % ((domain or "0000").lower(), bus.lower(), device.lower())
-        found.append(name + ("." + function.lower() if function else ""))
-    return found
-
-
-def names(reference: str, address: str) -> bool:
-    """Whether a PCI ID as pci_ids() gives it names the function `address` (DDDD:BB:DD.F)."""
-    return reference == address.lower() or ("." not in reference and address.lower().rsplit(".", 1)[0] == reference)
+    return [full_address(part) if PCI_ID.match(part.strip()) else part.strip() for part in text.split(";")]
 
 
 def _properties(value: str, default_key: str | None) -> dict[str, str]:

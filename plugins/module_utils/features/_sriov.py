@@ -13,7 +13,7 @@ import ipaddress
 import re
 
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._sysfs_conf import sets_count_of
-from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vm_configs import names
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vm_configs import overlaps
 from ansible_collections.vfio.proxmox.plugins.module_utils.features._passthrough import ADDRESS, MAC
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._inputs import boolean
 from ansible_collections.vfio.proxmox.plugins.module_utils.plan._vf import UIO_DRIVERS, vf_arguments
@@ -484,15 +484,15 @@ class SriovPlanner:
         found = []
         for vmid, references in sorted((known.get("vms") or {}).items(), key=lambda item: int(item[0])):
             for ref in references:
-                hit = [vf for vf in gone if any(names(i, vf) for i in ref["ids"])] or \
+                hit = [vf for vf in gone if any(overlaps(i, vf) for i in ref["ids"])] or \
                     [vf for vf in gone if ref["mapping"] and any(
-                        names(i, vf) for i in (known.get("mappings") or {}).get(ref["mapping"], []))]
+                        overlaps(i, vf) for i in (known.get("mappings") or {}).get(ref["mapping"], []))]
                 if hit:
                     pending = " (pending)" if ref["pending"] else ""
                     found.append("VM %s names %s in %s%s (%s)" % (vmid, ", ".join(hit), ref["option"], pending,
                                                                   ref["value"]))
         for mapping, paths in sorted((known.get("mappings") or {}).items()):
-            hit = [vf for vf in gone if any(names(i, vf) for i in paths)]
+            hit = [vf for vf in gone if any(overlaps(i, vf) for i in paths)]
             if hit:
                 found.append("PCI mapping %s maps %s on this node" % (mapping, ", ".join(hit)))
         interfaces = {n["name"]: vf for vf in gone for n in (self.devices.get(vf) or {}).get("netdevs") or []}

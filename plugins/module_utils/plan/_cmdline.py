@@ -16,7 +16,11 @@ from __future__ import annotations
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
     kernel_arg_spans as spans,
 )
-from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import kernel_args, param_key
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._modconf import (
+    kernel_arg_texts,
+    kernel_args,
+    param_key,
+)
 
 # Tokens the node cannot boot without: never removed or rewritten by this module.
 PROTECTED_KEYS = ("root",)
@@ -24,8 +28,7 @@ PROTECTED_KEYS = ("root",)
 
 def tokens(content: str) -> list[str]:
     """The tokens of the first line of a command line file, as the kernel splits them (quoted blanks kept)."""
-    line = content.partition("\n")[0]
-    return [line[start:end] for start, end in spans(line)]
+    return kernel_arg_texts(content.partition("\n")[0])
 
 
 def unclosed_quote(content: str) -> str | None:

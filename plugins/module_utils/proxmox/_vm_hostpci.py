@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vm_configs import overlaps
 from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._configid import CONFIGID_RE
 from ansible_collections.vfio.proxmox.plugins.module_utils.proxmox._mapping_entry import (
     MappingError,
@@ -82,19 +83,6 @@ def meaning(value: str) -> dict:
 
 def same(current: str, wanted: str) -> bool:
     return meaning(current) == meaning(wanted)
-
-
-def full_address(address: str) -> str:
-    """A host address without its domain is in domain 0000 (pve-common SysFSTools.pm lspci)."""
-    address = address.strip().lower()
-    return address if address.count(":") == 2 else "0000:" + address
-
-
-def overlaps(one: str, other: str) -> bool:
-    """Two host addresses name the same device: equal, or one names the whole (multi-function) device."""
-    one, other = full_address(one), full_address(other)
-    return one == other or ("." not in one and other.startswith(one + ".")) or (
-        "." not in other and one.startswith(other + "."))
 
 
 def mapping_alternatives(texts: list[str], node: str) -> list[list[str]]:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._pci_facts import gather
 from ansible_collections.vfio.proxmox.plugins.module_utils.discovery._vm_configs import (
     mapping_paths,
-    names,
+    overlaps,
     pci_ids,
     vm_references,
 )
@@ -43,8 +43,8 @@ def test_every_way_a_vm_names_a_device_is_read():
 
 
 def test_an_id_without_its_function_names_every_function_of_the_device():
-    assert names("0000:04:02", "0000:04:02.7") and names("0000:04:02.1", "0000:04:02.1")
-    assert not names("0000:04:02.1", "0000:04:02.0") and not names("0000:04:02", "0000:04:03.0")
+    assert overlaps("0000:04:02", "0000:04:02.7") and overlaps("0000:04:02.1", "0000:04:02.1")
+    assert not overlaps("0000:04:02.1", "0000:04:02.0") and not overlaps("0000:04:02", "0000:04:03.0")
 
 
 def test_mapping_entries_of_this_node_only():
